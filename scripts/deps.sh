@@ -1,0 +1,29 @@
+# Sourced by scripts/run and scripts/test: installs the Debian packages that are missing.
+# Usage: ensure_packages pkg...
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  echo "installing: ${missing[*]}" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ ! -f /var/lib/apt/periodic/okta-sidecar-updated ] || ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null; then
+    $sudo apt-get update -q </dev/null
+    $sudo mkdir -p /var/lib/apt/periodic && $sudo touch /var/lib/apt/periodic/okta-sidecar-updated
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+  fi
+}
+
+# What building the sidecar needs.
+BUILD_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libboost1.81-dev nlohmann-json3-dev
+                libspdlog-dev libssl-dev libgtest-dev libgmock-dev)
+# What the tests need on top: real clients and tools the tests drive.
+TEST_PACKAGES=(curl openssl python3 clang-14 libclang-rt-14-dev)
+
+configure_and_build() {  # dir, extra cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$(nproc)"
+}
