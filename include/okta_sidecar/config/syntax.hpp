@@ -8,7 +8,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <variant>
 
 #include "okta_sidecar/config/config.hpp"
 
@@ -60,7 +59,7 @@ std::optional<endpoint> parse_endpoint(std::string_view text);
 // An intercept_hosts / tunnel_hosts entry: "acme.okta.com", "*.okta.com", optional ":port",
 // "[::1]:443". Host names compare case-insensitively, so `host` is lower-cased.
 struct host_pattern {
-  std::string host;  // for a wildcard, the suffix after "*." ("okta.com")
+  std::string host;       // for a wildcard, the suffix after "*." ("okta.com")
   bool wildcard = false;  // "*.okta.com" matches any name ending in ".okta.com", not okta.com
   std::optional<std::uint16_t> port;  // unset = any port
 
