@@ -1,0 +1,68 @@
+#pragma once
+// The thin async shell around ratelimit::scheduler: it performs the scheduler's decisions
+// (wake a queued request, reject one whose deadline can no longer be met) and re-arms one timer
+// at the scheduler's next wake-up. All scheduler calls happen under one mutex; waiting
+// coroutines are woken on their own strands.
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/ratelimit/scheduler.hpp"
+
+namespace okta_sidecar::proxy {
+
+namespace asio = boost::asio;
+
+class rate_gate {
+ public:
+  enum class outcome { admitted, rejected, cancelled };
+  struct result {
+    outcome kind = outcome::admitted;
+    ratelimit::ticket id = 0;
+    duration retry_after{};
+  };
+
+  rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, const clock_source& clock);
+
+  // Submits and, when queued, waits for the scheduler's verdict. Cancelling the awaiting
+  // operation (the client went away) removes the request from the queue.
+  asio::awaitable<result> admit(const ratelimit::admission_request&);
+  // After on_response said `requeued`: waits for the ticket's turn again.
+  asio::awaitable<result> wait_again(ratelimit::ticket);
+
+  ratelimit::response_decision on_response(ratelimit::ticket, int status,
+                                           const ratelimit::observation&, bool per_principal);
+  void on_failure(ratelimit::ticket);
+  void cancel(ratelimit::ticket);
+
+  ratelimit::last_seen last(const ratelimit::bucket_key&) const;
+  std::vector<ratelimit::bucket_status> buckets() const;
+  std::vector<ratelimit::host_status> hosts() const;
+  std::size_t queued() const;
+  void update_settings(const ratelimit::scheduler_settings&);
+  // Shutdown: every queued request is answered `rejected` (the caller replies shutting_down).
+  void drain();
+
+ private:
+  struct waiter;
+  asio::awaitable<result> wait(ratelimit::ticket, std::shared_ptr<waiter>);
+  void pump_locked(time_point now);
+  void finish_locked(ratelimit::ticket, outcome, duration retry_after);
+
+  const clock_source& clock_;
+  mutable std::mutex mu_;
+  ratelimit::scheduler scheduler_;
+  std::unordered_map<ratelimit::ticket, std::shared_ptr<waiter>> waiters_;
+  asio::strand<asio::io_context::executor_type> timer_strand_;
+  asio::steady_timer wake_timer_;
+  time_point armed_for_ = time_point::max();
+};
+
+}  // namespace okta_sidecar::proxy

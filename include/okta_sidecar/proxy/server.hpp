@@ -1,0 +1,56 @@
+#pragma once
+// The proxy listener: accepts client connections, runs one session coroutine per connection
+// on its own strand, and supports draining (stop accepting, close idle sessions, count the rest).
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "okta_sidecar/proxy/services.hpp"
+
+namespace okta_sidecar::proxy {
+
+// Lets the server close a session that is waiting for its next request (drain), and only then.
+struct session_control {
+  explicit session_control(asio::any_io_executor ex) : executor(std::move(ex)) {}
+  asio::any_io_executor executor;     // the session's strand
+  asio::cancellation_signal cancel;   // emitted on that strand
+  bool idle = true;                   // read and written on that strand only
+};
+
+// Runs one client connection to completion.
+asio::awaitable<void> run_session(services&, asio::ip::tcp::socket, std::uint64_t conn_id,
+                                  session_control&);
+
+class server {
+ public:
+  // Binds now; throws std::system_error naming the address when it cannot.
+  server(asio::io_context&, services&, const asio::ip::tcp::endpoint&);
+  asio::ip::tcp::endpoint local_endpoint() const { return local_; }
+  void start();
+  void stop_accepting();
+  void close_idle_sessions();
+  void cancel_all_sessions();
+  std::size_t active_sessions() const { return active_.load(); }
+
+ private:
+  asio::awaitable<void> accept_loop();
+
+  asio::io_context& ioc_;
+  services& svc_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::endpoint local_;
+  std::atomic<std::size_t> active_{0};
+  std::atomic<bool> accepting_{true};
+  mutable std::mutex mu_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<session_control>> sessions_;
+  std::uint64_t next_id_ = 1;
+};
+
+}  // namespace okta_sidecar::proxy

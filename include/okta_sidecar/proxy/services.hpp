@@ -1,0 +1,119 @@
+#pragma once
+// The object graph a session works with, built by the app and passed down by reference:
+// no globals. Reloadable settings live in `runtime` behind an atomic shared_ptr.
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <boost/asio/ssl/context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/logging/log.hpp"
+#include "okta_sidecar/metrics/registry.hpp"
+#include "okta_sidecar/proxy/rate_gate.hpp"
+#include "okta_sidecar/proxy/runtime.hpp"
+#include "okta_sidecar/ratelimit/okta_clock.hpp"
+#include "okta_sidecar/resilience/circuit_breaker.hpp"
+#include "okta_sidecar/resilience/retry_budget.hpp"
+#include "okta_sidecar/resilience/retry_policy.hpp"
+#include "okta_sidecar/tls/leaf_cache.hpp"
+#include "okta_sidecar/upstream/connection_pool.hpp"
+
+namespace okta_sidecar::proxy {
+
+// One circuit breaker per upstream host, plus the shared retry budget.
+class breaker_board {
+ public:
+  explicit breaker_board(resilience::breaker_settings s, resilience::retry_settings r)
+      : settings_(s), budget_(r) {}
+  resilience::permit try_acquire(const std::string& host, time_point now);
+  // Returns the state after recording, so the caller can count transitions.
+  void record(const std::string& host, resilience::outcome, bool probe, time_point now);
+  void release_probe(const std::string& host, time_point now);
+  void on_request(time_point now);
+  bool try_spend_retry(time_point now);
+  struct host_state { std::string host; resilience::breaker_state state; duration retry_after; std::uint64_t opened; };
+  std::vector<host_state> states(time_point now) const;
+  void update_settings(const resilience::breaker_settings&, const resilience::retry_settings&);
+
+ private:
+  resilience::circuit_breaker& get_locked(const std::string& host);
+  mutable std::mutex mu_;
+  resilience::breaker_settings settings_;
+  std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
+  resilience::retry_budget budget_;
+};
+
+// The last N auth diagnoses, for /status and the dashboard.
+class diagnosis_log {
+ public:
+  explicit diagnosis_log(std::size_t capacity = 50) : capacity_(capacity) {}
+  void add(nlohmann::json entry);
+  nlohmann::json snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::size_t capacity_;
+  std::deque<nlohmann::json> entries_;
+};
+
+// Okta's clock as estimated from Date headers, shared by rate limiting and auth diagnostics.
+class shared_okta_clock {
+ public:
+  void observe(std::int64_t server_date_epoch, wall_time received_at) {
+    std::lock_guard lock(mu_);
+    clock_.observe(server_date_epoch, received_at);
+  }
+  std::int64_t now_epoch(wall_time wall_now) const {
+    std::lock_guard lock(mu_);
+    return clock_.okta_now_epoch(wall_now);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  ratelimit::okta_clock clock_;
+};
+
+// Metric handles created once at start; hot paths use family::with() on these.
+struct proxy_metrics {
+  explicit proxy_metrics(metrics::registry& r);
+  metrics::family<metrics::counter>& requests;          // host, bucket, status
+  metrics::family<metrics::counter>& local_replies;     // reason
+  metrics::family<metrics::counter>& upstream_responses;// host, bucket, status
+  metrics::family<metrics::counter>& upstream_429;      // host, bucket
+  metrics::family<metrics::counter>& absorbed_429;      // host, bucket
+  metrics::family<metrics::counter>& admissions;        // host, bucket, result
+  metrics::family<metrics::histogram>& queue_wait;      // host, bucket
+  metrics::family<metrics::histogram>& upstream_latency;// host
+  metrics::family<metrics::counter>& timeouts;          // kind
+  metrics::family<metrics::counter>& retries;           // reason
+  metrics::family<metrics::counter>& upstream_failures; // host, kind
+  metrics::family<metrics::counter>& breaker_rejections;// host
+  metrics::family<metrics::counter>& auth_failures;     // reason
+  metrics::family<metrics::counter>& client_connections;// kind (plain|intercept|tunnel)
+  metrics::family<metrics::gauge>& open_connections;    // (none)
+  metrics::family<metrics::counter>& bytes;             // direction
+};
+
+struct services {
+  const clock_source& clock;
+  const logging::log& log;
+  tls::leaf_cache& leaves;
+  asio::ssl::context& intercept_tls;
+  upstream::connection_pool& pool;
+  rate_gate& gate;
+  breaker_board& breakers;
+  proxy_metrics& metrics;
+  diagnosis_log& diagnoses;
+  shared_okta_clock& okta_clock;
+  std::atomic<std::shared_ptr<const runtime>> rt;
+  std::atomic<bool> draining{false};
+  std::atomic<std::uint64_t> next_request_id{1};
+};
+
+}  // namespace okta_sidecar::proxy

@@ -1,0 +1,128 @@
+#pragma once
+// Kept-alive upstream connections per origin (scheme, host, port): connect with deadlines,
+// TLS with SNI and hostname verification, reuse across client connections, bounded per origin.
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+
+#include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/config/config.hpp"
+
+namespace okta_sidecar::upstream {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+// Where a request goes. `host` is the name used for SNI, the certificate check and Host.
+struct origin {
+  bool tls = true;
+  std::string host;
+  std::uint16_t port = 443;
+  std::string key() const { return (tls ? "https://" : "http://") + host + ":" + std::to_string(port); }
+};
+
+// One connection to an origin, plain or TLS, with the bytes read past the last response.
+class connection {
+ public:
+  using plain_stream = beast::tcp_stream;
+  using tls_stream = asio::ssl::stream<beast::tcp_stream>;
+
+  connection(std::uint64_t id, std::unique_ptr<plain_stream> s) : id_(id), plain_(std::move(s)) {}
+  connection(std::uint64_t id, std::unique_ptr<tls_stream> s) : id_(id), tls_(std::move(s)) {}
+
+  bool is_tls() const { return tls_ != nullptr; }
+  plain_stream& plain() { return *plain_; }
+  tls_stream& secure() { return *tls_; }
+  beast::tcp_stream& lowest() { return tls_ ? tls_->next_layer() : *plain_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+  std::uint64_t id() const { return id_; }
+  std::uint32_t requests() const { return requests_; }
+  void count_request() { ++requests_; }
+  time_point idle_since{};
+
+ private:
+  std::uint64_t id_;
+  std::unique_ptr<plain_stream> plain_;
+  std::unique_ptr<tls_stream> tls_;
+  beast::flat_buffer buffer_;
+  std::uint32_t requests_ = 0;
+};
+
+enum class connect_status {
+  ok,
+  resolve_failed,
+  forbidden_address,  // resolved to link-local/private/loopback without explicit permission
+  connect_failed,
+  connect_timeout,
+  tls_failed,
+  tls_timeout,
+  pool_exhausted,     // max_connections_per_host busy until the deadline
+};
+const char* to_string(connect_status);
+
+struct acquired {
+  std::unique_ptr<connection> conn;
+  connect_status status = connect_status::ok;
+  std::string detail;  // safe for logs
+  bool reused = false;
+};
+
+struct pool_stats {
+  std::uint64_t opened = 0, reused = 0, closed = 0;
+  std::size_t idle = 0, active = 0;
+};
+
+class connection_pool {
+ public:
+  struct settings {
+    duration connect_timeout = std::chrono::seconds(5);
+    duration tls_timeout = std::chrono::seconds(5);
+    duration idle_timeout = std::chrono::seconds(60);
+    std::uint32_t max_per_origin = 64;
+    std::map<std::string, config::endpoint> resolve;  // "host:port" -> address
+    bool allow_private = false;
+  };
+  static settings from_config(const config::config&);
+
+  connection_pool(asio::ssl::context& tls_ctx, settings s);
+
+  // Pops a live idle connection or opens a new one (within `deadline`), on the caller's executor.
+  asio::awaitable<acquired> acquire(const origin&, time_point deadline);
+  // Back to the idle list when `reusable`, else closed; wakes one waiter of that origin.
+  void release(const origin&, std::unique_ptr<connection>, bool reusable);
+  // A new connection outside the pool's accounting (blind tunnels use it).
+  asio::awaitable<acquired> connect(const origin&, time_point deadline);
+  void update_settings(settings s);
+  void close_all();
+  pool_stats stats() const;
+
+ private:
+  struct waiter;
+  struct slot {
+    std::deque<std::unique_ptr<connection>> idle;
+    std::uint32_t active = 0;  // handed out or connecting
+    std::deque<std::shared_ptr<waiter>> waiters;
+  };
+  void wake_one(slot&);
+
+  asio::ssl::context& tls_ctx_;
+  mutable std::mutex mu_;
+  settings settings_;
+  std::map<std::string, slot> slots_;
+  std::uint64_t next_id_ = 1;
+  pool_stats stats_;
+  bool closed_ = false;
+};
+
+}  // namespace okta_sidecar::upstream

@@ -1,0 +1,343 @@
+#include "okta_sidecar/app/app.hpp"
+
+#include <optional>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "okta_sidecar/admin/admin_server.hpp"
+#include "okta_sidecar/admin/systemd_notify.hpp"
+#include "okta_sidecar/proxy/server.hpp"
+#include "okta_sidecar/ratelimit/http_date.hpp"
+#include "okta_sidecar/tls/certificate_authority.hpp"
+#include "okta_sidecar/tls/intercept_context.hpp"
+#include "okta_sidecar/tls/upstream_context.hpp"
+
+namespace okta_sidecar::app {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using logging::event;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+tcp::endpoint to_endpoint(asio::io_context& ioc, const config::endpoint& e) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(e.host, ec);
+  if (!ec) return {addr, e.port};
+  tcp::resolver r(ioc);
+  auto results = r.resolve(e.host, std::to_string(e.port), ec);
+  if (ec || results.empty()) {
+    throw std::system_error(ec, "cannot resolve listen address " + e.to_string());
+  }
+  return results.begin()->endpoint();
+}
+
+std::string endpoint_text(const tcp::endpoint& ep) {
+  if (ep.address().is_v6()) return "[" + ep.address().to_string() + "]:" + std::to_string(ep.port());
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+nlohmann::json opt(const std::optional<std::int64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+
+// The /status document (DESIGN.md contract, extended with hosts, diagnoses and uptime).
+std::string status_json(proxy::services& svc, time_point started) {
+  const auto now = svc.clock.now();
+  nlohmann::json doc;
+  auto& buckets = doc["buckets"] = nlohmann::json::array();
+  for (const auto& b : svc.gate.buckets()) {
+    buckets.push_back({{"host", b.key.host},
+                       {"bucket", b.key.bucket},
+                       {"limit", opt(b.limit)},
+                       {"remaining", opt(b.remaining)},
+                       {"reset", opt(b.reset_epoch)},
+                       {"reset_in_ms", b.reset_in ? nlohmann::json(std::chrono::duration_cast<milliseconds>(*b.reset_in).count())
+                                                  : nlohmann::json()},
+                       {"queued", b.queued},
+                       {"inflight", b.inflight}});
+  }
+  auto& breakers = doc["breakers"] = nlohmann::json::array();
+  for (const auto& b : svc.breakers.states(now)) {
+    breakers.push_back({{"host", b.host},
+                        {"state", resilience::to_string(b.state)},
+                        {"retry_after_ms", std::chrono::duration_cast<milliseconds>(b.retry_after).count()},
+                        {"times_opened", b.opened}});
+  }
+  auto& hosts = doc["hosts"] = nlohmann::json::array();
+  for (const auto& h : svc.gate.hosts()) {
+    hosts.push_back({{"host", h.host}, {"inflight", h.inflight}, {"cap", h.cap}, {"queued", h.queued}});
+  }
+  doc["auth_diagnoses"] = svc.diagnoses.snapshot();
+  doc["uptime_s"] = std::chrono::duration_cast<seconds>(now - started).count();
+  doc["version"] = version;
+  doc["draining"] = svc.draining.load();
+  return doc.dump();
+}
+
+void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::leaf_cache& leaves) {
+  using samples = std::vector<metrics::registry::sample>;
+  auto per_bucket = [&svc](auto field) {
+    return [&svc, field]() {
+      samples out;
+      for (const auto& b : svc.gate.buckets()) {
+        if (auto v = field(b)) out.push_back({{b.key.host, b.key.bucket}, *v});
+      }
+      return out;
+    };
+  };
+  r.add_callback_gauge("okta_sidecar_bucket_limit", "Last X-Rate-Limit-Limit seen per bucket", {"host", "bucket"},
+                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
+                         return b.limit ? std::optional<double>(*b.limit) : std::nullopt;
+                       }));
+  r.add_callback_gauge("okta_sidecar_bucket_remaining", "Estimated requests left in the current window",
+                       {"host", "bucket"}, per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
+                         return b.remaining ? std::optional<double>(*b.remaining) : std::nullopt;
+                       }));
+  r.add_callback_gauge("okta_sidecar_queue_depth", "Requests waiting for admission", {"host", "bucket"},
+                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
+                         return static_cast<double>(b.queued);
+                       }));
+  r.add_callback_gauge("okta_sidecar_bucket_inflight", "Admitted requests not yet answered", {"host", "bucket"},
+                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
+                         return static_cast<double>(b.inflight);
+                       }));
+  r.add_callback_gauge("okta_sidecar_host_inflight_cap", "Current in-flight cap per upstream host", {"host"},
+                       [&svc]() {
+                         samples out;
+                         for (const auto& h : svc.gate.hosts()) out.push_back({{h.host}, static_cast<double>(h.cap)});
+                         return out;
+                       });
+  r.add_callback_gauge("okta_sidecar_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+                       {"host"}, [&svc]() {
+                         samples out;
+                         for (const auto& b : svc.breakers.states(svc.clock.now())) {
+                           const double v = b.state == resilience::breaker_state::closed      ? 0
+                                            : b.state == resilience::breaker_state::half_open ? 1
+                                                                                               : 2;
+                           out.push_back({{b.host}, v});
+                         }
+                         return out;
+                       });
+  r.add_callback_gauge("okta_sidecar_breaker_times_opened", "How often each host's breaker opened", {"host"},
+                       [&svc]() {
+                         samples out;
+                         for (const auto& b : svc.breakers.states(svc.clock.now())) {
+                           out.push_back({{b.host}, static_cast<double>(b.opened)});
+                         }
+                         return out;
+                       });
+  r.add_callback_gauge("okta_sidecar_upstream_connections", "Upstream connections by state", {"state"}, [&svc]() {
+    auto s = svc.pool.stats();
+    return samples{{{"idle"}, static_cast<double>(s.idle)}, {{"active"}, static_cast<double>(s.active)}};
+  });
+  r.add_callback_gauge("okta_sidecar_upstream_connections_opened", "Upstream connections opened since start", {},
+                       [&svc]() { return samples{{{}, static_cast<double>(svc.pool.stats().opened)}}; });
+  r.add_callback_gauge("okta_sidecar_upstream_connections_reused", "Requests that reused a pooled connection", {},
+                       [&svc]() { return samples{{{}, static_cast<double>(svc.pool.stats().reused)}}; });
+  r.add_callback_gauge("okta_sidecar_leaf_certificates", "Leaf certificates minted since start", {},
+                       [&leaves]() { return samples{{{}, static_cast<double>(leaves.minted_count())}}; });
+  r.add_callback_gauge("okta_sidecar_draining", "1 while the sidecar drains for shutdown", {},
+                       [&svc]() { return samples{{{}, svc.draining.load() ? 1.0 : 0.0}}; });
+}
+
+}  // namespace
+
+int run(const config::config& cfg, const logging::log& log, std::function<config::parse_result()> reload) {
+  system_clock_source clock;
+  const auto started = clock.now();
+  std::shared_ptr<const proxy::runtime> rt;
+  try {
+    rt = proxy::runtime::build(cfg);
+  } catch (const std::exception& e) {
+    log.error(event("invalid configuration").with("error", e.what()));
+    return 2;
+  }
+
+  std::optional<tls::certificate_authority> ca;
+  try {
+    ca.emplace(tls::certificate_authority::load_or_create(cfg.ca.cert_file, cfg.ca.key_file));
+  } catch (const std::exception& e) {
+    log.error(event("local CA unusable").with("error", e.what()));
+    return 1;
+  }
+  tls::leaf_cache leaves(*ca);
+  proxy::services* svc_ptr = nullptr;
+  auto intercept_ctx = tls::make_intercept_context(leaves, [&svc_ptr](std::string_view host) {
+    // SNI must name a host we intercept; the CONNECT host is checked separately.
+    auto r = svc_ptr->rt.load();
+    return r->hosts.decide(host, 443).r == policy::route::intercept;
+  });
+  std::optional<asio::ssl::context> upstream_ctx;
+  try {
+    upstream_ctx.emplace(tls::make_upstream_context(cfg.upstream.trust_file, cfg.upstream.insecure_skip_verify));
+  } catch (const std::exception& e) {
+    log.error(event("upstream TLS setup failed").with("error", e.what()));
+    return 2;
+  }
+  if (cfg.upstream.insecure_skip_verify) {
+    log.warn(event("UPSTREAM CERTIFICATE VERIFICATION IS OFF (upstream.insecure_skip_verify): "
+                   "anyone on the path can read every token; never use this in production"));
+  }
+
+  const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  asio::io_context ioc(static_cast<int>(threads));
+  metrics::registry registry;
+  proxy::proxy_metrics pm(registry);
+  upstream::connection_pool pool(*upstream_ctx, upstream::connection_pool::from_config(cfg));
+  proxy::rate_gate gate(ioc, rt->scheduler, clock);
+  proxy::breaker_board breakers(rt->breaker, rt->retry);
+  proxy::diagnosis_log diagnoses;
+  proxy::shared_okta_clock okta_clock;
+  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock, {}, {}, {}};
+  svc.rt.store(rt);
+  svc_ptr = &svc;
+  add_scrape_gauges(registry, svc, leaves);
+
+  std::unique_ptr<proxy::server> server;
+  std::unique_ptr<admin::admin_server> admin_srv;
+  try {
+    server = std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen));
+    admin::handlers h;
+    h.ready = [&svc] { return !svc.draining.load(); };
+    h.metrics = [&registry] { return registry.render(); };
+    h.status_json = [&svc, started] { return status_json(svc, started); };
+    h.ca_pem = [&ca] { return ca->certificate_pem(); };
+    admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h));
+  } catch (const std::exception& e) {
+    log.error(event("cannot listen").with("error", e.what()));
+    return 1;
+  }
+  server->start();
+  admin_srv->start();
+  log.info(event("ready")
+               .with("listen", endpoint_text(server->local_endpoint()))
+               .with("admin_listen", endpoint_text(admin_srv->local_endpoint()))
+               .with("version", version)
+               .with("threads", threads)
+               .with("ca_cert", cfg.ca.cert_file));
+  admin::notify_ready();
+  admin::notify_status("serving");
+
+  // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings.
+  auto control = asio::make_strand(ioc);
+  if (auto interval = admin::watchdog_interval()) {
+    asio::co_spawn(control, [interval, &svc]() -> asio::awaitable<void> {
+      asio::steady_timer t(co_await asio::this_coro::executor);
+      while (!svc.draining.load()) {
+        admin::notify_watchdog();
+        t.expires_after(*interval);
+        co_await t.async_wait(use_tuple);
+      }
+    }, asio::detached);
+  }
+
+  int exit_code = 0;
+  auto drain = [&]() -> asio::awaitable<void> {
+    svc.draining.store(true);
+    admin::notify_stopping();
+    log.info(event("draining").with("sessions", server->active_sessions()).with("queued", gate.queued()));
+    server->stop_accepting();
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    const auto deadline = clock.now() + milliseconds(svc.rt.load()->cfg.client.drain_timeout_ms);
+    while (server->active_sessions() > 0 && clock.now() < deadline) {
+      server->close_idle_sessions();
+      t.expires_after(milliseconds(50));
+      co_await t.async_wait(use_tuple);
+    }
+    // Past the drain deadline, queued requests are answered 503 shutting_down.
+    gate.drain();
+    const auto grace = clock.now() + seconds(2);
+    while (server->active_sessions() > 0 && clock.now() < grace) {
+      server->close_idle_sessions();
+      t.expires_after(milliseconds(20));
+      co_await t.async_wait(use_tuple);
+    }
+    // Whatever is still running now is cut short, so that no coroutine outlives the objects
+    // it uses when the io_context is destroyed.
+    server->cancel_all_sessions();
+    const auto last = clock.now() + seconds(1);
+    while (server->active_sessions() > 0 && clock.now() < last) {
+      t.expires_after(milliseconds(10));
+      co_await t.async_wait(use_tuple);
+    }
+    log.info(event("stopped").with("sessions_left", server->active_sessions()));
+    admin_srv->stop();
+    pool.close_all();
+    ioc.stop();
+  };
+
+  auto apply_reload = [&]() {
+    admin::notify_reloading();
+    auto r = reload();
+    if (!r.ok()) {
+      log.error(event("reload rejected; keeping the running configuration").with("errors", r.errors));
+      admin::notify_ready();
+      return;
+    }
+    try {
+      auto next = proxy::runtime::build(r.cfg);
+      const auto& old = svc.rt.load()->cfg;
+      if (r.cfg.listen.to_string() != old.listen.to_string() ||
+          r.cfg.admin_listen.to_string() != old.admin_listen.to_string() || r.cfg.threads != old.threads ||
+          r.cfg.ca.cert_file != old.ca.cert_file || r.cfg.ca.key_file != old.ca.key_file ||
+          r.cfg.upstream.trust_file != old.upstream.trust_file) {
+        log.warn(event("listen addresses, threads, CA and upstream.trust_file change only on restart"));
+      }
+      svc.rt.store(next);
+      gate.update_settings(next->scheduler);
+      breakers.update_settings(next->breaker, next->retry);
+      pool.update_settings(upstream::connection_pool::from_config(r.cfg));
+      logging::set_level(log.logger(), r.cfg.log.level);
+      log.info(event("configuration reloaded"));
+    } catch (const std::exception& e) {
+      log.error(event("reload rejected; keeping the running configuration").with("errors", nlohmann::json::array({e.what()})));
+    }
+    admin::notify_ready();
+  };
+
+  asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      apply_reload();
+      signals.async_wait(on_signal);
+      return;
+    }
+    if (svc.draining.load()) return;
+    asio::co_spawn(control, drain(), asio::detached);
+  };
+  signals.async_wait(on_signal);
+
+  std::vector<std::thread> pool_threads;
+  for (unsigned i = 1; i < threads; ++i) {
+    pool_threads.emplace_back([&ioc, &log, &exit_code] {
+      try {
+        ioc.run();
+      } catch (const std::exception& e) {
+        log.error(event("I/O thread failed").with("error", e.what()));
+        exit_code = 1;
+        ioc.stop();
+      }
+    });
+  }
+  try {
+    ioc.run();
+  } catch (const std::exception& e) {
+    log.error(event("I/O thread failed").with("error", e.what()));
+    exit_code = 1;
+    ioc.stop();
+  }
+  for (auto& t : pool_threads) t.join();
+  log.flush();
+  return exit_code;
+}
+
+}  // namespace okta_sidecar::app

@@ -1,0 +1,160 @@
+#include "okta_sidecar/proxy/rate_gate.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace okta_sidecar::proxy {
+
+// A queued request's parking spot. Touched only on its own strand, except `done`/`result`
+// which the gate writes in the handler it posts to that strand.
+struct rate_gate::waiter {
+  explicit waiter(asio::any_io_executor ex) : timer(std::move(ex), time_point::max()) {}
+  asio::steady_timer timer;
+  bool done = false;
+  result res;
+};
+
+rate_gate::rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s,
+                     const clock_source& clock)
+    : clock_(clock),
+      scheduler_(std::move(s)),
+      timer_strand_(asio::make_strand(ioc)),
+      wake_timer_(timer_strand_) {}
+
+asio::awaitable<rate_gate::result> rate_gate::admit(const ratelimit::admission_request& req) {
+  auto ex = co_await asio::this_coro::executor;
+  std::shared_ptr<waiter> w;
+  ratelimit::verdict v;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = clock_.now();
+    v = scheduler_.submit(req, now);
+    if (v.kind == ratelimit::verdict_kind::queue) {
+      w = std::make_shared<waiter>(ex);
+      waiters_.emplace(v.id, w);
+    }
+    pump_locked(now);
+  }
+  switch (v.kind) {
+    case ratelimit::verdict_kind::admit: co_return result{outcome::admitted, v.id, {}};
+    case ratelimit::verdict_kind::reject: co_return result{outcome::rejected, v.id, v.retry_after};
+    case ratelimit::verdict_kind::queue: break;
+  }
+  co_return co_await wait(v.id, std::move(w));
+}
+
+asio::awaitable<rate_gate::result> rate_gate::wait_again(ratelimit::ticket id) {
+  auto ex = co_await asio::this_coro::executor;
+  auto w = std::make_shared<waiter>(ex);
+  {
+    std::lock_guard lock(mu_);
+    waiters_.emplace(id, w);
+    pump_locked(clock_.now());
+  }
+  co_return co_await wait(id, std::move(w));
+}
+
+asio::awaitable<rate_gate::result> rate_gate::wait(ratelimit::ticket id, std::shared_ptr<waiter> w) {
+  while (!w->done) {
+    co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (w->done) break;
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none) {
+      cancel(id);
+      co_return result{outcome::cancelled, id, {}};
+    }
+  }
+  co_return w->res;
+}
+
+void rate_gate::finish_locked(ratelimit::ticket id, outcome kind, duration retry_after) {
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) return;
+  auto w = std::move(it->second);
+  waiters_.erase(it);
+  asio::post(w->timer.get_executor(), [w, id, kind, retry_after] {
+    w->done = true;
+    w->res = result{kind, id, retry_after};
+    w->timer.expires_at(time_point::min());
+  });
+}
+
+void rate_gate::pump_locked(time_point now) {
+  auto wake = scheduler_.poll(now);
+  for (auto id : wake.admitted) finish_locked(id, outcome::admitted, {});
+  for (auto [id, retry_after] : wake.rejected) finish_locked(id, outcome::rejected, retry_after);
+  const auto next = wake.next_wake.value_or(time_point::max());
+  if (next != armed_for_) {
+    armed_for_ = next;
+    asio::post(timer_strand_, [this, next] {
+      wake_timer_.expires_at(next);
+      wake_timer_.async_wait([this, next](boost::system::error_code ec) {
+        if (ec) return;
+        std::lock_guard lock(mu_);
+        if (armed_for_ == next) armed_for_ = time_point::max();
+        pump_locked(clock_.now());
+      });
+    });
+  }
+}
+
+ratelimit::response_decision rate_gate::on_response(ratelimit::ticket id, int status,
+                                                    const ratelimit::observation& obs,
+                                                    bool per_principal) {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.now();
+  auto d = scheduler_.on_response(id, status, obs, per_principal, now);
+  pump_locked(now);
+  return d;
+}
+
+void rate_gate::on_failure(ratelimit::ticket id) {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.now();
+  scheduler_.on_failure(id, now);
+  pump_locked(now);
+}
+
+void rate_gate::cancel(ratelimit::ticket id) {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.now();
+  waiters_.erase(id);
+  scheduler_.cancel(id, now);
+  pump_locked(now);
+}
+
+ratelimit::last_seen rate_gate::last(const ratelimit::bucket_key& k) const {
+  std::lock_guard lock(mu_);
+  return scheduler_.last(k);
+}
+
+std::vector<ratelimit::bucket_status> rate_gate::buckets() const {
+  std::lock_guard lock(mu_);
+  return scheduler_.buckets(clock_.now());
+}
+
+std::vector<ratelimit::host_status> rate_gate::hosts() const {
+  std::lock_guard lock(mu_);
+  return scheduler_.hosts();
+}
+
+std::size_t rate_gate::queued() const {
+  std::lock_guard lock(mu_);
+  return scheduler_.queued_total();
+}
+
+void rate_gate::update_settings(const ratelimit::scheduler_settings& s) {
+  std::lock_guard lock(mu_);
+  scheduler_.update_settings(s);
+  pump_locked(clock_.now());
+}
+
+void rate_gate::drain() {
+  std::lock_guard lock(mu_);
+  for (auto id : scheduler_.drain_all()) finish_locked(id, outcome::rejected, seconds(1));
+}
+
+}  // namespace okta_sidecar::proxy

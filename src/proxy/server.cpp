@@ -1,0 +1,108 @@
+#include "okta_sidecar/proxy/server.hpp"
+
+#include <system_error>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace okta_sidecar::proxy {
+
+using tcp = asio::ip::tcp;
+
+server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep)
+    : ioc_(ioc), svc_(svc), acceptor_(asio::make_strand(ioc)) {
+  boost::system::error_code ec;
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::system_error(ec, "cannot listen on " + ep.address().to_string() + ":" +
+                                    std::to_string(ep.port()));
+  }
+  local_ = acceptor_.local_endpoint();
+}
+
+void server::start() {
+  asio::co_spawn(acceptor_.get_executor(), accept_loop(), [this](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      svc_.log.error(logging::event("accept loop failed").with("error", x.what()));
+    }
+  });
+}
+
+asio::awaitable<void> server::accept_loop() {
+  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+  while (accepting_.load()) {
+    auto [ec, sock] = co_await acceptor_.async_accept(asio::make_strand(ioc_), use_tuple);
+    if (ec) {
+      if (!accepting_.load() || ec == asio::error::operation_aborted) break;
+      // Out of descriptors or a transient error: log it and breathe instead of spinning.
+      svc_.log.warn(logging::event("accept failed").with("error", ec.message()));
+      asio::steady_timer pause(acceptor_.get_executor(), milliseconds(100));
+      co_await pause.async_wait(use_tuple);
+      continue;
+    }
+    auto ex = sock.get_executor();
+    auto ctl = std::make_shared<session_control>(ex);
+    std::uint64_t id;
+    {
+      std::lock_guard lock(mu_);
+      id = next_id_++;
+      sessions_.emplace(id, ctl);
+    }
+    ++active_;
+    svc_.metrics.open_connections.with({}).add(1);
+    asio::co_spawn(ex, run_session(svc_, std::move(sock), id, *ctl),
+                   asio::bind_cancellation_slot(
+                       ctl->cancel.slot(), [this, id, ctl](std::exception_ptr e) {
+                         if (e) {
+                           try {
+                             std::rethrow_exception(e);
+                           } catch (const std::exception& x) {
+                             svc_.log.error(logging::event("session failed").with("conn", id).with("error", x.what()));
+                           }
+                         }
+                         {
+                           std::lock_guard lock(mu_);
+                           sessions_.erase(id);
+                         }
+                         svc_.metrics.open_connections.with({}).add(-1);
+                         --active_;
+                       }));
+  }
+}
+
+void server::stop_accepting() {
+  accepting_.store(false);
+  asio::post(acceptor_.get_executor(), [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+  });
+}
+
+void server::close_idle_sessions() {
+  std::lock_guard lock(mu_);
+  for (auto& [id, ctl] : sessions_) {
+    asio::post(ctl->executor, [ctl] {
+      if (ctl->idle) ctl->cancel.emit(asio::cancellation_type::terminal);
+    });
+  }
+}
+
+void server::cancel_all_sessions() {
+  std::lock_guard lock(mu_);
+  for (auto& [id, ctl] : sessions_) {
+    asio::post(ctl->executor, [ctl] { ctl->cancel.emit(asio::cancellation_type::terminal); });
+  }
+}
+
+}  // namespace okta_sidecar::proxy

@@ -1,0 +1,108 @@
+#include "okta_sidecar/proxy/services.hpp"
+
+namespace okta_sidecar::proxy {
+
+resilience::circuit_breaker& breaker_board::get_locked(const std::string& host) {
+  auto it = breakers_.find(host);
+  if (it == breakers_.end()) {
+    it = breakers_.emplace(host, std::make_unique<resilience::circuit_breaker>(settings_)).first;
+  }
+  return *it->second;
+}
+
+resilience::permit breaker_board::try_acquire(const std::string& host, time_point now) {
+  std::lock_guard lock(mu_);
+  return get_locked(host).try_acquire(now);
+}
+
+void breaker_board::record(const std::string& host, resilience::outcome o, bool probe, time_point now) {
+  std::lock_guard lock(mu_);
+  get_locked(host).record(o, probe, now);
+}
+
+void breaker_board::release_probe(const std::string& host, time_point now) {
+  std::lock_guard lock(mu_);
+  get_locked(host).release_probe(now);
+}
+
+void breaker_board::on_request(time_point now) {
+  std::lock_guard lock(mu_);
+  budget_.on_request(now);
+}
+
+bool breaker_board::try_spend_retry(time_point now) {
+  std::lock_guard lock(mu_);
+  return budget_.try_spend(now);
+}
+
+std::vector<breaker_board::host_state> breaker_board::states(time_point now) const {
+  std::lock_guard lock(mu_);
+  std::vector<host_state> out;
+  for (const auto& [host, b] : breakers_) {
+    auto st = b->state(now);
+    duration retry_after{};
+    if (st == resilience::breaker_state::open) {
+      auto copy = *b;  // try_acquire mutates; ask a copy how long is left
+      retry_after = copy.try_acquire(now).retry_after;
+    }
+    out.push_back({host, st, retry_after, b->opened_count()});
+  }
+  return out;
+}
+
+void breaker_board::update_settings(const resilience::breaker_settings& b, const resilience::retry_settings& r) {
+  std::lock_guard lock(mu_);
+  settings_ = b;
+  for (auto& [host, cb] : breakers_) cb->update_settings(b);
+  budget_.update_settings(r);
+}
+
+void diagnosis_log::add(nlohmann::json entry) {
+  std::lock_guard lock(mu_);
+  entries_.push_back(std::move(entry));
+  while (entries_.size() > capacity_) entries_.pop_front();
+}
+
+nlohmann::json diagnosis_log::snapshot() const {
+  std::lock_guard lock(mu_);
+  auto out = nlohmann::json::array();
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) out.push_back(*it);
+  return out;
+}
+
+proxy_metrics::proxy_metrics(metrics::registry& r)
+    : requests(r.add_counter("okta_sidecar_requests_total",
+                             "Requests answered to clients, by upstream host, bucket and status",
+                             {"host", "bucket", "status"})),
+      local_replies(r.add_counter("okta_sidecar_local_replies_total",
+                                  "Responses produced by the sidecar itself, by reason", {"reason"})),
+      upstream_responses(r.add_counter("okta_sidecar_upstream_responses_total",
+                                       "Response heads received from upstream", {"host", "bucket", "status"})),
+      upstream_429(r.add_counter("okta_sidecar_upstream_429_total", "429 responses received from upstream",
+                                 {"host", "bucket"})),
+      absorbed_429(r.add_counter("okta_sidecar_absorbed_429_total",
+                                 "Upstream 429s retried transparently instead of reaching the client",
+                                 {"host", "bucket"})),
+      admissions(r.add_counter("okta_sidecar_admissions_total",
+                               "Rate-limit admission results (admitted, rejected, cancelled)",
+                               {"host", "bucket", "result"})),
+      queue_wait(r.add_histogram("okta_sidecar_queue_wait_seconds", "Time requests waited for admission",
+                                 metrics::latency_bounds_seconds(), {"host", "bucket"})),
+      upstream_latency(r.add_histogram("okta_sidecar_upstream_latency_seconds",
+                                       "Time from request start to upstream response head",
+                                       metrics::latency_bounds_seconds(), {"host"})),
+      timeouts(r.add_counter("okta_sidecar_timeouts_total", "Timeouts by kind", {"kind"})),
+      retries(r.add_counter("okta_sidecar_retries_total", "Failure retries by reason", {"reason"})),
+      upstream_failures(r.add_counter("okta_sidecar_upstream_failures_total",
+                                      "Upstream failures without a response", {"host", "kind"})),
+      breaker_rejections(r.add_counter("okta_sidecar_breaker_rejections_total",
+                                       "Requests answered 503 circuit_open", {"host"})),
+      auth_failures(r.add_counter("okta_sidecar_auth_failures_total",
+                                  "Upstream 401/403 responses (and local token rejections) by diagnosis",
+                                  {"reason"})),
+      client_connections(r.add_counter("okta_sidecar_client_connections_total",
+                                       "Client connections and tunnels by kind", {"kind"})),
+      open_connections(r.add_gauge("okta_sidecar_client_connections_open", "Client connections open now")),
+      bytes(r.add_counter("okta_sidecar_response_bytes_total", "Response body bytes relayed", {"direction"})) {}
+
+}  // namespace okta_sidecar::proxy

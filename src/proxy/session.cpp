@@ -1,0 +1,1108 @@
+// One client connection: the request loop, CONNECT (intercept or blind tunnel), and the
+// per-request pipeline classify -> breaker -> admission -> upstream -> relay, with the
+// rate-limit and failure retries. Downstream = the app, upstream = Okta.
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <random>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "okta_sidecar/auth/diagnosis.hpp"
+#include "okta_sidecar/auth/token_info.hpp"
+#include "okta_sidecar/http/hop_by_hop.hpp"
+#include "okta_sidecar/http/local_reply.hpp"
+#include "okta_sidecar/http/redact.hpp"
+#include "okta_sidecar/http/target.hpp"
+#include "okta_sidecar/proxy/server.hpp"
+#include "okta_sidecar/ratelimit/header_dialect.hpp"
+#include "okta_sidecar/ratelimit/path.hpp"
+#include "okta_sidecar/tls/intercept_context.hpp"
+
+namespace okta_sidecar::proxy {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using tls_stream = asio::ssl::stream<beast::tcp_stream>;       // upstream
+using down_tls = asio::ssl::stream<beast::tcp_stream&>;        // intercepted client
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t relay_chunk = 16 * 1024;
+constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we read whole
+
+beast::tcp_stream& lowest(beast::tcp_stream& s) { return s; }
+beast::tcp_stream& lowest(tls_stream& s) { return s.next_layer(); }
+beast::tcp_stream& lowest(down_tls& s) { return s.next_layer(); }
+
+template <class Fields>
+std::vector<http::header_view> views(const Fields& f) {
+  std::vector<http::header_view> out;
+  out.reserve(16);
+  for (const auto& h : f) out.emplace_back(h.name_string(), h.value());
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return out;
+}
+
+std::int64_t epoch_now(const clock_source& c) {
+  return std::chrono::duration_cast<seconds>(c.wall_now().time_since_epoch()).count();
+}
+
+std::string random_error_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string id = "sidecar";
+  for (int i = 0; i < 18; ++i) id += alphabet[rng() % (sizeof(alphabet) - 1)];
+  return id;
+}
+
+double random01() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+// What one request did, for the access log and metrics.
+struct request_record {
+  std::uint64_t id = 0;
+  std::string method;
+  std::string host;
+  std::string path;  // redacted target
+  std::string bucket = "-";
+  int status = 0;
+  int upstream_status = 0;
+  std::string local_reason;
+  std::uint64_t bytes_out = 0;
+  std::string okta_request_id;
+  std::uint32_t attempts = 0;
+  double queue_wait_ms = 0;
+  time_point started{};
+};
+
+struct conn_ctx {
+  services& svc;
+  std::uint64_t id;
+  session_control& ctl;
+  std::string peer;
+  std::shared_ptr<const runtime> rt;
+};
+
+// Sends one of the sidecar's own answers (DESIGN.md "responses the sidecar itself produces").
+template <class Stream>
+asio::awaitable<bool> send_local(conn_ctx& c, Stream& s, http::local_error err, std::string_view detail,
+                                 request_record& rec, bool keep_alive, unsigned version = 11,
+                                 std::optional<std::int64_t> retry_after = {},
+                                 const http::rate_limit_echo& echo = {},
+                                 std::string_view diagnosis = {}) {
+  auto reply = http::make_local_reply(err, random_error_id(), detail, epoch_now(c.svc.clock),
+                                      retry_after, echo);
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(reply.status),
+                                          version == 10 ? 10u : 11u};
+  for (auto& [k, v] : reply.headers) res.set(k, v);
+  if (!diagnosis.empty()) res.set("X-Okta-Sidecar-Diagnosis", diagnosis);
+  res.body() = std::move(reply.body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  rec.status = reply.status;
+  rec.local_reason = reply.reason;
+  rec.bytes_out += res.body().size();
+  c.svc.metrics.local_replies.with({reply.reason}).inc();
+  lowest(s).expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
+  auto [ec, n] = co_await bhttp::async_write(s, res, use_tuple);
+  co_return !ec && keep_alive;
+}
+
+void access_log(conn_ctx& c, const request_record& r) {
+  const auto ms = std::chrono::duration<double, std::milli>(c.svc.clock.now() - r.started).count();
+  c.svc.metrics.requests.with({r.host, r.bucket, std::to_string(r.status)}).inc();
+  if (!c.svc.log.enabled(spdlog::level::info)) return;
+  logging::event e("access");
+  e.with("conn", c.id).with("req", r.id).with("method", r.method).with("host", r.host)
+      .with("path", r.path).with("bucket", r.bucket).with("status", r.status)
+      .with("bytes", r.bytes_out).with("duration_ms", std::round(ms * 1000) / 1000)
+      .with("attempts", r.attempts);
+  if (r.upstream_status) e.with("upstream_status", r.upstream_status);
+  if (!r.local_reason.empty()) e.with("sidecar_error", r.local_reason);
+  if (!r.okta_request_id.empty()) e.with("okta_request_id", r.okta_request_id);
+  if (r.queue_wait_ms > 0) e.with("queue_wait_ms", std::round(r.queue_wait_ms * 1000) / 1000);
+  c.svc.log.info(e);
+}
+
+// Resolves when the client closes its side (EOF or error), so a queued request can leave the
+// queue at no upstream cost. Pending data (a pipelined request, a TLS record) ends the watch:
+// we can no longer tell, and the request simply stays queued.
+asio::awaitable<void> watch_client_gone(tcp::socket& sock) {
+  auto [ec] = co_await sock.async_wait(tcp::socket::wait_read, use_tuple);
+  if (ec) co_return;
+  char byte;
+  const ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
+  asio::steady_timer forever(co_await asio::this_coro::executor, time_point::max());
+  co_await forever.async_wait(use_tuple);
+}
+
+// Waits for admission while watching the client; `cancelled` means the client left.
+template <class Stream>
+asio::awaitable<rate_gate::result> admit_watching(conn_ctx&, Stream& down,
+                                                  asio::awaitable<rate_gate::result> op) {
+  auto r = co_await (std::move(op) || watch_client_gone(lowest(down).socket()));
+  if (r.index() == 0) co_return std::get<0>(r);
+  co_return rate_gate::result{rate_gate::outcome::cancelled, 0, {}};
+}
+
+// Holds an admission ticket and a breaker probe; whatever path leaves the request releases them.
+struct request_guard {
+  services& svc;
+  std::string host;
+  ratelimit::ticket ticket = 0;
+  bool probe = false;
+  ~request_guard() {
+    if (ticket) svc.gate.cancel(ticket);
+    if (probe) svc.breakers.release_probe(host, svc.clock.now());
+  }
+};
+
+// Returns a pooled connection (or closes it) when the request is done with it.
+struct connection_lease {
+  upstream::connection_pool& pool;
+  upstream::origin origin;
+  std::unique_ptr<upstream::connection> conn;
+  bool reusable = false;
+  void give_back() {
+    if (conn) pool.release(origin, std::move(conn), reusable);
+    conn.reset();
+  }
+  ~connection_lease() { give_back(); }
+};
+
+enum class send_status { ok, write_failed_before_body, write_failed, client_body_error, response_timeout, response_failed };
+
+struct head_result {
+  send_status status = send_status::ok;
+  boost::system::error_code ec;
+  bool anything_received = false;
+};
+
+// The upstream request, either whole in memory (replayable) or streamed from the client.
+struct outgoing {
+  bhttp::request<bhttp::string_body> head_and_body;  // target, fields, buffered body
+  bool streamed = false;
+  bhttp::request_parser<bhttp::buffer_body>* stream_parser = nullptr;
+  bool client_body_failed = false;
+  bhttp::error client_body_error{};
+};
+
+// Writes the request (relaying a streamed body from the client) and reads the response head.
+template <class Down, class Up>
+asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::flat_buffer& down_buf,
+                                               Up& up, upstream::connection& conn, outgoing& out,
+                                               bhttp::response_parser<bhttp::empty_body>& rp,
+                                               time_point header_deadline) {
+  const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
+  head_result r;
+  if (!out.streamed) {
+    lowest(up).expires_after(idle);
+    auto [ec, n] = co_await bhttp::async_write(up, out.head_and_body, use_tuple);
+    if (ec) {
+      r.status = send_status::write_failed_before_body;
+      r.ec = ec;
+      co_return r;
+    }
+  } else {
+    // RFC 9112 §7: we re-frame the body; the message we send shares the parser's buffer.
+    bhttp::request<bhttp::buffer_body> msg;
+    msg.base() = out.head_and_body.base();
+    bhttp::request_serializer<bhttp::buffer_body> sr{msg};
+    lowest(up).expires_after(idle);
+    auto [hec, hn] = co_await bhttp::async_write_header(up, sr, use_tuple);
+    if (hec) {
+      r.status = send_status::write_failed_before_body;
+      r.ec = hec;
+      co_return r;
+    }
+    auto& p = *out.stream_parser;
+    std::array<char, relay_chunk> chunk;
+    while (!p.is_done()) {
+      p.get().body().data = chunk.data();
+      p.get().body().size = chunk.size();
+      lowest(down).expires_after(idle);
+      auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
+      if (rec == bhttp::error::need_buffer) rec = {};
+      if (rec) {
+        out.client_body_failed = true;
+        r.status = send_status::client_body_error;
+        r.ec = rec;
+        co_return r;
+      }
+      msg.body().data = chunk.data();
+      msg.body().size = chunk.size() - p.get().body().size;
+      msg.body().more = !p.is_done();
+      lowest(up).expires_after(idle);
+      auto [wec, wn] = co_await bhttp::async_write(up, sr, use_tuple);
+      if (wec == bhttp::error::need_buffer) wec = {};
+      if (wec) {
+        r.status = send_status::write_failed;
+        r.ec = wec;
+        co_return r;
+      }
+    }
+    if (!sr.is_done()) {
+      msg.body().data = nullptr;
+      msg.body().size = 0;
+      msg.body().more = false;
+      auto [fec, fn] = co_await bhttp::async_write(up, sr, use_tuple);
+      if (fec && fec != bhttp::error::need_buffer) {
+        r.status = send_status::write_failed;
+        r.ec = fec;
+        co_return r;
+      }
+    }
+  }
+  lowest(up).expires_at(header_deadline);
+  const auto before = conn.buffer().size();
+  auto [ec, n] = co_await bhttp::async_read_header(up, conn.buffer(), rp, use_tuple);
+  r.anything_received = n > 0 || conn.buffer().size() != before;
+  if (ec) {
+    r.status = ec == beast::error::timeout ? send_status::response_timeout : send_status::response_failed;
+    r.ec = ec;
+  }
+  co_return r;
+}
+
+// Reads a whole (small) response body: 429s we absorb and 401/403s we diagnose.
+template <class Up>
+asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_body(
+    conn_ctx& c, Up& up, upstream::connection& conn,
+    bhttp::response_parser<bhttp::empty_body>& rp) {
+  bhttp::response_parser<bhttp::string_body> p{std::move(rp)};
+  p.body_limit(small_body_limit);
+  lowest(up).expires_after(milliseconds(c.rt->cfg.upstream.idle_timeout_ms));
+  auto [ec, n] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+  if (ec) co_return std::nullopt;
+  co_return p.release();
+}
+
+bool status_has_body(unsigned status) {
+  return !(status / 100 == 1 || status == 204 || status == 304);
+}
+
+// Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded.
+template <class Fields>
+void strip_hop_by_hop(Fields& f) {
+  for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
+}
+
+enum class relay_status { ok, upstream_failed, client_failed };
+
+// Streams the response to the client as it arrives (RFC 9112 framing re-applied by us).
+template <class Down, class Up>
+asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up,
+                                             upstream::connection& conn,
+                                             bhttp::response_parser<bhttp::empty_body>& rp,
+                                             bool head_request, bool keep_alive, unsigned version,
+                                             request_record& rec, bool& upstream_reusable) {
+  const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
+  const bool upstream_keep_alive = rp.get().keep_alive();
+  bhttp::response_parser<bhttp::buffer_body> p{std::move(rp)};
+  p.body_limit(boost::none);
+  auto& res = p.get();
+  const bool chunked_in = res.chunked();
+  const bool has_length = p.content_length().has_value();
+  const bool body = !head_request && status_has_body(res.result_int());
+  strip_hop_by_hop(res);
+  res.version(version == 10 ? 10 : 11);
+  if (body && (chunked_in || !has_length)) {
+    if (version == 11) {
+      res.chunked(true);
+    } else {
+      keep_alive = false;  // HTTP/1.0 client: the end of the body is the close
+    }
+  }
+  res.keep_alive(keep_alive);
+  bhttp::response_serializer<bhttp::buffer_body> sr{res};
+  lowest(down).expires_after(idle);
+  auto [hec, hn] = co_await bhttp::async_write_header(down, sr, use_tuple);
+  if (hec) co_return relay_status::client_failed;
+  rec.bytes_out += hn;
+  if (!body) {
+    upstream_reusable = upstream_keep_alive && p.is_done();
+    co_return relay_status::ok;
+  }
+  std::array<char, relay_chunk> chunk;
+  int final_writes = 0;  // a finished parser needs one empty write to end the serializer
+  do {
+    if (!p.is_done()) {
+      res.body().data = chunk.data();
+      res.body().size = chunk.size();
+      lowest(up).expires_after(idle);
+      auto [rec_ec, rn] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+      if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
+      if (rec_ec) {
+        c.svc.metrics.timeouts.with({rec_ec == beast::error::timeout ? "upstream_body_idle" : "upstream_body_error"}).inc();
+        co_return relay_status::upstream_failed;
+      }
+      res.body().size = chunk.size() - res.body().size;
+      res.body().data = chunk.data();
+      res.body().more = !p.is_done();
+    } else {
+      res.body().data = nullptr;
+      res.body().size = 0;
+      res.body().more = false;
+    }
+    const auto size = res.body().size;
+    lowest(down).expires_after(idle);
+    auto [wec, wn] = co_await bhttp::async_write(down, sr, use_tuple);
+    if (wec == bhttp::error::need_buffer) wec = {};
+    if (wec) co_return relay_status::client_failed;
+    rec.bytes_out += size;
+  } while (!p.is_done() || (!sr.is_done() && ++final_writes < 2));
+  upstream_reusable = upstream_keep_alive && p.is_done();
+  c.svc.metrics.bytes.with({"downstream"}).inc(static_cast<double>(rec.bytes_out));
+  co_return relay_status::ok;
+}
+
+template <class Stream>
+asio::awaitable<void> send_buffered(conn_ctx& c, Stream& down, bhttp::response<bhttp::string_body>& res,
+                                    bool keep_alive, unsigned version, request_record& rec,
+                                    bool& ok) {
+  strip_hop_by_hop(res);
+  res.version(version == 10 ? 10 : 11);
+  res.keep_alive(keep_alive);
+  res.content_length(res.body().size());
+  lowest(down).expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
+  auto [ec, n] = co_await bhttp::async_write(down, res, use_tuple);
+  rec.bytes_out += res.body().size();
+  ok = !ec;
+}
+
+ratelimit::observation observe(conn_ctx& c, const bhttp::fields& f) {
+  auto v = views(f);
+  std::vector<ratelimit::header_view> rv(v.begin(), v.end());
+  auto obs = ratelimit::parse_rate_limit_headers(rv, c.svc.clock.now(), c.svc.clock.wall_now());
+  if (obs.server_date_epoch) c.svc.okta_clock.observe(*obs.server_date_epoch, c.svc.clock.wall_now());
+  return obs;
+}
+
+std::optional<std::uint32_t> parse_max_wait_header(std::string_view v) {
+  std::uint32_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size()) return std::nullopt;
+  return out;
+}
+
+// Where a request goes and how it may be treated.
+struct destination {
+  upstream::origin origin;
+  std::string path_and_query;
+  bool inspect = true;  // false for tunnel_hosts reached by absolute-form: forwarded as is
+};
+
+// The whole life of one request after its head was read and validated.
+template <class Down>
+asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
+                              bhttp::request_parser<bhttp::empty_body>& hp, const destination& dest,
+                              const http::validation& valid, request_record& rec) {
+  auto& svc = c.svc;
+  const auto& rt = *c.rt;
+  auto& req = hp.get();
+  const unsigned version = req.version();
+  bool keep_alive = req.keep_alive();
+  const std::string method(req.method_string());
+  const bool head_request = req.method() == bhttp::verb::head;
+  const auto start = svc.clock.now();
+
+  // Classification and the caller's identity (a hash of the credential, never the credential).
+  const std::string npath = ratelimit::normalize_path(dest.path_and_query);
+  ratelimit::classification cls;
+  if (dest.inspect) {
+    cls = rt.classifier.classify(method, dest.path_and_query);
+  } else {
+    cls.group = cls.bucket = "tunnel";
+    cls.rate_limited = false;
+  }
+  rec.bucket = cls.bucket;
+  const ratelimit::bucket_key key{dest.origin.host, cls.bucket};
+  const std::string authz(req[bhttp::field::authorization]);
+  // Read what we need from the client's head now: the parser moves into a body parser below.
+  std::optional<std::uint32_t> client_max_wait;
+  if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end()) client_max_wait = parse_max_wait_header(h->value());
+  const bool client_sent_retry_for = req.count("X-Okta-Retry-For") > 0;
+  std::uint32_t client_retry_count = 0;
+  if (auto h = req.find("X-Okta-Retry-Count"); h != req.end()) {
+    client_retry_count = parse_max_wait_header(h->value()).value_or(0);
+  }
+  std::optional<auth::token_info> token;
+  if (!authz.empty()) token = auth::inspect_authorization(authz);
+
+  // Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
+  if (dest.inspect && rt.cfg.auth.reject_expired_locally && token &&
+      auth::expired_beyond(*token, svc.okta_clock.now_epoch(svc.clock.wall_now()), 30)) {
+    svc.metrics.auth_failures.with({"token_expired"}).inc();
+    co_return co_await send_local(c, down, http::local_error::token_expired,
+                                  "the access token expired before the request was sent", rec,
+                                  keep_alive, version, {}, {}, "token_expired");
+  }
+
+  // Request body: small bodies are read whole so that the request can be replayed after a 429
+  // or a failure; larger or chunked ones are streamed (and so can't be retried once sent).
+  outgoing out;
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser;
+  const bool expect_continue = beast::iequals(req[bhttp::field::expect], "100-continue");
+  out.head_and_body.method_string(method);
+  out.head_and_body.target(dest.path_and_query);
+  out.head_and_body.version(11);
+  for (const auto& f : req) out.head_and_body.insert(f.name_string(), f.value());
+  strip_hop_by_hop(out.head_and_body);
+  out.head_and_body.erase(bhttp::field::expect);
+  out.head_and_body.erase("X-Okta-Sidecar-Max-Wait-Ms");
+  if (!out.head_and_body.count(bhttp::field::host)) {
+    out.head_and_body.set(bhttp::field::host,
+                          dest.origin.port == (dest.origin.tls ? 443 : 80)
+                              ? dest.origin.host
+                              : dest.origin.host + ":" + std::to_string(dest.origin.port));
+  }
+  out.head_and_body.keep_alive(true);
+
+  auto send_continue = [&]() -> asio::awaitable<bool> {
+    if (!expect_continue) co_return true;
+    static constexpr std::string_view line = "HTTP/1.1 100 Continue\r\n\r\n";
+    auto [ec, n] = co_await asio::async_write(down, asio::buffer(line.data(), line.size()), use_tuple);
+    co_return !ec;
+  };
+
+  switch (valid.body.kind) {
+    case http::framing_kind::none:
+      break;
+    case http::framing_kind::content_length:
+      if (valid.body.length <= rt.cfg.client.max_buffered_body_bytes) {
+        if (!co_await send_continue()) co_return false;
+        bhttp::request_parser<bhttp::string_body> bp{std::move(hp)};
+        bp.body_limit(rt.cfg.client.max_body_bytes);
+        lowest(down).expires_after(milliseconds(rt.cfg.client.header_timeout_ms));
+        auto [ec, n] = co_await bhttp::async_read(down, buf, bp, use_tuple);
+        if (ec) {
+          co_return co_await send_local(c, down, ec == bhttp::error::body_limit ? http::local_error::payload_too_large
+                                                                                 : http::local_error::bad_request,
+                                        "could not read the request body", rec, false, version);
+        }
+        out.head_and_body.body() = std::move(bp.get().body());
+        out.head_and_body.content_length(valid.body.length);
+        break;
+      }
+      [[fallthrough]];
+    case http::framing_kind::chunked:
+      stream_parser.emplace(std::move(hp));
+      stream_parser->body_limit(rt.cfg.client.max_body_bytes);
+      out.streamed = true;
+      out.stream_parser = &*stream_parser;
+      if (valid.body.kind == http::framing_kind::chunked) {
+        out.head_and_body.chunked(true);
+      } else {
+        out.head_and_body.content_length(valid.body.length);
+      }
+      break;
+  }
+  const bool replayable = !out.streamed;
+
+  // The client may shorten (never lengthen) how long it is willing to wait in the queue.
+  duration max_wait = rt.scheduler.max_wait;
+  if (client_max_wait) max_wait = std::min<duration>(max_wait, milliseconds(*client_max_wait));
+  const auto request_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
+  const auto admission_deadline = std::min(start + max_wait, request_deadline);
+
+  ratelimit::admission_request areq{key, token ? auth::caller_key(authz) : 0,
+                                    rt.is_interactive(npath), cls.rate_limited, admission_deadline};
+  request_guard guard{svc, dest.origin.host};
+  std::string first_okta_request_id;
+  std::uint32_t retries_done = 0;
+  std::uint32_t failures = 0;
+  bool admitted = false;
+  svc.breakers.on_request(start);
+
+  auto last_seen_echo = [&]() {
+    auto ls = svc.gate.last(key);
+    return http::rate_limit_echo{ls.limit, ls.remaining, ls.reset_epoch};
+  };
+  auto retry_after_s = [](duration d) {
+    return std::max<std::int64_t>(1, (std::chrono::duration_cast<milliseconds>(d).count() + 999) / 1000);
+  };
+  auto reject_rate_limited = [&](duration retry_after) -> asio::awaitable<bool> {
+    if (svc.draining.load()) {
+      co_return co_await send_local(c, down, http::local_error::shutting_down, "the sidecar is shutting down",
+                                    rec, false, version, 1);
+    }
+    svc.metrics.admissions.with({key.host, key.bucket, "rejected"}).inc();
+    co_return co_await send_local(c, down, http::local_error::rate_limited,
+                                  "the predicted wait exceeds the allowed queue time", rec, keep_alive && !out.streamed,
+                                  version, retry_after_s(retry_after), last_seen_echo());
+  };
+
+  for (;;) {
+    ++rec.attempts;
+    // Breaker: an open circuit answers at once, without touching Okta.
+    auto permit = svc.breakers.try_acquire(dest.origin.host, svc.clock.now());
+    if (!permit.allowed) {
+      svc.metrics.breaker_rejections.with({dest.origin.host}).inc();
+      co_return co_await send_local(c, down, http::local_error::circuit_open,
+                                    "recent requests to this host failed; not sending more for now",
+                                    rec, keep_alive && !out.streamed, version, retry_after_s(permit.retry_after));
+    }
+    guard.probe = permit.probe;
+
+    // Admission: now, after a wait in the queue, or a local 429.
+    if (!admitted) {
+      const auto queued_at = svc.clock.now();
+      auto res = co_await admit_watching(c, down, svc.gate.admit(areq));
+      if (res.kind == rate_gate::outcome::cancelled) {
+        svc.metrics.admissions.with({key.host, key.bucket, "cancelled"}).inc();
+        rec.status = 499;
+        rec.local_reason = "client_gone";
+        co_return false;
+      }
+      if (res.kind == rate_gate::outcome::rejected) co_return co_await reject_rate_limited(res.retry_after);
+      guard.ticket = res.id;
+      const auto waited = svc.clock.now() - queued_at;
+      rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
+      svc.metrics.queue_wait.with({key.host, key.bucket}).observe(std::chrono::duration<double>(waited).count());
+      svc.metrics.admissions.with({key.host, key.bucket, "admitted"}).inc();
+    }
+    admitted = false;
+
+    // Connection.
+    connection_lease lease{svc.pool, dest.origin, nullptr};
+    auto acq = co_await svc.pool.acquire(dest.origin, request_deadline);
+    resilience::failure_kind failure{};
+    bool failed = false;
+    bool response_timed_out = false;
+    std::string failure_detail;
+    if (!acq.conn) {
+      failed = true;
+      failure_detail = std::string(upstream::to_string(acq.status)) + ": " + acq.detail;
+      failure = acq.status == upstream::connect_status::tls_failed || acq.status == upstream::connect_status::tls_timeout
+                    ? resilience::failure_kind::tls_failed
+                    : resilience::failure_kind::connect_failed;
+      if (acq.status == upstream::connect_status::forbidden_address) {
+        co_return co_await send_local(c, down, http::local_error::host_not_allowed,
+                                      "the host resolves to a forbidden address", rec, keep_alive && !out.streamed, version);
+      }
+      if (acq.status == upstream::connect_status::connect_timeout || acq.status == upstream::connect_status::tls_timeout) {
+        svc.metrics.timeouts.with({acq.status == upstream::connect_status::tls_timeout ? "tls_handshake" : "connect"}).inc();
+      }
+    }
+    std::optional<bhttp::response_parser<bhttp::empty_body>> rp;
+    head_result hr;
+    if (!failed) {
+      lease.conn = std::move(acq.conn);
+      lease.conn->count_request();
+      rp.emplace();
+      rp->header_limit(static_cast<std::uint32_t>(rt.cfg.client.max_header_bytes));
+      if (head_request) rp->skip(true);
+      const auto header_deadline =
+          std::min(request_deadline, svc.clock.now() + milliseconds(rt.cfg.upstream.response_timeout_ms));
+      if (out.streamed && !co_await send_continue()) co_return false;
+      auto& conn = *lease.conn;
+      if (conn.is_tls()) {
+        hr = co_await send_and_read_head(c, down, buf, conn.secure(), conn, out, *rp, header_deadline);
+      } else {
+        hr = co_await send_and_read_head(c, down, buf, conn.plain(), conn, out, *rp, header_deadline);
+      }
+      switch (hr.status) {
+        case send_status::ok: break;
+        case send_status::client_body_error:
+          co_return co_await send_local(c, down, hr.ec == bhttp::error::body_limit ? http::local_error::payload_too_large
+                                                                                    : http::local_error::bad_request,
+                                        "could not read the request body", rec, false, version);
+        case send_status::write_failed_before_body:
+          failed = true;
+          // The head could not be written whole (typically a pooled connection the server had
+          // closed): Okta cannot have processed it, so any method may be sent again.
+          failure = resilience::failure_kind::reset_before_send;
+          failure_detail = "write failed: " + hr.ec.message();
+          break;
+        case send_status::write_failed:
+        case send_status::response_failed:
+          failed = true;
+          failure = resilience::failure_kind::reset_after_send;
+          failure_detail = "upstream connection failed: " + hr.ec.message();
+          break;
+        case send_status::response_timeout:
+          failed = true;
+          response_timed_out = true;
+          failure = resilience::failure_kind::response_timeout;
+          failure_detail = "no response headers in time";
+          svc.metrics.timeouts.with({"response_headers"}).inc();
+          break;
+      }
+    }
+
+    if (failed) {
+      // A failure without a response: never returned to the pool, counted by the breaker.
+      svc.metrics.upstream_failures.with({dest.origin.host, failure_detail.substr(0, failure_detail.find(':'))}).inc();
+      svc.breakers.record(dest.origin.host, resilience::outcome::failure, guard.probe, svc.clock.now());
+      guard.probe = false;
+      if (guard.ticket) svc.gate.on_failure(std::exchange(guard.ticket, 0));
+      lease.reusable = false;
+      lease.give_back();
+      ++failures;
+      auto d = resilience::decide_retry(rt.retry, method, failure, failures, svc.clock.now(),
+                                        request_deadline, random01());
+      const bool may_retry = replayable && d.retry && svc.breakers.try_spend_retry(svc.clock.now());
+      svc.log.debug(logging::event("upstream failure").with("conn", c.id).with("req", rec.id)
+                        .with("host", dest.origin.host).with("detail", failure_detail).with("retry", may_retry));
+      if (may_retry) {
+        svc.metrics.retries.with({d.reason}).inc();
+        asio::steady_timer t(co_await asio::this_coro::executor, d.delay);
+        co_await t.async_wait(use_tuple);
+        continue;
+      }
+      if (response_timed_out) {
+        co_return co_await send_local(c, down, http::local_error::upstream_timeout, failure_detail, rec, false, version);
+      }
+      co_return co_await send_local(c, down, http::local_error::upstream_unreachable, failure_detail, rec,
+                                    keep_alive && !out.streamed, version);
+    }
+
+    // A response head arrived.
+    auto& conn = *lease.conn;
+    auto& res = rp->get();
+    const int status = res.result_int();
+    rec.upstream_status = status;
+    if (auto id = res.find("X-Okta-Request-Id"); id != res.end()) {
+      rec.okta_request_id = std::string(id->value());
+      if (first_okta_request_id.empty()) first_okta_request_id = rec.okta_request_id;
+    }
+    svc.metrics.upstream_responses.with({key.host, key.bucket, std::to_string(status)}).inc();
+    svc.metrics.upstream_latency.with({key.host})
+        .observe(std::chrono::duration<double>(svc.clock.now() - start).count());
+    const auto obs = observe(c, res);
+    const auto outcome = resilience::classify_status(status);
+    svc.breakers.record(dest.origin.host, outcome, guard.probe, svc.clock.now());
+    guard.probe = false;
+    if (status == 429) svc.metrics.upstream_429.with({key.host, key.bucket}).inc();
+    ratelimit::response_decision decision{ratelimit::response_kind::deliver, {}};
+    if (guard.ticket) {
+      decision = svc.gate.on_response(guard.ticket, status, obs, cls.per_principal);
+      if (decision.kind == ratelimit::response_kind::deliver) guard.ticket = 0;
+    }
+    const bool retry_429 = status == 429 && replayable && decision.kind != ratelimit::response_kind::deliver;
+    const bool retry_5xx = outcome == resilience::outcome::failure && replayable;
+
+    if (retry_429 || retry_5xx || status == 401 || status == 403) {
+      // Read the small body whole: to discard it (retry) or to diagnose it.
+      std::optional<bhttp::response<bhttp::string_body>> whole;
+      if (conn.is_tls()) {
+        whole = co_await read_small_body(c, conn.secure(), conn, *rp);
+      } else {
+        whole = co_await read_small_body(c, conn.plain(), conn, *rp);
+      }
+      lease.reusable = whole.has_value() && whole->keep_alive();
+      lease.give_back();
+      if (retry_429) {
+        // Okta did not process it (okta-facts.md): safe to send again for any method.
+        svc.metrics.absorbed_429.with({key.host, key.bucket}).inc();
+        const auto retry_count = ++retries_done;
+        if (!first_okta_request_id.empty() && !client_sent_retry_for) {
+          out.head_and_body.set("X-Okta-Retry-For", first_okta_request_id);
+        }
+        out.head_and_body.set("X-Okta-Retry-Count", std::to_string(client_retry_count + retry_count));
+        if (decision.kind == ratelimit::response_kind::give_up) {
+          guard.ticket = 0;
+          co_return co_await reject_rate_limited(decision.retry_after);
+        }
+        const auto queued_at = svc.clock.now();
+        auto again = co_await admit_watching(c, down, svc.gate.wait_again(guard.ticket));
+        if (again.kind == rate_gate::outcome::cancelled) {
+          guard.ticket = 0;
+          rec.status = 499;
+          rec.local_reason = "client_gone";
+          co_return false;
+        }
+        if (again.kind == rate_gate::outcome::rejected) {
+          guard.ticket = 0;
+          co_return co_await reject_rate_limited(again.retry_after);
+        }
+        rec.queue_wait_ms += std::chrono::duration<double, std::milli>(svc.clock.now() - queued_at).count();
+        admitted = true;
+        continue;
+      }
+      if (retry_5xx && whole) {
+        ++failures;
+        auto d = resilience::decide_retry(rt.retry, method, resilience::failure_kind::upstream_5xx, failures,
+                                          svc.clock.now(), request_deadline, random01());
+        if (d.retry && svc.breakers.try_spend_retry(svc.clock.now())) {
+          svc.metrics.retries.with({d.reason}).inc();
+          asio::steady_timer t(co_await asio::this_coro::executor, d.delay);
+          co_await t.async_wait(use_tuple);
+          continue;
+        }
+      }
+      if (!whole) {
+        co_return co_await send_local(c, down, http::local_error::upstream_unreachable,
+                                      "the upstream response body could not be read", rec, false, version);
+      }
+      if ((status == 401 || status == 403) && dest.inspect) {
+        const auto diag = auth::diagnose(status, method, npath, dest.origin.host,
+                                         token.value_or(auth::token_info{}), whole->body(),
+                                         whole->base()[bhttp::field::www_authenticate],
+                                         svc.okta_clock.now_epoch(svc.clock.wall_now()), rt.scopes);
+        whole->set("X-Okta-Sidecar-Diagnosis", diag.reason);
+        svc.metrics.auth_failures.with({diag.reason.substr(0, diag.reason.find(':')) }).inc();
+        nlohmann::json entry{{"time", epoch_now(svc.clock)}, {"reason", diag.reason}, {"method", method},
+                             {"path", cls.group}, {"status", status}, {"advice", diag.advice},
+                             {"system_log_query", diag.system_log_query},
+                             {"client_id", token ? token->cid : ""},
+                             {"token", token ? token->fingerprint : ""}};
+        svc.diagnoses.add(entry);
+        svc.log.warn(logging::event("auth failure").with("conn", c.id).with("req", rec.id)
+                         .with("status", status).with("reason", diag.reason).with("advice", diag.advice)
+                         .with("method", method).with("bucket", cls.group)
+                         .with("client_id", token ? token->cid : "")
+                         .with("token_fingerprint", token ? token->fingerprint : "")
+                         .with("okta_request_id", rec.okta_request_id));
+      }
+      rec.status = status;
+      bool ok = false;
+      co_await send_buffered(c, down, *whole, keep_alive, version, rec, ok);
+      co_return ok && keep_alive;
+    }
+
+    // The common case: stream the response through.
+    if (status == 429 && guard.ticket) {
+      // Not replayable (streamed body): the scheduler must not keep it queued.
+      svc.gate.cancel(std::exchange(guard.ticket, 0));
+    }
+    rec.status = status;
+    bool upstream_reusable = false;
+    relay_status rs;
+    if (conn.is_tls()) {
+      rs = co_await relay_response(c, down, conn.secure(), conn, *rp, head_request, keep_alive, version, rec,
+                                   upstream_reusable);
+    } else {
+      rs = co_await relay_response(c, down, conn.plain(), conn, *rp, head_request, keep_alive, version, rec,
+                                   upstream_reusable);
+    }
+    lease.reusable = rs == relay_status::ok && upstream_reusable;
+    if (rs != relay_status::ok) {
+      svc.log.info(logging::event("response relay interrupted").with("conn", c.id).with("req", rec.id)
+                       .with("side", rs == relay_status::client_failed ? "downstream" : "upstream"));
+      co_return false;
+    }
+    co_return keep_alive && !out.client_body_failed;
+  }
+}
+
+// Reads the next request head: the keep-alive idle timeout until its first byte, then the
+// header timeout for the whole head (slow-loris clients are cut off there).
+enum class head_status { ok, closed, replied };
+
+template <class Stream>
+asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
+                                       bhttp::request_parser<bhttp::empty_body>& p, request_record& rec) {
+  const auto& cfg = c.rt->cfg.client;
+  if (buf.size() == 0) {
+    c.ctl.idle = true;
+    lowest(s).expires_after(milliseconds(cfg.idle_timeout_ms));
+    auto [ec, n] = co_await s.async_read_some(buf.prepare(4096), use_tuple);
+    c.ctl.idle = false;
+    if (ec) co_return head_status::closed;
+    buf.commit(n);
+  }
+  c.ctl.idle = false;
+  p.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+  p.body_limit(cfg.max_body_bytes);
+  lowest(s).expires_after(milliseconds(cfg.header_timeout_ms));
+  auto [ec, n] = co_await bhttp::async_read_header(s, buf, p, use_tuple);
+  if (!ec) co_return head_status::ok;
+  if (ec == beast::error::timeout) {
+    c.svc.metrics.timeouts.with({"client_header"}).inc();
+    co_return head_status::closed;
+  }
+  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated) {
+    co_return head_status::closed;
+  }
+  rec.started = c.svc.clock.now();
+  rec.id = c.svc.next_request_id++;
+  if (ec == bhttp::error::header_limit) {
+    co_await send_local(c, s, http::local_error::headers_too_large, "request head too large", rec, false);
+  } else {
+    co_await send_local(c, s, http::local_error::bad_request, "malformed request", rec, false);
+  }
+  access_log(c, rec);
+  co_return head_status::replied;
+}
+
+std::string host_of_header(std::string_view host_header) {
+  if (auto a = http::parse_authority(host_header)) return a->first;
+  if (auto h = policy::host_policy::normalize_host(host_header)) return *h;
+  return std::string(host_header);
+}
+
+// Serves HTTP/1.1 requests on a stream: the proxy port itself (`tunnel` empty) or the inside
+// of an intercepted CONNECT tunnel (`tunnel` is where it leads).
+template <class Stream>
+asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
+                            const std::optional<upstream::origin>& tunnel);
+
+asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
+                                     bhttp::request_parser<bhttp::empty_body>& hp, request_record& rec);
+
+bool proxy_auth_ok(conn_ctx& c, const bhttp::request_header<>& req) {
+  if (!c.rt->proxy_auth.enabled()) return true;
+  auto h = req.find(bhttp::field::proxy_authorization);
+  return h != req.end() && c.rt->proxy_auth.check(h->value());
+}
+
+template <class Stream>
+asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
+                            const std::optional<upstream::origin>& tunnel) {
+  for (;;) {
+    c.rt = c.svc.rt.load();
+    request_record rec;
+    bhttp::request_parser<bhttp::empty_body> hp;
+    auto hs = co_await read_head(c, s, buf, hp, rec);
+    if (hs != head_status::ok) co_return;
+    rec.started = c.svc.clock.now();
+    rec.id = c.svc.next_request_id++;
+    auto& req = hp.get();
+    rec.method = std::string(req.method_string());
+    rec.path = http::redact_target(req.target());
+    const unsigned version = req.version();
+    const bool keep_alive = req.keep_alive();
+
+    if (!tunnel && !proxy_auth_ok(c, req)) {
+      co_await send_local(c, s, http::local_error::proxy_auth_required, "proxy authentication required", rec,
+                          false, version);
+      access_log(c, rec);
+      co_return;
+    }
+    auto hv = views(req);
+    auto valid = http::validate_request(req.method_string(), req.target(), version, hv, c.rt->limits);
+    if (valid.code != http::verdict_code::ok) {
+      auto err = valid.code == http::verdict_code::payload_too_large   ? http::local_error::payload_too_large
+                 : valid.code == http::verdict_code::headers_too_large ? http::local_error::headers_too_large
+                                                                        : http::local_error::bad_request;
+      co_await send_local(c, s, err, valid.detail, rec, false, version);
+      access_log(c, rec);
+      co_return;
+    }
+    if (c.svc.draining.load()) {
+      co_await send_local(c, s, http::local_error::shutting_down, "the sidecar is shutting down", rec, false,
+                          version, 1);
+      access_log(c, rec);
+      co_return;
+    }
+
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      if (!tunnel && req.method() == bhttp::verb::connect) {
+        co_await handle_connect(c, s, buf, hp, rec);
+        co_return;
+      }
+    }
+
+    // Where does it go?
+    destination dest;
+    std::string refuse;
+    const std::string host_header(req[bhttp::field::host]);
+    if (tunnel) {
+      dest.origin = *tunnel;
+      if (req.target().starts_with("/")) {
+        dest.path_and_query = std::string(req.target());
+      } else if (auto t = http::parse_absolute_form(req.target());
+                 t && lower(t->host) == dest.origin.host) {
+        dest.path_and_query = t->path_and_query;
+      } else {
+        refuse = "request target does not match the CONNECT host";
+      }
+      if (refuse.empty() && !host_header.empty() && lower(host_of_header(host_header)) != dest.origin.host) {
+        refuse = "Host header does not match the CONNECT host";
+      }
+    } else {
+      auto t = http::parse_absolute_form(req.target());
+      if (!t) {
+        co_await send_local(c, s, http::local_error::bad_request,
+                            "a proxy request needs an absolute-form target (http://host/path)", rec, false, version);
+        access_log(c, rec);
+        co_return;
+      }
+      auto host = policy::host_policy::normalize_host(t->host);
+      if (!host) {
+        refuse = "invalid host";
+      } else {
+        dest.origin = upstream::origin{t->scheme == "https", *host, t->port};
+        dest.path_and_query = t->path_and_query;
+        if (!host_header.empty() && lower(host_of_header(host_header)) != *host) {
+          refuse = "Host header disagrees with the request URL";
+        } else {
+          auto d = c.rt->hosts.decide(*host, t->port);
+          if (d.r == policy::route::refuse) refuse = d.why;
+          dest.inspect = d.r == policy::route::intercept;
+        }
+      }
+    }
+    rec.host = dest.origin.host;
+    if (!refuse.empty()) {
+      co_await send_local(c, s, http::local_error::host_not_allowed, refuse, rec, keep_alive, version);
+      access_log(c, rec);
+      if (!keep_alive || valid.body.kind != http::framing_kind::none) co_return;
+      continue;
+    }
+    const bool again = co_await forward(c, s, buf, hp, dest, valid, rec);
+    access_log(c, rec);
+    if (!again || c.svc.draining.load()) co_return;
+  }
+}
+
+// Two one-way pumps; each ends by half-closing the other side (RFC 9110 §9.3.6).
+asio::awaitable<void> pump(beast::tcp_stream& from, beast::tcp_stream& to, duration idle, std::uint64_t& bytes) {
+  std::array<char, relay_chunk> chunk;
+  for (;;) {
+    from.expires_after(idle);
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(chunk), use_tuple);
+    if (n > 0) {
+      to.expires_after(idle);
+      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(chunk.data(), n), use_tuple);
+      bytes += wn;
+      if (wec) break;
+    }
+    if (ec) break;
+  }
+  boost::system::error_code ignored;
+  to.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> blind_tunnel(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
+                                   const upstream::origin& o, request_record& rec) {
+  auto acq = co_await c.svc.pool.connect(upstream::origin{false, o.host, o.port},
+                                         c.svc.clock.now() + milliseconds(c.rt->cfg.upstream.connect_timeout_ms));
+  if (!acq.conn) {
+    co_await send_local(c, down, acq.status == upstream::connect_status::forbidden_address
+                                     ? http::local_error::host_not_allowed
+                                     : http::local_error::upstream_unreachable,
+                        std::string(upstream::to_string(acq.status)), rec, false);
+    co_return;
+  }
+  static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  auto [ec, n] = co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
+  if (ec) co_return;
+  rec.status = 200;
+  auto& up = acq.conn->plain();
+  if (buf.size() > 0) {
+    auto [wec, wn] = co_await asio::async_write(up, buf.data(), use_tuple);
+    if (wec) co_return;
+    buf.consume(buf.size());
+  }
+  const auto idle = milliseconds(c.rt->cfg.client.idle_timeout_ms);
+  std::uint64_t up_bytes = 0;
+  co_await (pump(down, up, idle, up_bytes) && pump(up, down, idle, rec.bytes_out));
+}
+
+asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
+                                     bhttp::request_parser<bhttp::empty_body>& hp, request_record& rec) {
+  auto& req = hp.get();
+  auto authority = http::parse_authority(req.target());
+  std::optional<std::string> host;
+  if (authority) host = policy::host_policy::normalize_host(authority->first);
+  if (!authority || !host) {
+    co_await send_local(c, down, http::local_error::bad_request, "CONNECT needs host:port", rec, false);
+    access_log(c, rec);
+    co_return;
+  }
+  rec.host = *host;
+  const auto d = c.rt->hosts.decide(*host, authority->second);
+  if (d.r == policy::route::refuse) {
+    co_await send_local(c, down, http::local_error::host_not_allowed, d.why, rec, false);
+    access_log(c, rec);
+    co_return;
+  }
+  const upstream::origin o{true, *host, authority->second};
+  if (d.r == policy::route::tunnel) {
+    c.svc.metrics.client_connections.with({"tunnel"}).inc();
+    rec.bucket = "tunnel";
+    co_await blind_tunnel(c, down, buf, o, rec);
+    access_log(c, rec);
+    co_return;
+  }
+
+  static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  down.expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
+  auto [wec, wn] = co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
+  if (wec) co_return;
+  rec.status = 200;
+  rec.bucket = "connect";
+  access_log(c, rec);
+
+  // The first byte tells TLS (a handshake record, 0x16) from plain HTTP inside the tunnel.
+  if (buf.size() == 0) {
+    down.expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
+    auto [ec, n] = co_await down.async_read_some(buf.prepare(4096), use_tuple);
+    if (ec) co_return;
+    buf.commit(n);
+  }
+  const auto first = static_cast<const unsigned char*>(buf.data().data())[0];
+  if (first != 0x16) {
+    c.svc.metrics.client_connections.with({"intercept_plain"}).inc();
+    co_await serve(c, down, buf, upstream::origin{false, *host, authority->second});
+    co_return;
+  }
+  c.svc.metrics.client_connections.with({"intercept"}).inc();
+  down_tls tls(down, c.svc.intercept_tls);
+  if (!tls::use_leaf_for(tls.native_handle(), c.svc.leaves, *host)) {
+    c.svc.log.warn(logging::event("cannot mint a certificate").with("conn", c.id).with("host", *host));
+    co_return;
+  }
+  tls.next_layer().expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
+  auto [hec, used] = co_await tls.async_handshake(asio::ssl::stream_base::server, buf.data(), use_tuple);
+  if (hec) {
+    c.svc.log.info(logging::event("client TLS handshake failed").with("conn", c.id).with("host", *host)
+                       .with("error", hec.message()));
+    co_return;
+  }
+  buf.consume(used);
+  co_await serve(c, tls, buf, o);
+  tls.next_layer().expires_after(seconds(1));
+  co_await tls.async_shutdown(use_tuple);
+}
+
+}  // namespace
+
+asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t conn_id,
+                                  session_control& ctl) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  boost::system::error_code ec;
+  auto remote = sock.remote_endpoint(ec);
+  conn_ctx c{svc, conn_id, ctl, ec ? std::string() : remote.address().to_string(), svc.rt.load()};
+  sock.set_option(tcp::no_delay(true), ec);
+  beast::tcp_stream down(std::move(sock));
+  beast::flat_buffer buf;
+  if (!c.rt->clients.empty() && !c.rt->clients.contains(c.peer)) {
+    request_record rec;
+    rec.started = svc.clock.now();
+    co_await send_local(c, down, http::local_error::client_not_allowed, "source address not allowed", rec, false);
+    access_log(c, rec);
+  } else {
+    svc.metrics.client_connections.with({"proxy"}).inc();
+    co_await serve(c, down, buf, std::nullopt);
+  }
+  if (down.socket().is_open()) {
+    down.socket().shutdown(tcp::socket::shutdown_send, ec);
+    down.socket().close(ec);
+  }
+}
+
+}  // namespace okta_sidecar::proxy

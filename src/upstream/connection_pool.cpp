@@ -1,0 +1,251 @@
+#include "okta_sidecar/upstream/connection_pool.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+
+#include "okta_sidecar/policy/address_guard.hpp"
+#include "okta_sidecar/tls/upstream_context.hpp"
+
+namespace okta_sidecar::upstream {
+
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+const char* to_string(connect_status s) {
+  switch (s) {
+    case connect_status::ok: return "ok";
+    case connect_status::resolve_failed: return "resolve_failed";
+    case connect_status::forbidden_address: return "forbidden_address";
+    case connect_status::connect_failed: return "connect_failed";
+    case connect_status::connect_timeout: return "connect_timeout";
+    case connect_status::tls_failed: return "tls_failed";
+    case connect_status::tls_timeout: return "tls_timeout";
+    case connect_status::pool_exhausted: return "pool_exhausted";
+  }
+  return "unknown";
+}
+
+// A coroutine parked until a connection of its origin is released or its deadline passes.
+struct connection_pool::waiter {
+  explicit waiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
+  asio::steady_timer timer;
+};
+
+connection_pool::settings connection_pool::from_config(const config::config& c) {
+  settings s;
+  s.connect_timeout = milliseconds(c.upstream.connect_timeout_ms);
+  s.tls_timeout = milliseconds(c.upstream.tls_handshake_timeout_ms);
+  s.idle_timeout = milliseconds(c.upstream.idle_timeout_ms);
+  s.max_per_origin = c.upstream.max_connections_per_host;
+  s.resolve = c.upstream.resolve;
+  s.allow_private = c.access.allow_private_destinations;
+  return s;
+}
+
+connection_pool::connection_pool(asio::ssl::context& tls_ctx, settings s)
+    : tls_ctx_(tls_ctx), settings_(std::move(s)) {}
+
+namespace {
+
+// A pooled connection the server has closed shows EOF (or an error) to a non-blocking peek.
+// Pending bytes are fine: a TLS 1.3 server may have sent session tickets after the response.
+bool looks_alive(connection& c) {
+  auto& sock = c.lowest().socket();
+  if (!sock.is_open()) return false;
+  char byte;
+  ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return false;
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false;
+  return true;
+}
+
+void close_quietly(connection& c) {
+  boost::system::error_code ec;
+  c.lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+  c.lowest().socket().close(ec);
+}
+
+}  // namespace
+
+asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point deadline) {
+  auto ex = co_await asio::this_coro::executor;
+  std::shared_ptr<waiter> me;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (closed_) co_return acquired{nullptr, connect_status::connect_failed, "shutting down", false};
+      auto& s = slots_[o.key()];
+      if (me) std::erase(s.waiters, me);
+      auto now = steady_clock::now();
+      while (!s.idle.empty()) {
+        auto c = std::move(s.idle.back());
+        s.idle.pop_back();
+        if (now - c->idle_since < settings_.idle_timeout && looks_alive(*c)) {
+          ++s.active;
+          ++stats_.reused;
+          co_return acquired{std::move(c), connect_status::ok, {}, true};
+        }
+        ++stats_.closed;
+        close_quietly(*c);
+      }
+      if (s.active < settings_.max_per_origin) {
+        ++s.active;
+        break;
+      }
+      if (now >= deadline) {
+        co_return acquired{nullptr, connect_status::pool_exhausted,
+                           "max_connections_per_host busy", false};
+      }
+      if (!me) me = std::make_shared<waiter>(ex);
+      me->timer.expires_at(deadline);
+      s.waiters.push_back(me);
+    }
+    co_await me->timer.async_wait(use_tuple);
+  }
+  auto result = co_await connect(o, deadline);
+  if (!result.conn) {
+    std::lock_guard lock(mu_);
+    auto& s = slots_[o.key()];
+    --s.active;
+    wake_one(s);
+  }
+  co_return result;
+}
+
+asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point deadline) {
+  auto ex = co_await asio::this_coro::executor;
+  settings cfg;
+  std::uint64_t id;
+  {
+    std::lock_guard lock(mu_);
+    cfg = settings_;
+    id = next_id_++;
+  }
+  const auto now = steady_clock::now();
+  const auto connect_deadline = std::min(deadline, now + cfg.connect_timeout);
+
+  // upstream.resolve: like curl --resolve, only the address changes; SNI, certificate check
+  // and Host keep the real name.
+  std::string host = o.host;
+  std::string port = std::to_string(o.port);
+  bool explicit_address = false;
+  if (auto it = cfg.resolve.find(o.host + ":" + port); it != cfg.resolve.end()) {
+    host = it->second.host;
+    port = std::to_string(it->second.port);
+    explicit_address = true;
+  }
+  tcp::resolver resolver(ex);
+  asio::steady_timer resolve_timer(ex, connect_deadline);
+  auto r = co_await (resolver.async_resolve(host, port, use_tuple) ||
+                     resolve_timer.async_wait(use_tuple));
+  if (r.index() == 1) co_return acquired{nullptr, connect_status::connect_timeout, "dns timeout", false};
+  auto [rec, results] = std::get<0>(r);
+  if (rec) co_return acquired{nullptr, connect_status::resolve_failed, rec.message(), false};
+
+  std::vector<tcp::endpoint> endpoints;
+  for (const auto& e : results) {
+    if (!explicit_address && !cfg.allow_private &&
+        policy::is_forbidden_destination(e.endpoint().address().to_string())) {
+      continue;
+    }
+    endpoints.push_back(e.endpoint());
+  }
+  if (endpoints.empty()) {
+    co_return acquired{nullptr, connect_status::forbidden_address,
+                       "resolves only to link-local, loopback or private addresses", false};
+  }
+
+  auto stream = std::make_unique<beast::tcp_stream>(ex);
+  stream->expires_at(connect_deadline);
+  auto [cec, ep] = co_await stream->async_connect(endpoints, use_tuple);
+  if (cec) {
+    co_return acquired{nullptr,
+                       cec == beast::error::timeout ? connect_status::connect_timeout
+                                                    : connect_status::connect_failed,
+                       cec.message(), false};
+  }
+  stream->socket().set_option(tcp::no_delay(true));
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.opened;
+  }
+  if (!o.tls) {
+    stream->expires_never();
+    co_return acquired{std::make_unique<connection>(id, std::move(stream)), connect_status::ok, {},
+                       false};
+  }
+  auto tls = std::make_unique<connection::tls_stream>(std::move(*stream), tls_ctx_);
+  if (!tls::prepare_upstream_ssl(tls->native_handle(), o.host)) {
+    co_return acquired{nullptr, connect_status::tls_failed, "cannot set SNI/verification name", false};
+  }
+  tls->next_layer().expires_at(std::min(deadline, steady_clock::now() + cfg.tls_timeout));
+  auto [hec] = co_await tls->async_handshake(asio::ssl::stream_base::client, use_tuple);
+  if (hec) {
+    co_return acquired{nullptr,
+                       hec == beast::error::timeout ? connect_status::tls_timeout
+                                                    : connect_status::tls_failed,
+                       hec.message(), false};
+  }
+  tls->next_layer().expires_never();
+  co_return acquired{std::make_unique<connection>(id, std::move(tls)), connect_status::ok, {}, false};
+}
+
+void connection_pool::wake_one(slot& s) {
+  if (s.waiters.empty()) return;
+  auto w = s.waiters.front();
+  s.waiters.pop_front();
+  // The waiter's timer belongs to its strand; expiring it there (instead of cancel) also wakes
+  // a waiter that has not started waiting yet.
+  asio::post(w->timer.get_executor(), [w] { w->timer.expires_at(time_point::min()); });
+}
+
+void connection_pool::release(const origin& o, std::unique_ptr<connection> c, bool reusable) {
+  std::lock_guard lock(mu_);
+  auto& s = slots_[o.key()];
+  if (s.active > 0) --s.active;
+  if (c) {
+    if (reusable && !closed_) {
+      c->idle_since = steady_clock::now();
+      s.idle.push_back(std::move(c));
+    } else {
+      ++stats_.closed;
+      close_quietly(*c);
+    }
+  }
+  wake_one(s);
+}
+
+void connection_pool::update_settings(settings s) {
+  std::lock_guard lock(mu_);
+  settings_ = std::move(s);
+}
+
+void connection_pool::close_all() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  for (auto& [key, s] : slots_) {
+    for (auto& c : s.idle) close_quietly(*c);
+    stats_.closed += s.idle.size();
+    s.idle.clear();
+    while (!s.waiters.empty()) wake_one(s);
+  }
+}
+
+pool_stats connection_pool::stats() const {
+  std::lock_guard lock(mu_);
+  pool_stats out = stats_;
+  for (const auto& [key, s] : slots_) {
+    out.idle += s.idle.size();
+    out.active += s.active;
+  }
+  return out;
+}
+
+}  // namespace okta_sidecar::upstream
