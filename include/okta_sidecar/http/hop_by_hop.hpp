@@ -1,0 +1,23 @@
+#pragma once
+// Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a proxy removes them
+// before forwarding in either direction.
+#include <span>
+#include <string>
+#include <vector>
+
+#include "okta_sidecar/http/text.hpp"
+
+namespace okta_sidecar::http {
+
+// Lower-cased names to remove: the fixed set (Connection, Proxy-Connection, Keep-Alive, TE,
+// Trailer, Transfer-Encoding, Upgrade, Proxy-Authorization, Proxy-Authenticate), always, plus
+// every valid token listed in Connection. Host and Content-Length are never removed even when
+// listed: the proxy routes and frames by them, and RFC 9110 §7.6.1 forbids listing fields meant
+// for every recipient. No duplicates.
+std::vector<std::string> hop_by_hop_names(std::span<const header_view> headers);
+
+// Whether the client asked to close after this exchange: a "close" option in Connection (or the
+// legacy Proxy-Connection), or HTTP/1.0 without "keep-alive" (RFC 9112 §9.3).
+bool wants_close(unsigned version, std::span<const header_view> headers);
+
+}  // namespace okta_sidecar::http

@@ -1,0 +1,45 @@
+#include "okta_sidecar/http/hop_by_hop.hpp"
+
+#include <algorithm>
+#include <array>
+#include <string_view>
+
+namespace okta_sidecar::http {
+
+namespace {
+
+constexpr std::array<std::string_view, 9> fixed_names = {
+    "connection", "proxy-connection",    "keep-alive",        "te", "trailer", "transfer-encoding",
+    "upgrade",    "proxy-authorization", "proxy-authenticate"};
+
+}  // namespace
+
+std::vector<std::string> hop_by_hop_names(std::span<const header_view> headers) {
+  std::vector<std::string> out(fixed_names.begin(), fixed_names.end());
+  for (const auto& [name, value] : headers) {
+    if (!iequals(name, "connection")) continue;
+    for (auto option : split_list(value)) {
+      if (!is_token(option)) continue;
+      std::string lower = to_lower(option);
+      if (lower == "host" || lower == "content-length") continue;
+      if (std::find(out.begin(), out.end(), lower) == out.end()) out.push_back(std::move(lower));
+    }
+  }
+  return out;
+}
+
+bool wants_close(unsigned version, std::span<const header_view> headers) {
+  bool close = false;
+  bool keep_alive = false;
+  for (const auto& [name, value] : headers) {
+    if (!iequals(name, "connection") && !iequals(name, "proxy-connection")) continue;
+    for (auto option : split_list(value)) {
+      if (iequals(option, "close")) close = true;
+      if (iequals(option, "keep-alive")) keep_alive = true;
+    }
+  }
+  if (close) return true;
+  return version < 11 && !keep_alive;
+}
+
+}  // namespace okta_sidecar::http

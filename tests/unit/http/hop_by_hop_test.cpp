@@ -1,0 +1,74 @@
+#include "okta_sidecar/http/hop_by_hop.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace okta_sidecar::http {
+namespace {
+
+using ::testing::Contains;
+using ::testing::Not;
+using ::testing::UnorderedElementsAre;
+
+std::vector<std::string> names(std::vector<header_view> h) { return hop_by_hop_names(h); }
+
+TEST(HopByHop, FixedSetAlwaysPresent) {
+  EXPECT_THAT(names({}), UnorderedElementsAre("connection", "proxy-connection", "keep-alive", "te", "trailer",
+                                              "transfer-encoding", "upgrade", "proxy-authorization",
+                                              "proxy-authenticate"));
+}
+
+TEST(HopByHop, ConnectionListedNamesLowerCasedAndDeduplicated) {
+  const auto n = names({{"Connection", "X-Foo, Keep-Alive,x-foo"}, {"connection", " X-Bar\t"}});
+  EXPECT_THAT(n, Contains("x-foo"));
+  EXPECT_THAT(n, Contains("x-bar"));
+  EXPECT_EQ(std::count(n.begin(), n.end(), "x-foo"), 1);
+  EXPECT_EQ(std::count(n.begin(), n.end(), "keep-alive"), 1);
+  EXPECT_EQ(n.size(), 11u);
+}
+
+TEST(HopByHop, HostAndContentLengthNeverRemoved) {
+  const auto n = names({{"Connection", "Host, Content-Length, X-A"}});
+  EXPECT_THAT(n, Not(Contains("host")));
+  EXPECT_THAT(n, Not(Contains("content-length")));
+  EXPECT_THAT(n, Contains("x-a"));
+}
+
+TEST(HopByHop, InvalidTokensAndEmptyElementsIgnored) {
+  const auto n = names({{"Connection", ", ,x y,\"q\",ok"}});
+  EXPECT_EQ(n.size(), 10u);
+  EXPECT_THAT(n, Contains("ok"));
+}
+
+TEST(HopByHop, OnlyConnectionFieldIsRead) {
+  EXPECT_EQ(names({{"X-Connection", "x-a"}, {"Proxy-Connection", "x-b"}}).size(), 9u);
+}
+
+struct close_case {
+  const char* name;
+  unsigned version;
+  std::vector<header_view> headers;
+  bool close;
+};
+
+TEST(WantsClose, Table) {
+  const close_case cases[] = {
+      {"Http11Default", 11, {}, false},
+      {"Http11Close", 11, {{"Connection", "close"}}, true},
+      {"Http11CloseMixedCase", 11, {{"connection", "Keep-Alive, CLOSE"}}, true},
+      {"Http11CloseSecondField", 11, {{"Connection", "x-a"}, {"Connection", "close"}}, true},
+      {"Http11ProxyConnectionClose", 11, {{"Proxy-Connection", "close"}}, true},
+      {"Http11Closed", 11, {{"Connection", "closed"}}, false},
+      {"Http10Default", 10, {}, true},
+      {"Http10KeepAlive", 10, {{"Connection", "keep-alive"}}, false},
+      {"Http10ProxyKeepAlive", 10, {{"Proxy-Connection", "Keep-Alive"}}, false},
+      {"Http10KeepAliveAndClose", 10, {{"Connection", "keep-alive, close"}}, true},
+  };
+  for (const auto& c : cases) EXPECT_EQ(wants_close(c.version, c.headers), c.close) << c.name;
+}
+
+}  // namespace
+}  // namespace okta_sidecar::http
