@@ -1,0 +1,53 @@
+#include "okta_sidecar/ratelimit/path.hpp"
+
+#include <gtest/gtest.h>
+
+namespace okta_sidecar::ratelimit {
+namespace {
+
+struct path_case {
+  const char* target;
+  const char* normal;
+};
+
+class NormalizePath : public ::testing::TestWithParam<path_case> {};
+
+TEST_P(NormalizePath, Normalises) {
+  EXPECT_EQ(normalize_path(GetParam().target), GetParam().normal) << GetParam().target;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, NormalizePath,
+    ::testing::Values(
+        // already normal
+        path_case{"/api/v1/users", "/api/v1/users"}, path_case{"/", "/"}, path_case{"", "/"},
+        // query and fragment
+        path_case{"/api/v1/users?limit=200&after=x", "/api/v1/users"},
+        path_case{"/api/v1/users#top", "/api/v1/users"},
+        path_case{"/api/v1/users?next=/api/v1/groups#f", "/api/v1/users"},
+        path_case{"?q=1", "/"},
+        // trailing and doubled slashes
+        path_case{"/api/v1/users/", "/api/v1/users"}, path_case{"//api///v1//users//", "/api/v1/users"},
+        // dot segments, RFC 3986 §5.2.4
+        path_case{"/api/v1/users/./00u1", "/api/v1/users/00u1"},
+        path_case{"/api/v1/users/00u1/../me", "/api/v1/users/me"},
+        path_case{"/a/b/..", "/a"}, path_case{"/a/.", "/a"}, path_case{"/.", "/"},
+        path_case{"/../../api", "/api"}, path_case{"/a/b/../../..", "/"},
+        path_case{"/a/..b/.c", "/a/..b/.c"},
+        // percent-decoding of unreserved characters only
+        path_case{"/api/v1/%75sers", "/api/v1/users"}, path_case{"/%41%7a%30%2D%2E%5F%7E", "/Az0-._~"},
+        path_case{"/api/v1/users/a%2Fb", "/api/v1/users/a%2Fb"},
+        path_case{"/api/v1/users/a%2fb", "/api/v1/users/a%2Fb"},
+        path_case{"/api/v1/users/jdoe%40example.com", "/api/v1/users/jdoe%40example.com"},
+        path_case{"/x%20y", "/x%20y"}, path_case{"/x%3f", "/x%3F"},
+        // encoded dots are dots (decoded before segment resolution)
+        path_case{"/api/v1/x/%2e%2e/users", "/api/v1/users"}, path_case{"/a/%2E/b", "/a/b"},
+        // malformed escapes are kept as they are
+        path_case{"/a%", "/a%"}, path_case{"/a%4", "/a%4"}, path_case{"/a%zz", "/a%zz"},
+        path_case{"/a%%41", "/a%A"},
+        // absolute-form (RFC 9112 §3.2.2)
+        path_case{"https://acme.okta.com/api/v1/users?x=1", "/api/v1/users"},
+        path_case{"http://acme.okta.com", "/"}, path_case{"http://acme.okta.com?x", "/"}));
+
+}  // namespace
+}  // namespace okta_sidecar::ratelimit
