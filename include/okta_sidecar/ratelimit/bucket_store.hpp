@@ -1,0 +1,29 @@
+#pragma once
+// Where bucket budgets live. Local mode keeps them in process; fleet mode (later) shares one
+// tenant's budget between sidecars through Redis. The scheduler sees only this interface, and
+// every call is synchronous: a shared store answers from tokens it leased in advance and
+// refreshes its lease in the background, so no request ever waits on a network round trip here.
+#include <optional>
+
+#include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/ratelimit/bucket.hpp"
+#include "okta_sidecar/ratelimit/bucket_key.hpp"
+#include "okta_sidecar/ratelimit/observation.hpp"
+
+namespace okta_sidecar::ratelimit {
+
+// Budget arithmetic for every bucket the sidecar has seen.
+class bucket_store {
+ public:
+  virtual ~bucket_store() = default;
+
+  // One request's worth of budget, keeping `keep_fraction` of each window back (reserve).
+  virtual grant take(const bucket_key& key, double keep_fraction, time_point now) = 0;
+  // An admitted request ended; `obs` (may be null) holds its answer's rate-limit headers.
+  virtual void settle(const bucket_key& key, const grant& g, settle_kind kind, const observation* obs,
+                      time_point now) = 0;
+  // nullopt: the store has never heard of this bucket.
+  virtual std::optional<bucket_view> view(const bucket_key& key, time_point now) const = 0;
+};
+
+}  // namespace okta_sidecar::ratelimit
