@@ -22,8 +22,17 @@ BUILD_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libboost1.81-dev nl
 # What the tests need on top: real clients and tools the tests drive.
 TEST_PACKAGES=(curl openssl python3 clang-14 libclang-rt-14-dev)
 
-configure_and_build() {  # dir, extra cmake args...
+configure_and_build() {  # dir [cmake args...] [-- targets...]
   local dir=$1; shift
-  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
-  cmake --build "$dir" -j "$(nproc)"
+  local args=() targets=()
+  while (($#)); do
+    if [ "$1" = "--" ]; then shift; targets=("$@"); break; fi
+    args+=("$1"); shift
+  done
+  cmake -S . -B "$dir" -G Ninja "${args[@]}" >/dev/null
+  if ((${#targets[@]})); then
+    cmake --build "$dir" -j "$(nproc)" --target "${targets[@]}"
+  else
+    cmake --build "$dir" -j "$(nproc)"
+  fi
 }

@@ -190,8 +190,13 @@ class Sidecar:
     def __enter__(self) -> "Sidecar":
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        code = self.stop()
+        # A clean SIGTERM drain exits 0; anything else (a sanitizer report, a crash, a leak
+        # found by LeakSanitizer at exit) fails the test that owned this sidecar.
+        if exc_type is None and code not in (0, None):
+            tail = "\n".join(self._lines[-40:]) if hasattr(self, "_lines") else ""
+            raise AssertionError(f"okta-sidecar exited with {code} after SIGTERM; last log lines:\n{tail}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
