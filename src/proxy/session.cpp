@@ -40,6 +40,7 @@ using namespace asio::experimental::awaitable_operators;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t relay_chunk = 16 * 1024;
 constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we read whole
+constexpr std::size_t max_chunk_extension_bytes = 1024;
 
 beast::tcp_stream& lowest(beast::tcp_stream& s) { return s; }
 beast::tcp_stream& lowest(tls_stream& s) { return s.next_layer(); }
@@ -461,6 +462,12 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   // Request body: small bodies are read whole so that the request can be replayed after a 429
   // or a failure; larger or chunked ones are streamed (and so can't be retried once sent).
   outgoing out;
+  // Chunk extensions are never forwarded meaning-for-meaning by us (we re-frame), and Beast
+  // bounds them only by the body limit: cap them so they cannot carry smuggled bytes or
+  // burn CPU (issue 6: limits on chunk extensions). Declared before the parser it serves.
+  auto limit_chunk_ext = [](std::uint64_t, std::string_view extensions, boost::system::error_code& ec) {
+    if (extensions.size() > max_chunk_extension_bytes) ec = bhttp::error::bad_chunk_extension;
+  };
   std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser;
   const bool expect_continue = beast::iequals(req[bhttp::field::expect], "100-continue");
   out.head_and_body.method_string(method);
@@ -508,6 +515,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     case http::framing_kind::chunked:
       stream_parser.emplace(std::move(hp));
       stream_parser->body_limit(rt.cfg.client.max_body_bytes);
+      stream_parser->on_chunk_header(limit_chunk_ext);
       out.streamed = true;
       out.stream_parser = &*stream_parser;
       if (valid.body.kind == http::framing_kind::chunked) {
@@ -611,6 +619,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       lease.conn->count_request();
       rp.emplace();
       rp->header_limit(static_cast<std::uint32_t>(rt.cfg.client.max_header_bytes));
+      // The body is streamed, never held: without this, Beast's default 8 MiB limit rejects
+      // a larger Content-Length already while the head is parsed (a 502 for a 10 MiB body).
+      rp->body_limit(boost::none);
       if (head_request) rp->skip(true);
       const auto header_deadline =
           std::min(request_deadline, svc.clock.now() + milliseconds(rt.cfg.upstream.response_timeout_ms));
@@ -671,7 +682,11 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         continue;
       }
       if (response_timed_out) {
-        co_return co_await send_local(c, down, http::local_error::upstream_timeout, failure_detail, rec, false, version);
+        // The request was written whole (the client's body included) before we waited for the
+        // head, so the client connection is still in step: keep it (issue 4: the next request
+        // on the same connection must work). Only the upstream connection is discarded.
+        co_return co_await send_local(c, down, http::local_error::upstream_timeout, failure_detail, rec, keep_alive,
+                                      version);
       }
       co_return co_await send_local(c, down, http::local_error::upstream_unreachable, failure_detail, rec,
                                     keep_alive && !out.streamed, version);
@@ -810,6 +825,21 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
 // header timeout for the whole head (slow-loris clients are cut off there).
 enum class head_status { ok, closed, replied };
 
+enum class raw_head { incomplete, complete, obs_fold };
+
+// Finds the end of a request head in raw bytes, from `from` on (bytes before it were seen):
+// a line feed followed by another line end ends the head; one followed by SP or HTAB is
+// obs-fold (or whitespace before the first field, RFC 9112 §2.2), which we refuse.
+raw_head scan_raw_head(std::string_view b, std::size_t from) {
+  for (std::size_t i = from; i + 1 < b.size(); ++i) {
+    if (b[i] != '\n') continue;
+    const char next = b[i + 1];
+    if (next == '\r' || next == '\n') return raw_head::complete;
+    if (next == ' ' || next == '\t') return raw_head::obs_fold;
+  }
+  return raw_head::incomplete;
+}
+
 template <class Stream>
 asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
                                        bhttp::request_parser<bhttp::empty_body>& p, request_record& rec) {
@@ -826,6 +856,30 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   p.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
   p.body_limit(cfg.max_body_bytes);
   lowest(s).expires_after(milliseconds(cfg.header_timeout_ms));
+  // Collect the whole head first and look at its raw bytes: Beast unfolds obs-fold silently,
+  // so the validator never sees it (RFC 9112 §5.2: a proxy must reject or replace it; an
+  // upstream that unfolds differently is a smuggling vector). One deadline covers the head.
+  std::size_t scanned = 0;
+  for (;;) {
+    const std::string_view raw(static_cast<const char*>(buf.data().data()), buf.size());
+    const auto st = scan_raw_head(raw, scanned);
+    if (st == raw_head::obs_fold) {
+      rec.started = c.svc.clock.now();
+      rec.id = c.svc.next_request_id++;
+      co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head", rec,
+                          false);
+      access_log(c, rec);
+      co_return head_status::replied;
+    }
+    if (st == raw_head::complete || buf.size() >= cfg.max_header_bytes) break;
+    scanned = raw.empty() ? 0 : raw.size() - 1;
+    auto [rec_ec, rn] = co_await s.async_read_some(buf.prepare(4096), use_tuple);
+    if (rec_ec) {
+      if (rec_ec == beast::error::timeout) c.svc.metrics.timeouts.with({"client_header"}).inc();
+      co_return head_status::closed;
+    }
+    buf.commit(rn);
+  }
   auto [ec, n] = co_await bhttp::async_read_header(s, buf, p, use_tuple);
   if (!ec) co_return head_status::ok;
   if (ec == beast::error::timeout) {
@@ -840,6 +894,9 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   rec.id = c.svc.next_request_id++;
   if (ec == bhttp::error::header_limit) {
     co_await send_local(c, s, http::local_error::headers_too_large, "request head too large", rec, false);
+  } else if (ec == bhttp::error::body_limit) {
+    // Beast checks Content-Length against body_limit while parsing the head.
+    co_await send_local(c, s, http::local_error::payload_too_large, "request body too large", rec, false);
   } else {
     co_await send_local(c, s, http::local_error::bad_request, "malformed request", rec, false);
   }
@@ -988,13 +1045,16 @@ asio::awaitable<void> pump(beast::tcp_stream& from, beast::tcp_stream& to, durat
 
 asio::awaitable<void> blind_tunnel(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
                                    const upstream::origin& o, request_record& rec) {
-  auto acq = co_await c.svc.pool.connect(upstream::origin{false, o.host, o.port},
-                                         c.svc.clock.now() + milliseconds(c.rt->cfg.upstream.connect_timeout_ms));
+  // Named, not temporaries inside the co_await expression: GCC 12 destroys such temporaries
+  // twice (a double free of the host string, seen on every blind tunnel).
+  const upstream::origin plain_origin{false, o.host, o.port};
+  const auto connect_deadline = c.svc.clock.now() + milliseconds(c.rt->cfg.upstream.connect_timeout_ms);
+  auto acq = co_await c.svc.pool.connect(plain_origin, connect_deadline);
   if (!acq.conn) {
-    co_await send_local(c, down, acq.status == upstream::connect_status::forbidden_address
-                                     ? http::local_error::host_not_allowed
-                                     : http::local_error::upstream_unreachable,
-                        std::string(upstream::to_string(acq.status)), rec, false);
+    const auto err = acq.status == upstream::connect_status::forbidden_address ? http::local_error::host_not_allowed
+                                                                                : http::local_error::upstream_unreachable;
+    const std::string_view detail = upstream::to_string(acq.status);
+    co_await send_local(c, down, err, detail, rec, false);
     co_return;
   }
   static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
@@ -1018,8 +1078,15 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
   auto authority = http::parse_authority(req.target());
   std::optional<std::string> host;
   if (authority) host = policy::host_policy::normalize_host(authority->first);
-  if (!authority || !host) {
+  if (!authority) {
     co_await send_local(c, down, http::local_error::bad_request, "CONNECT needs host:port", rec, false);
+    access_log(c, rec);
+    co_return;
+  }
+  if (!host) {
+    // A well-formed host:port whose host the policy will not even name (localhost, odd IP
+    // spellings): a refused destination, as in absolute form, not a malformed request.
+    co_await send_local(c, down, http::local_error::host_not_allowed, "host not allowed", rec, false);
     access_log(c, rec);
     co_return;
   }
@@ -1057,7 +1124,8 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
   const auto first = static_cast<const unsigned char*>(buf.data().data())[0];
   if (first != 0x16) {
     c.svc.metrics.client_connections.with({"intercept_plain"}).inc();
-    co_await serve(c, down, buf, upstream::origin{false, *host, authority->second});
+    const std::optional<upstream::origin> inside{upstream::origin{false, *host, authority->second}};
+    co_await serve(c, down, buf, inside);
     co_return;
   }
   c.svc.metrics.client_connections.with({"intercept"}).inc();
@@ -1074,7 +1142,8 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
     co_return;
   }
   buf.consume(used);
-  co_await serve(c, tls, buf, o);
+  const std::optional<upstream::origin> tunnel_origin{o};
+  co_await serve(c, tls, buf, tunnel_origin);
   tls.next_layer().expires_after(seconds(1));
   co_await tls.async_shutdown(use_tuple);
 }
