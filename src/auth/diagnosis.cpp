@@ -1,9 +1,8 @@
 #include "okta_sidecar/auth/diagnosis.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <map>
+#include <nlohmann/json.hpp>
 
 namespace okta_sidecar::auth {
 
@@ -42,8 +41,7 @@ std::string sanitize(std::string_view s) {
 // Only ids made of these characters go into a System Log filter (no quote can break out).
 bool safe_id(std::string_view s) {
   return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
   });
 }
 
@@ -174,9 +172,12 @@ struct issuer_parts {
 
 std::optional<issuer_parts> split_issuer(std::string_view iss) {
   std::string_view rest;
-  if (starts_with(iss, "https://")) rest = iss.substr(8);
-  else if (starts_with(iss, "http://")) rest = iss.substr(7);
-  else return std::nullopt;
+  if (starts_with(iss, "https://"))
+    rest = iss.substr(8);
+  else if (starts_with(iss, "http://"))
+    rest = iss.substr(7);
+  else
+    return std::nullopt;
   const std::size_t slash = rest.find('/');
   issuer_parts p;
   p.host = normalize_host(rest.substr(0, slash));
@@ -199,8 +200,8 @@ std::string issuance_query(const token_info& t) {
   const auto iss = split_issuer(t.iss);
   const bool custom = iss && !iss->path.empty();
   return std::string("eventType eq \"") +
-         (custom ? "app.oauth2.as.token.grant.access_token" : "app.oauth2.token.grant.access_token") +
-         "\"" + client_clause(t);
+         (custom ? "app.oauth2.as.token.grant.access_token" : "app.oauth2.token.grant.access_token") + "\"" +
+         client_clause(t);
 }
 
 const std::string failed_grants_query =
@@ -214,11 +215,11 @@ std::string malformed_advice(const token_info& t) {
     return "the token contains whitespace or a line break: strip it (often a trailing newline "
            "read from a file or environment variable)";
   }
-  if (r == "duplicate_bearer_prefix") return "the header says 'Bearer Bearer ...': send the prefix once";
+  if (r == "duplicate_bearer_prefix") return "the scheme Bearer is written twice: send it once";
   if (r == "empty_token") return "the Authorization header names a scheme but carries no token";
   if (r == "unsupported_scheme") {
-    return "use 'Authorization: Bearer <access token>' or 'SSWS <API token>': Okta's API "
-           "accepts no other scheme";
+    return "send 'Bearer <access token>' or 'SSWS <API token>' in the Authorization header; "
+           "Okta's API accepts no other scheme";
   }
   if (r == "token_too_large") return "the Authorization value is too large to be an Okta token";
   return "the Bearer token is not a complete JWT (" + r +
@@ -228,29 +229,28 @@ std::string malformed_advice(const token_info& t) {
 diagnosis credential_problem(const token_info& t, std::string_view host) {
   if (t.kind == credential_kind::none) {
     return {diagnosis_reason::missing_bearer_prefix,
-            "no Authorization header reached Okta: send 'Authorization: Bearer <access token>' "
-            "(or 'SSWS <API token>')",
+            "no Authorization header reached Okta; send 'Bearer <access token>' (or "
+            "'SSWS <API token>') in it",
             "eventType eq \"app.oauth2.token.grant.access_token\" or eventType eq "
             "\"app.oauth2.as.token.grant.access_token\""};
   }
   if (t.malformed_reason == "missing_bearer_prefix") {
     return {diagnosis_reason::missing_bearer_prefix,
-            "the Authorization header holds a bare token: prefix it with 'Bearer ' (RFC 6750 "
+            "the Authorization header holds a bare token; prefix it with 'Bearer ' (RFC 6750 "
             "section 2.1)",
             failed_grants_query};
   }
   if (t.kind == credential_kind::bearer_opaque) {
     return {diagnosis_reason::token_malformed,
             "Okta access tokens are JWTs but this Bearer token is opaque: send an API token as "
-            "'SSWS <token>', or get an access token from https://" + normalize_host(host) +
-                "/oauth2/v1/token",
+            "'SSWS <token>', or get an access token from https://" +
+                normalize_host(host) + "/oauth2/v1/token",
             failed_grants_query};
   }
   return {diagnosis_reason::token_malformed, malformed_advice(t), failed_grants_query};
 }
 
-std::optional<diagnosis> check_issuer(const token_info& t, const path_class& pc,
-                                      std::string_view host) {
+std::optional<diagnosis> check_issuer(const token_info& t, const path_class& pc, std::string_view host) {
   if (t.iss.empty()) return std::nullopt;
   const std::string want_host = normalize_host(host);
   const auto iss = split_issuer(t.iss);
@@ -265,21 +265,23 @@ std::optional<diagnosis> check_issuer(const token_info& t, const path_class& pc,
     return diagnosis{diagnosis_reason::wrong_authorization_server,
                      "the token comes from the custom authorization server " + issuer +
                          "; Okta's own APIs need a token from the org authorization server "
-                         "(https://" + want_host + "/oauth2/v1/token)",
+                         "(https://" +
+                         want_host + "/oauth2/v1/token)",
                      issuance_query(t)};
   }
   if (pc.kind == path_kind::custom_resource && iss->path != "/oauth2/" + pc.as_id) {
     return diagnosis{diagnosis_reason::wrong_authorization_server,
-                     "the token comes from " + issuer + " but this endpoint belongs to "
-                         "authorization server '" + sanitize(pc.as_id) + "' (https://" + want_host +
-                         "/oauth2/" + sanitize(pc.as_id) + "/v1/token)",
+                     "the token comes from " + issuer +
+                         " but this endpoint belongs to "
+                         "authorization server '" +
+                         sanitize(pc.as_id) + "' (https://" + want_host + "/oauth2/" + sanitize(pc.as_id) +
+                         "/v1/token)",
                      issuance_query(t)};
   }
   return std::nullopt;
 }
 
-std::optional<diagnosis> check_audience(const token_info& t, const path_class& pc,
-                                        std::string_view host) {
+std::optional<diagnosis> check_audience(const token_info& t, const path_class& pc, std::string_view host) {
   // Only the org AS's audience is known: "https://{yourOktaDomain}". Custom servers choose
   // their own (e.g. api://default), which the sidecar cannot know.
   if (pc.kind != path_kind::management || t.aud.empty()) return std::nullopt;
@@ -289,17 +291,17 @@ std::optional<diagnosis> check_audience(const token_info& t, const path_class& p
     if (to_lower(a) == want) return std::nullopt;
   }
   return diagnosis{diagnosis_reason::audience_mismatch,
-                   "the token's audience is " + sanitize(t.aud.front()) + " but Okta's API expects " +
-                       want + ": request the token from " + want + "/oauth2/v1/token",
+                   "the token's audience is " + sanitize(t.aud.front()) + " but Okta's API expects " + want +
+                       ": request the token from " + want + "/oauth2/v1/token",
                    issuance_query(t)};
 }
 
 std::optional<diagnosis> check_lifetime(const token_info& t, const okta_error& e, std::int64_t now) {
   if (t.exp && now >= *t.exp) {
-    return diagnosis{diagnosis_reason::token_expired,
-                     "refresh the token: it expired " + std::to_string(now - *t.exp) + " s ago" +
-                         client_words(t),
-                     issuance_query(t)};
+    return diagnosis{
+        diagnosis_reason::token_expired,
+        "refresh the token; it expired " + std::to_string(now - *t.exp) + " s ago" + client_words(t),
+        issuance_query(t)};
   }
   if (t.nbf && now < *t.nbf) {
     return diagnosis{diagnosis_reason::token_not_yet_valid,
@@ -316,8 +318,7 @@ std::optional<diagnosis> check_lifetime(const token_info& t, const okta_error& e
   // Okta's words win when the local clock estimate disagrees.
   if (to_lower(e.oauth_description).find("expired") != std::string::npos) {
     return diagnosis{diagnosis_reason::token_expired,
-                     "refresh the token: Okta reports it expired" + client_words(t),
-                     issuance_query(t)};
+                     "refresh the token; Okta reports it expired" + client_words(t), issuance_query(t)};
   }
   return std::nullopt;
 }
@@ -340,7 +341,8 @@ std::string okta_said(const okta_error& e) {
   if (!e.code.empty()) s = sanitize(e.code);
   if (!e.summary.empty()) s += (s.empty() ? "" : " ") + sanitize(e.summary);
   if (!e.oauth_error.empty()) s += (s.empty() ? "" : ", ") + sanitize(e.oauth_error);
-  if (!e.oauth_description.empty()) s += ": " + sanitize(e.oauth_description);
+  // " - ", not ": ": the log redactor reads "invalid_token: x" as a secret named *token.
+  if (!e.oauth_description.empty()) s += " - " + sanitize(e.oauth_description);
   return s.empty() ? "no error details" : s;
 }
 
@@ -365,8 +367,8 @@ diagnosis diagnose(int status, std::string_view method, std::string_view normali
   }
   if (pc.kind == path_kind::unauthenticated) {
     return {diagnosis_reason::unknown,
-            "this endpoint takes no access token; Okta refused the request itself (" +
-                okta_said(err) + "), e.g. wrong credentials or a locked-out user",
+            "this endpoint takes no access token; Okta refused the request itself (" + okta_said(err) +
+                "), e.g. wrong credentials or a locked-out user",
             "eventType eq \"user.session.start\" and outcome.result eq \"FAILURE\""};
   }
 
@@ -378,7 +380,7 @@ diagnosis diagnose(int status, std::string_view method, std::string_view normali
     case credential_kind::ssws:
       if (status == 401) {
         return {diagnosis_reason::ssws_token_invalid,
-                "the SSWS API token (fingerprint " + token.fingerprint +
+                "the API token (SSWS, fingerprint " + token.fingerprint +
                     ") is not valid: revoked, expired after 30 days unused, or its admin was "
                     "deactivated; create a new one or move to OAuth for Okta",
                 "eventType eq \"system.api_token.revoke\""};
@@ -404,7 +406,8 @@ diagnosis diagnose(int status, std::string_view method, std::string_view normali
             "the token passed local checks (issuer, audience, lifetime) yet Okta refused it (" +
                 okta_said(err) + "): it may be revoked or signed with a retired key; get a new token",
             "(eventType eq \"app.oauth2.token.revoke\" or eventType eq "
-            "\"app.oauth2.as.token.revoke\")" + client_clause(token)};
+            "\"app.oauth2.as.token.revoke\")" +
+                client_clause(token)};
   }
 
   // 403: the token was accepted; what it may do was not enough.

@@ -1,8 +1,7 @@
 #include "okta_sidecar/auth/scope_table.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "okta_sidecar/embedded_scopes_json.hpp"
@@ -31,8 +30,8 @@ bool is_read_method(std::string_view m) { return m == "GET" || m == "HEAD" || m 
 
 bool valid_scope_name(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == ':';
   });
 }
 
@@ -75,8 +74,8 @@ scope_table scope_table::from_json(std::string_view text, std::string_view sourc
     if (!r.is_object()) fail(source, where, "must be an object");
     for (const auto& [key, value] : r.items()) {
       (void)value;
-      if (key != "path" && key != "methods" && key != "scope" && key != "read" &&
-          key != "write" && key != "comment") {
+      if (key != "path" && key != "methods" && key != "scope" && key != "read" && key != "write" &&
+          key != "comment") {
         fail(source, where + "." + key, "unknown key");
       }
     }
@@ -152,8 +151,7 @@ std::optional<std::string> scope_table::required_scope(std::string_view method,
     const bool tail = !r.segments.empty() && r.segments.back() == "**";
     if (!tail && segments.size() != r.segments.size()) continue;
     if (!r.scope.empty()) {
-      if (r.methods.empty() ||
-          std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end()) {
+      if (r.methods.empty() || std::find(r.methods.begin(), r.methods.end(), method) != r.methods.end()) {
         return r.scope;
       }
       continue;
@@ -164,8 +162,7 @@ std::optional<std::string> scope_table::required_scope(std::string_view method,
   return std::nullopt;
 }
 
-bool scope_table::satisfied_by(const std::vector<std::string>& granted,
-                               std::string_view required) const {
+bool scope_table::satisfied_by(const std::vector<std::string>& granted, std::string_view required) const {
   if (std::find(granted.begin(), granted.end(), required) != granted.end()) return true;
   // okta.users.read is covered by okta.users.manage; okta.users.read.self by
   // okta.users.manage.self.

@@ -1,10 +1,9 @@
 #include "okta_sidecar/auth/token_info.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "okta_sidecar/auth/base64url.hpp"
 #include "okta_sidecar/auth/sha256.hpp"
@@ -41,8 +40,8 @@ bool is_b64token(std::string_view s) {
   std::size_t i = 0;
   for (; i < s.size(); ++i) {
     const char c = s[i];
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
     if (!ok) break;
   }
   if (i == 0) return false;
@@ -67,12 +66,16 @@ bool json_too_deep(std::string_view text) {
   bool escaped = false;
   for (const char c : text) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
+    if (c == '"')
+      in_string = true;
     else if (c == '{' || c == '[') {
       if (++depth > max_json_depth) return true;
     } else if (c == '}' || c == ']') {
@@ -270,22 +273,27 @@ std::uint64_t caller_key(std::string_view authorization_value) {
   return key == 0 ? 1 : key;
 }
 
-bool expired_beyond(const token_info& info, std::int64_t okta_now_epoch,
-                    std::int64_t margin_seconds) {
+bool expired_beyond(const token_info& info, std::int64_t okta_now_epoch, std::int64_t margin_seconds) {
   if (info.kind != credential_kind::bearer_jwt || !info.exp) return false;
   // Written as a comparison of differences so that extreme claims cannot overflow.
   if (okta_now_epoch < *info.exp) return false;
-  const std::uint64_t ago = static_cast<std::uint64_t>(okta_now_epoch) - static_cast<std::uint64_t>(*info.exp);
+  const std::uint64_t ago =
+      static_cast<std::uint64_t>(okta_now_epoch) - static_cast<std::uint64_t>(*info.exp);
   return margin_seconds < 0 || ago > static_cast<std::uint64_t>(margin_seconds);
 }
 
 const char* to_string(credential_kind kind) {
   switch (kind) {
-    case credential_kind::none: return "none";
-    case credential_kind::bearer_jwt: return "bearer_jwt";
-    case credential_kind::bearer_opaque: return "bearer_opaque";
-    case credential_kind::ssws: return "ssws";
-    case credential_kind::malformed: return "malformed";
+    case credential_kind::none:
+      return "none";
+    case credential_kind::bearer_jwt:
+      return "bearer_jwt";
+    case credential_kind::bearer_opaque:
+      return "bearer_opaque";
+    case credential_kind::ssws:
+      return "ssws";
+    case credential_kind::malformed:
+      return "malformed";
   }
   return "unknown";
 }

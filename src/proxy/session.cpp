@@ -379,12 +379,13 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up,
 
 template <class Stream>
 asio::awaitable<void> send_buffered(conn_ctx& c, Stream& down, bhttp::response<bhttp::string_body>& res,
-                                    bool keep_alive, unsigned version, request_record& rec,
-                                    bool& ok) {
+                                    bool head_request, bool keep_alive, unsigned version,
+                                    request_record& rec, bool& ok) {
   strip_hop_by_hop(res);
   res.version(version == 10 ? 10 : 11);
   res.keep_alive(keep_alive);
-  res.content_length(res.body().size());
+  // A HEAD response keeps Okta's Content-Length: it describes the body a GET would get.
+  if (!head_request) res.content_length(res.body().size());
   lowest(down).expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
   auto [ec, n] = co_await bhttp::async_write(down, res, use_tuple);
   rec.bytes_out += res.body().size();
@@ -454,9 +455,23 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   if (dest.inspect && rt.cfg.auth.reject_expired_locally && token &&
       auth::expired_beyond(*token, svc.okta_clock.now_epoch(svc.clock.wall_now()), 30)) {
     svc.metrics.auth_failures.with({"token_expired"}).inc();
+    // Same explanation as for Okta's own 401, so /status and the log show the saved requests.
+    const auto diag = auth::diagnose(401, method, npath, dest.origin.host, *token, {}, {},
+                                     svc.okta_clock.now_epoch(svc.clock.wall_now()), rt.scopes);
+    svc.diagnoses.add(nlohmann::json{{"time", epoch_now(svc.clock)}, {"reason", diag.reason},
+                                     {"method", method}, {"path", cls.group}, {"status", 401},
+                                     {"advice", diag.advice}, {"system_log_query", diag.system_log_query},
+                                     {"client_id", token->cid}, {"token", token->fingerprint},
+                                     {"local", true}});
+    svc.log.warn(logging::event("auth failure").with("conn", c.id).with("req", rec.id)
+                     .with("status", 401).with("reason", diag.reason).with("advice", diag.advice)
+                     .with("method", method).with("bucket", cls.group).with("client_id", token->cid)
+                     .with("token_fingerprint", token->fingerprint).with("local", true));
+    // The request body, if any, is still unread: keeping the connection would make the next
+    // request parse from the body bytes (a desync / smuggling vector), so close instead.
     co_return co_await send_local(c, down, http::local_error::token_expired,
                                   "the access token expired before the request was sent", rec,
-                                  keep_alive, version, {}, {}, "token_expired");
+                                  keep_alive && hp.is_done(), version, {}, {}, "token_expired");
   }
 
   // Request body: small bodies are read whole so that the request can be replayed after a 429
@@ -792,7 +807,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       }
       rec.status = status;
       bool ok = false;
-      co_await send_buffered(c, down, *whole, keep_alive, version, rec, ok);
+      co_await send_buffered(c, down, *whole, head_request, keep_alive, version, rec, ok);
       co_return ok && keep_alive;
     }
 

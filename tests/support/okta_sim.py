@@ -10,7 +10,11 @@ It misbehaves the way Okta does (shared/okta-facts.md):
 - a noisy neighbour that spends a bucket's budget behind the client's back;
 - fault injection (hang, connection reset, 5xx bursts, trickled, chunked, large, truncated and
   echoed bodies), switchable at run time;
-- Bearer/SSWS token checks like Okta's (signature ignored; exp, nbf, iss, aud, scp).
+- Bearer/SSWS token checks like Okta's (signature ignored; exp, nbf, iss, aud, scp), plus
+  revoked tokens (by `jti`) and admin-role/assignment/policy denials (`deny`): a 403 E0000006
+  for a credential whose scopes are fine;
+- optionally a copy of every answer as sent (`record_responses`), so tests can prove that a
+  proxy passed a response through byte for byte.
 
 Use it in-process (`with OktaSimulator(cert_file=..., key_file=...) as sim: sim.port`) or as a
 program (`python3 okta_sim.py --port 0 --cert C --key K --window 2 --limit users=50`), which
@@ -31,6 +35,7 @@ import http.server
 import json
 import math
 import random
+import re
 import select
 import signal
 import socket
@@ -100,6 +105,12 @@ def make_jwt(claims: dict, header: Optional[dict] = None) -> str:
     header = header or {"kid": "sim-key", "alg": "RS256"}
     return ".".join([_b64url(json.dumps(header).encode()), _b64url(json.dumps(claims).encode()),
                      _b64url(_rng.randbytes(64))])
+
+
+# JWS compact serialization (RFC 7515 section 7.1): three base64url parts and nothing else, so
+# a token in quotes or with a stray character fails Okta's signature check even if its claims
+# would decode.
+_JWS_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def decode_jwt_claims(token: str) -> Optional[dict]:
@@ -333,7 +344,8 @@ class OktaSimulator:
                  limits: Optional[dict] = None, concurrency_limit: Optional[int] = None,
                  latency: float = 0.0, skew: float = 0.0, check_auth: bool = False,
                  ssws_tokens: tuple = (), issuer_host: Optional[str] = None,
-                 record: bool = False, idle_timeout: float = 30.0) -> None:
+                 record: bool = False, idle_timeout: float = 30.0,
+                 record_responses: bool = False) -> None:
         if (cert_file is None) != (key_file is None):
             raise ValueError("cert_file and key_file go together")
         self.window_seconds = float(window_seconds)
@@ -346,6 +358,10 @@ class OktaSimulator:
         self.ssws_tokens = set(ssws_tokens)
         self.issuer_host = issuer_host
         self.record = record
+        self.record_responses = record_responses
+        self._sent: dict = {}          # X-Okta-Request-Id -> (status, head bytes, body bytes)
+        self._revoked: set = set()     # jti values Okta treats as revoked
+        self._denials: list = []       # (path glob, methods or None): 403 despite good scopes
         self.idle_timeout = idle_timeout
         self._lock = threading.Lock()
         self._windows: dict = {}      # bucket key -> [Window, ...] (last = current or stale)
@@ -449,6 +465,42 @@ class OktaSimulator:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def revoke(self, jti: str) -> None:
+        """Bearer tokens with this `jti` get 401 invalid_token, as after /oauth2/v1/revoke."""
+        with self._lock:
+            self._revoked.add(jti)
+
+    def deny(self, path: str, methods: Optional[tuple] = None) -> None:
+        """A 403 E0000006 (no insufficient_scope) for valid credentials on paths matching the
+        glob: what Okta answers when the admin role is too weak, the user is not assigned to
+        the app, or a policy denies it."""
+        with self._lock:
+            self._denials.append((path, tuple(m.upper() for m in methods) if methods else None))
+
+    def clear_denials(self) -> None:
+        with self._lock:
+            self._denials.clear()
+            self._revoked.clear()
+
+    def _denied(self, method: str, path: str) -> bool:
+        with self._lock:
+            return any(fnmatch.fnmatchcase(path, glob) and (ms is None or method.upper() in ms)
+                       for glob, ms in self._denials)
+
+    def sent_response(self, request_id: str) -> Optional[tuple]:
+        """(status, head bytes, body bytes) of the answer with this X-Okta-Request-Id, as
+        written to the socket; needs record_responses=True."""
+        with self._lock:
+            return self._sent.get(request_id)
+
+    def _record_sent(self, request_id: str, status: int, head: bytes, body: bytes) -> None:
+        if not self.record_responses:
+            return
+        with self._lock:
+            if len(self._sent) >= 10000:  # bounded: a benchmark may leave it on
+                self._sent.pop(next(iter(self._sent)))
+            self._sent[request_id] = (status, head, body)
 
     def _take_faults(self, method: str, path: str) -> tuple:
         pre = body = None
@@ -631,14 +683,19 @@ class OktaSimulator:
             return (401, [("WWW-Authenticate", www("invalid_token", description))],
                     okta_error("E0000011", "Invalid token provided"))
 
+        def forbidden() -> tuple:
+            return 403, [], okta_error(
+                "E0000006", "You do not have permission to perform the requested action")
+
         value = (authorization or "").strip()
         if value.startswith("SSWS "):
             if value[5:].strip() in self.ssws_tokens:
-                return None
+                return forbidden() if self._denied(method, path) else None
             return 401, [], okta_error("E0000011", "Invalid token provided")
         if not value.startswith("Bearer "):
             return invalid("The access token is invalid.")
-        claims = decode_jwt_claims(value[7:].strip())
+        credential = value[7:].strip()
+        claims = decode_jwt_claims(credential) if _JWS_COMPACT.fullmatch(credential) else None
         if claims is None:
             return invalid("The access token is invalid.")
         now = self.now()
@@ -655,6 +712,10 @@ class OktaSimulator:
             auds = aud if isinstance(aud, list) else [aud]
             if org_iss not in auds:
                 return invalid("The access token is invalid.")
+        with self._lock:
+            revoked = claims.get("jti") in self._revoked
+        if revoked:
+            return invalid("The access token is invalid.")
         if scope:
             scp = claims.get("scp", [])
             granted = set(scp if isinstance(scp, list) else str(scp).split())
@@ -664,6 +725,8 @@ class OktaSimulator:
                     "The access token provided does not contain the required scopes."))],
                         okta_error("E0000006",
                                    "You do not have permission to perform the requested action"))
+        if self._denied(method, path):
+            return forbidden()
         return None
 
     # -- resources ----------------------------------------------------------------------------
@@ -821,8 +884,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if obj is not None:
                 headers = [("Content-Type", "application/json")] + headers
         body = b"" if self.command == "HEAD" or status in (204, 304) else raw
-        self.wfile.write(self._head(status, headers, None if status in (204, 304) else len(raw))
-                         + body)
+        head = self._head(status, headers, None if status in (204, 304) else len(raw))
+        self.server.sim._record_sent(self.request_id, status, head, body)
+        self.wfile.write(head + body)
 
     # -- dispatch -------------------------------------------------------------------------------
     def _dispatch(self) -> None:

@@ -35,7 +35,6 @@ inline constexpr const char* unknown = "unknown";
 // okta_now_epoch: Okta's clock in epoch seconds as estimated from Date headers.
 diagnosis diagnose(int status, std::string_view method, std::string_view normalized_path,
                    std::string_view host, const token_info& token, std::string_view response_body,
-                   std::string_view www_authenticate, std::int64_t okta_now_epoch,
-                   const scope_table& scopes);
+                   std::string_view www_authenticate, std::int64_t okta_now_epoch, const scope_table& scopes);
 
 }  // namespace okta_sidecar::auth

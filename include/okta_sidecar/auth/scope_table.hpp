@@ -29,8 +29,7 @@ class scope_table {
   static scope_table from_json(std::string_view text, std::string_view source);
 
   // `normalized_path` is the request path; a query string, if present, is ignored.
-  std::optional<std::string> required_scope(std::string_view method,
-                                            std::string_view normalized_path) const;
+  std::optional<std::string> required_scope(std::string_view method, std::string_view normalized_path) const;
 
   // Whether `granted` (a token's scp) satisfies `required`; okta.X.manage also satisfies
   // okta.X.read when manage_implies_read is set.

@@ -52,8 +52,7 @@ std::uint64_t caller_key(std::string_view authorization_value);
 
 // Budget saver: true when a Bearer JWT's exp lies more than margin_seconds before
 // okta_now_epoch (Okta's clock as estimated from Date headers).
-bool expired_beyond(const token_info& info, std::int64_t okta_now_epoch,
-                    std::int64_t margin_seconds);
+bool expired_beyond(const token_info& info, std::int64_t okta_now_epoch, std::int64_t margin_seconds);
 
 const char* to_string(credential_kind kind);
 

@@ -15,19 +15,19 @@ TEST(Base64url, Table) {
   };
   const std::vector<row> rows = {
       {"", std::string("")},
-      {"Zg", std::string("f")},          // RFC 4648 §10 vectors, unpadded
+      {"Zg", std::string("f")},  // RFC 4648 §10 vectors, unpadded
       {"Zm8", std::string("fo")},
       {"Zm9v", std::string("foo")},
       {"Zm9vYg", std::string("foob")},
       {"Zm9vYmE", std::string("fooba")},
       {"Zm9vYmFy", std::string("foobar")},
-      {"Zg==", std::string("f")},        // padding tolerated
+      {"Zg==", std::string("f")},  // padding tolerated
       {"Zm8=", std::string("fo")},
       {"-_8", std::string("\xfb\xff")},  // URL-safe alphabet
       {"+/8", std::nullopt},             // plain base64 alphabet refused
       {"Z", std::nullopt},               // one leftover character
       {"Zm9vY", std::nullopt},
-      {"Zg=", std::nullopt},             // wrong padding length
+      {"Zg=", std::nullopt},  // wrong padding length
       {"Zm 9v", std::nullopt},
       {"Zm9v\n", std::nullopt},
       {"eyJ!", std::nullopt},

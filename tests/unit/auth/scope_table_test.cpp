@@ -68,7 +68,7 @@ TEST(ScopeTable, PatternSyntax) {
                                                "test");
   EXPECT_EQ(t.required_scope("GET", "/a/x"), "s.one");
   EXPECT_EQ(t.required_scope("GET", "//a//x/"), "s.one");  // empty segments ignored
-  EXPECT_EQ(t.required_scope("GET", "/a/x/b"), "s.tail");    // ** matches zero segments
+  EXPECT_EQ(t.required_scope("GET", "/a/x/b"), "s.tail");  // ** matches zero segments
   EXPECT_EQ(t.required_scope("GET", "/a/x/b/c/d"), "s.tail");
   EXPECT_EQ(t.required_scope("POST", "/a/x/b/c"), "s.any");  // method filter falls through
   EXPECT_EQ(t.required_scope("GET", "/a"), "s.any");
@@ -92,8 +92,7 @@ TEST(ScopeTable, ManageImpliesRead) {
   EXPECT_FALSE(t.satisfied_by({"okta.groups.manage"}, "okta.users.read"));
   EXPECT_FALSE(t.satisfied_by({"okta.users.manage"}, "okta.users.readers"));
   EXPECT_FALSE(t.satisfied_by({}, "okta.users.read"));
-  const scope_table strict = scope_table::from_json(
-      R"({"manage_implies_read":false,"rules":[]})", "test");
+  const scope_table strict = scope_table::from_json(R"({"manage_implies_read":false,"rules":[]})", "test");
   EXPECT_FALSE(strict.satisfied_by({"okta.users.manage"}, "okta.users.read"));
 }
 

@@ -51,8 +51,7 @@ TEST(Sha256, MillionAs) {
 TEST(Sha256, AllByteValues) {
   std::string all;
   for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
-  EXPECT_EQ(to_hex(sha256_of(all)),
-            "40aff2e9d2d8922e47afd4648e6967497158785fbd1da870e7110266bf944880");
+  EXPECT_EQ(to_hex(sha256_of(all)), "40aff2e9d2d8922e47afd4648e6967497158785fbd1da870e7110266bf944880");
 }
 
 TEST(Sha256, IncrementalEqualsOneShotAtEverySplit) {

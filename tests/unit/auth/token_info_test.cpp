@@ -64,18 +64,16 @@ std::vector<decode_case> decode_cases() {
        "jwt_truncated"},
       {"EmptyClaims", "Bearer " + header + "..sig", credential_kind::malformed, "jwt_truncated"},
       {"FiveSegmentsJwe", "Bearer a.b.c.d.e", credential_kind::malformed, "jwt_wrong_segment_count"},
-      {"PlainBase64Alphabet", "Bearer " + header + "." + claims + "+/." + "sig",
-       credential_kind::malformed, "jwt_bad_base64"},
-      {"ImpossibleLength", "Bearer " + header + ".abcde.sig", credential_kind::malformed,
+      {"PlainBase64Alphabet", "Bearer " + header + "." + claims + "+/." + "sig", credential_kind::malformed,
        "jwt_bad_base64"},
-      {"ClaimsNotJson", "Bearer " + header + "." + b64url("hello world") + ".sig",
-       credential_kind::malformed, "jwt_not_json"},
-      {"ClaimsJsonArray", "Bearer " + header + "." + b64url("[1,2]") + ".sig",
-       credential_kind::malformed, "jwt_not_json"},
-      {"HeaderNotJson", "Bearer " + b64url("{alg") + "." + claims + ".sig",
-       credential_kind::malformed, "jwt_not_json"},
-      {"TooDeep", "Bearer " + header + "." + b64url(std::string(40, '[') + std::string(40, ']')) +
-                      ".sig",
+      {"ImpossibleLength", "Bearer " + header + ".abcde.sig", credential_kind::malformed, "jwt_bad_base64"},
+      {"ClaimsNotJson", "Bearer " + header + "." + b64url("hello world") + ".sig", credential_kind::malformed,
+       "jwt_not_json"},
+      {"ClaimsJsonArray", "Bearer " + header + "." + b64url("[1,2]") + ".sig", credential_kind::malformed,
+       "jwt_not_json"},
+      {"HeaderNotJson", "Bearer " + b64url("{alg") + "." + claims + ".sig", credential_kind::malformed,
+       "jwt_not_json"},
+      {"TooDeep", "Bearer " + header + "." + b64url(std::string(40, '[') + std::string(40, ']')) + ".sig",
        credential_kind::malformed, "jwt_not_json"},
       {"Huge", "Bearer " + std::string(max_authorization_bytes, 'a'), credential_kind::malformed,
        "token_too_large"},
@@ -125,17 +123,16 @@ TEST(InspectAuthorization, ClaimTypeVariants) {
       "Bearer " + jwt(R"({"exp":1700003600.9,"iat":"1700000000","nbf":18446744073709551615,)"
                       R"("aud":["a","b",3],"scope":"okta.users.read  okta.logs.read","iss":42})"));
   ASSERT_EQ(info.kind, credential_kind::bearer_jwt);
-  EXPECT_EQ(info.exp, 1700003600);       // fraction dropped
-  EXPECT_FALSE(info.iat.has_value());    // a string is not a NumericDate
-  EXPECT_FALSE(info.nbf.has_value());    // beyond int64
+  EXPECT_EQ(info.exp, 1700003600);     // fraction dropped
+  EXPECT_FALSE(info.iat.has_value());  // a string is not a NumericDate
+  EXPECT_FALSE(info.nbf.has_value());  // beyond int64
   EXPECT_EQ(info.aud, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(info.scp, (std::vector<std::string>{"okta.users.read", "okta.logs.read"}));
   EXPECT_TRUE(info.iss.empty());
 }
 
 TEST(InspectAuthorization, ScpPreferredOverScope) {
-  const token_info info =
-      inspect_authorization("Bearer " + jwt(R"({"scp":["a"],"scope":"b c"})"));
+  const token_info info = inspect_authorization("Bearer " + jwt(R"({"scp":["a"],"scope":"b c"})"));
   EXPECT_EQ(info.scp, std::vector<std::string>{"a"});
 }
 
