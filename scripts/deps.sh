@@ -18,9 +18,16 @@ ensure_packages() {
 
 # What building the sidecar needs.
 BUILD_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libboost1.81-dev nlohmann-json3-dev
-                libspdlog-dev libssl-dev libgtest-dev libgmock-dev)
+                libspdlog-dev libssl-dev libgtest-dev libgmock-dev libhiredis-dev)
 # What the tests need on top: real clients and tools the tests drive.
-TEST_PACKAGES=(curl openssl python3 clang-14 libclang-rt-14-dev)
+# chromium + fonts-dejavu-core: dashboard test (headless browser, readable screenshot);
+# prometheus: promtool check metrics; systemd: systemd-analyze verify/security;
+# python3-yaml: compose/Kubernetes YAML parsing.
+TEST_PACKAGES=(curl openssl python3 redis-server clang-14 libclang-rt-14-dev chromium fonts-dejavu-core
+               prometheus systemd python3-yaml)
+
+# ccache keyed on paths relative to the checkout, so a fresh clone elsewhere (CI) still hits.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=true
 
 configure_and_build() {  # dir [cmake args...] [-- targets...]
   local dir=$1; shift

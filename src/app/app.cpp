@@ -15,6 +15,7 @@
 
 #include "okta_sidecar/admin/admin_server.hpp"
 #include "okta_sidecar/admin/systemd_notify.hpp"
+#include "okta_sidecar/fleet/fleet_service.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/ratelimit/http_date.hpp"
 #include "okta_sidecar/tls/certificate_authority.hpp"
@@ -48,8 +49,22 @@ std::string endpoint_text(const tcp::endpoint& ep) {
 
 nlohmann::json opt(const std::optional<std::int64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
 
+// Fleet mode hands the scheduler a shared bucket store, through rate_gate's store-taking
+// constructor where this build has it (see the fleet issue); a prvalue, so no move is needed.
+template <class Gate>
+Gate make_gate(asio::io_context& ioc, const ratelimit::scheduler_settings& s, const clock_source& clock,
+               std::unique_ptr<ratelimit::bucket_store> store, const logging::log& log) {
+  if constexpr (std::is_constructible_v<Gate, asio::io_context&, ratelimit::scheduler_settings,
+                                        const clock_source&, std::unique_ptr<ratelimit::bucket_store>>) {
+    if (store) return Gate(ioc, s, clock, std::move(store));
+  } else if (store) {
+    log.error(event("fleet configured, but this build's rate gate cannot take a shared store; running local"));
+  }
+  return Gate(ioc, s, clock);
+}
+
 // The /status document (DESIGN.md contract, extended with hosts, diagnoses and uptime).
-std::string status_json(proxy::services& svc, time_point started) {
+std::string status_json(proxy::services& svc, time_point started, const fleet::fleet_service* fleet) {
   const auto now = svc.clock.now();
   nlohmann::json doc;
   auto& buckets = doc["buckets"] = nlohmann::json::array();
@@ -79,6 +94,7 @@ std::string status_json(proxy::services& svc, time_point started) {
   doc["uptime_s"] = std::chrono::duration_cast<seconds>(now - started).count();
   doc["version"] = version;
   doc["draining"] = svc.draining.load();
+  doc["fleet"] = fleet ? fleet->status() : nlohmann::json();
   return doc.dump();
 }
 
@@ -126,7 +142,7 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
                          }
                          return out;
                        });
-  r.add_callback_gauge("okta_sidecar_breaker_times_opened", "How often each host's breaker opened", {"host"},
+  r.add_callback_counter("okta_sidecar_breaker_opened_total", "How often each host's breaker opened", {"host"},
                        [&svc]() {
                          samples out;
                          for (const auto& b : svc.breakers.states(svc.clock.now())) {
@@ -138,11 +154,11 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
     auto s = svc.pool.stats();
     return samples{{{"idle"}, static_cast<double>(s.idle)}, {{"active"}, static_cast<double>(s.active)}};
   });
-  r.add_callback_gauge("okta_sidecar_upstream_connections_opened", "Upstream connections opened since start", {},
+  r.add_callback_counter("okta_sidecar_upstream_connections_opened_total", "Upstream connections opened", {},
                        [&svc]() { return samples{{{}, static_cast<double>(svc.pool.stats().opened)}}; });
-  r.add_callback_gauge("okta_sidecar_upstream_connections_reused", "Requests that reused a pooled connection", {},
+  r.add_callback_counter("okta_sidecar_upstream_connections_reused_total", "Requests that reused a pooled connection", {},
                        [&svc]() { return samples{{{}, static_cast<double>(svc.pool.stats().reused)}}; });
-  r.add_callback_gauge("okta_sidecar_leaf_certificates", "Leaf certificates minted since start", {},
+  r.add_callback_counter("okta_sidecar_leaf_certificates_minted_total", "Leaf certificates minted", {},
                        [&leaves]() { return samples{{{}, static_cast<double>(leaves.minted_count())}}; });
   r.add_callback_gauge("okta_sidecar_draining", "1 while the sidecar drains for shutdown", {},
                        [&svc]() { return samples{{{}, svc.draining.load() ? 1.0 : 0.0}}; });
@@ -192,7 +208,17 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   metrics::registry registry;
   proxy::proxy_metrics pm(registry);
   upstream::connection_pool pool(*upstream_ctx, upstream::connection_pool::from_config(cfg));
-  proxy::rate_gate gate(ioc, rt->scheduler, clock);
+  std::unique_ptr<fleet::fleet_service> fleet;
+  if (cfg.fleet) {
+    try {
+      fleet = std::make_unique<fleet::fleet_service>(ioc, fleet::fleet_service_settings::from_config(cfg), clock, log,
+                                                     registry);
+    } catch (const std::exception& e) {
+      log.error(event("invalid configuration").with("error", e.what()));
+      return 2;
+    }
+  }
+  proxy::rate_gate gate = make_gate<proxy::rate_gate>(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr, log);
   proxy::breaker_board breakers(rt->breaker, rt->retry);
   proxy::diagnosis_log diagnoses;
   proxy::shared_okta_clock okta_clock;
@@ -207,8 +233,10 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     server = std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen));
     admin::handlers h;
     h.ready = [&svc] { return !svc.draining.load(); };
+    // Without it a draining sidecar's /readyz said "starting" (DESIGN.md: 503 while draining).
+    h.draining = [&svc] { return svc.draining.load(); };
     h.metrics = [&registry] { return registry.render(); };
-    h.status_json = [&svc, started] { return status_json(svc, started); };
+    h.status_json = [&svc, started, &fleet] { return status_json(svc, started, fleet.get()); };
     h.ca_pem = [&ca] { return ca->certificate_pem(); };
     admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h));
   } catch (const std::exception& e) {
@@ -217,6 +245,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   }
   server->start();
   admin_srv->start();
+  if (fleet) fleet->start();
   log.info(event("ready")
                .with("listen", endpoint_text(server->local_endpoint()))
                .with("admin_listen", endpoint_text(admin_srv->local_endpoint()))
@@ -226,12 +255,14 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   admin::notify_ready();
   admin::notify_status("serving");
 
-  // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings.
+  // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings. The pings go
+  // on through the drain (it ends with ioc.stop()): systemd keeps the watchdog armed while the
+  // service stops, and a drain longer than WatchdogSec/2 would otherwise be killed half-way.
   auto control = asio::make_strand(ioc);
   if (auto interval = admin::watchdog_interval()) {
-    asio::co_spawn(control, [interval, &svc]() -> asio::awaitable<void> {
+    asio::co_spawn(control, [interval]() -> asio::awaitable<void> {
       asio::steady_timer t(co_await asio::this_coro::executor);
-      while (!svc.draining.load()) {
+      for (;;) {
         admin::notify_watchdog();
         t.expires_after(*interval);
         co_await t.async_wait(use_tuple);
@@ -243,7 +274,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   auto drain = [&]() -> asio::awaitable<void> {
     svc.draining.store(true);
     admin::notify_stopping();
-    log.info(event("draining").with("sessions", server->active_sessions()).with("queued", gate.queued()));
+    log.info(event("draining").with("open_connections", server->active_sessions()).with("queued", gate.queued()));
     server->stop_accepting();
     asio::steady_timer t(co_await asio::this_coro::executor);
     const auto deadline = clock.now() + milliseconds(svc.rt.load()->cfg.client.drain_timeout_ms);
@@ -268,8 +299,9 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
       t.expires_after(milliseconds(10));
       co_await t.async_wait(use_tuple);
     }
-    log.info(event("stopped").with("sessions_left", server->active_sessions()));
+    log.info(event("stopped").with("connections_left", server->active_sessions()));
     admin_srv->stop();
+    if (fleet) fleet->stop();
     pool.close_all();
     ioc.stop();
   };

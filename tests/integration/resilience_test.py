@@ -274,7 +274,7 @@ class BreakerTest(Base):
         r = sc.https_via_proxy("GET", f"https://{HOST}/api/v1/users/x")
         self.assertEqual((r.status, r.header("X-Okta-Sidecar-Error")), (503, "circuit_open"))
         self.assertEqual(SIM.stats()["requests"], before + 1)
-        self.assertEqual(metric(sc, "okta_sidecar_breaker_times_opened", host=HOST), 2)
+        self.assertEqual(metric(sc, "okta_sidecar_breaker_opened_total", host=HOST), 2)
 
     def test_hung_upstream_counts_as_failure(self) -> None:
         sc = self.start({"circuit_breaker": {"failure_threshold": 2, "open_ms": 60000},
