@@ -336,14 +336,16 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up,
   }
   res.keep_alive(keep_alive);
   bhttp::response_serializer<bhttp::buffer_body> sr{res};
-  lowest(down).expires_after(idle);
-  auto [hec, hn] = co_await bhttp::async_write_header(down, sr, use_tuple);
-  if (hec) co_return relay_status::client_failed;
-  rec.bytes_out += hn;
   if (!body) {
+    lowest(down).expires_after(idle);
+    auto [hec, hn] = co_await bhttp::async_write_header(down, sr, use_tuple);
+    if (hec) co_return relay_status::client_failed;
+    rec.bytes_out += hn;
     upstream_reusable = upstream_keep_alive && p.is_done();
     co_return relay_status::ok;
   }
+  // The head goes out with the first piece of the body (Beast's relay pattern): one write
+  // instead of two for the typical small JSON answer, which usually arrived with its head.
   std::array<char, relay_chunk> chunk;
   int final_writes = 0;  // a finished parser needs one empty write to end the serializer
   do {
@@ -370,7 +372,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up,
     auto [wec, wn] = co_await bhttp::async_write(down, sr, use_tuple);
     if (wec == bhttp::error::need_buffer) wec = {};
     if (wec) co_return relay_status::client_failed;
-    rec.bytes_out += size;
+    rec.bytes_out += wn;
   } while (!p.is_done() || (!sr.is_done() && ++final_writes < 2));
   upstream_reusable = upstream_keep_alive && p.is_done();
   c.svc.metrics.bytes.with({"downstream"}).inc(static_cast<double>(rec.bytes_out));
