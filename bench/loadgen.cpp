@@ -10,15 +10,13 @@
 // Every run is bounded by a request count and a time cap. One thread drives everything, so
 // the numbers do not depend on lock contention in the tool itself.
 // The result is one JSON object on stdout (latencies in microseconds).
+#include <openssl/ssl.h>
+
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <nlohmann/json.hpp>
-
-#include <openssl/ssl.h>
-
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -27,6 +25,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -88,12 +87,18 @@ options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--target") target = val();
-    else if (a == "--proxy") o.proxy = split_host_port(val());
-    else if (a == "--connect-to") o.connect_to = split_host_port(val());
-    else if (a == "--ca") o.ca_file = val();
-    else if (a == "--sni") o.sni = val();
-    else if (a == "--method") o.method = val();
+    if (a == "--target")
+      target = val();
+    else if (a == "--proxy")
+      o.proxy = split_host_port(val());
+    else if (a == "--connect-to")
+      o.connect_to = split_host_port(val());
+    else if (a == "--ca")
+      o.ca_file = val();
+    else if (a == "--sni")
+      o.sni = val();
+    else if (a == "--method")
+      o.method = val();
     else if (a == "--header") {
       const std::string h = val();
       const auto c = h.find(':');
@@ -101,16 +106,26 @@ options parse(int argc, char** argv) {
       std::string v = h.substr(c + 1);
       while (!v.empty() && v.front() == ' ') v.erase(v.begin());
       o.headers.emplace_back(h.substr(0, c), v);
-    } else if (a == "--connections") o.connections = std::atoi(val().c_str());
-    else if (a == "--requests") o.requests = std::atol(val().c_str());
-    else if (a == "--per-connection") o.per_connection = std::atol(val().c_str());
-    else if (a == "--duration") o.duration_s = std::atof(val().c_str());
-    else if (a == "--timeout") o.timeout_s = std::atof(val().c_str());
-    else if (a == "--connect-batch") o.connect_batch = std::atoi(val().c_str());
-    else if (a == "--reconnect") o.reconnect = true;
-    else if (a == "--wait-stdin") o.wait_stdin = true;
-    else if (a == "--hold") o.hold = true;
-    else usage("unknown option " + a);
+    } else if (a == "--connections")
+      o.connections = std::atoi(val().c_str());
+    else if (a == "--requests")
+      o.requests = std::atol(val().c_str());
+    else if (a == "--per-connection")
+      o.per_connection = std::atol(val().c_str());
+    else if (a == "--duration")
+      o.duration_s = std::atof(val().c_str());
+    else if (a == "--timeout")
+      o.timeout_s = std::atof(val().c_str());
+    else if (a == "--connect-batch")
+      o.connect_batch = std::atoi(val().c_str());
+    else if (a == "--reconnect")
+      o.reconnect = true;
+    else if (a == "--wait-stdin")
+      o.wait_stdin = true;
+    else if (a == "--hold")
+      o.hold = true;
+    else
+      usage("unknown option " + a);
   }
   if (target.empty()) usage("--target is required");
   const auto sep = target.find("://");
@@ -121,8 +136,7 @@ options parse(int argc, char** argv) {
   const auto slash = rest.find('/');
   std::string authority = rest.substr(0, slash);
   if (slash != std::string::npos) o.path = rest.substr(slash);
-  if (authority.find(':') == std::string::npos)
-    authority += o.scheme == "https" ? ":443" : ":80";
+  if (authority.find(':') == std::string::npos) authority += o.scheme == "https" ? ":443" : ":80";
   std::tie(o.host, o.port) = split_host_port(authority);
   if (o.sni.empty()) o.sni = o.host;
   if (o.connections < 1 || o.connect_batch < 1 || o.duration_s <= 0 || o.timeout_s <= 0)
@@ -167,8 +181,7 @@ struct state {
 };
 
 double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::uint32_t us_since(steady::time_point t0) {
@@ -219,27 +232,35 @@ asio::awaitable<std::shared_ptr<conn>> open_conn(state& st) {
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   }
   ++st.connecting;
-  struct release { state& s; ~release() { --s.connecting; } } rel{st};
+  struct release {
+    state& s;
+    ~release() { --s.connecting; }
+  } rel{st};
   auto c = std::make_shared<conn>(ioc);
   st.live.push_back(c);
   const auto t0 = steady::now();
   arm(st, *c);
   auto [ec] = co_await c->sock.async_connect(st.dial, asio::as_tuple(asio::use_awaitable));
-  if (ec) { note_error(st, c.get(), "connect"); co_return nullptr; }
+  if (ec) {
+    note_error(st, c.get(), "connect");
+    co_return nullptr;
+  }
   beast::error_code nd;
   c->sock.set_option(tcp::no_delay(true), nd);
   ++st.opened;
   const std::string authority = st.opt.host + ":" + std::to_string(st.opt.port);
   if (st.opt.scheme == "https" && st.opt.proxy) {
     const std::string req = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n";
-    auto [wec, n] = co_await asio::async_write(c->sock, asio::buffer(req),
-                                               asio::as_tuple(asio::use_awaitable));
+    auto [wec, n] =
+        co_await asio::async_write(c->sock, asio::buffer(req), asio::as_tuple(asio::use_awaitable));
     (void)n;
-    if (wec) { note_error(st, c.get(), "proxy_connect"); co_return nullptr; }
+    if (wec) {
+      note_error(st, c.get(), "proxy_connect");
+      co_return nullptr;
+    }
     http::response_parser<http::empty_body> p;
     p.skip(true);  // a 2xx answer to CONNECT has no body (RFC 9110 9.3.6)
-    auto [rec, m] = co_await http::async_read_header(c->sock, c->buf, p,
-                                                     asio::as_tuple(asio::use_awaitable));
+    auto [rec, m] = co_await http::async_read_header(c->sock, c->buf, p, asio::as_tuple(asio::use_awaitable));
     (void)m;
     if (rec || p.get().result_int() / 100 != 2) {
       note_error(st, c.get(), "proxy_connect");
@@ -250,9 +271,12 @@ asio::awaitable<std::shared_ptr<conn>> open_conn(state& st) {
     c->tls = std::make_unique<ssl::stream<tcp::socket&>>(c->sock, st.tls_ctx);
     SSL_set_tlsext_host_name(c->tls->native_handle(), st.opt.sni.c_str());
     c->tls->set_verify_callback(ssl::host_name_verification(st.opt.sni));
-    auto [hec] = co_await c->tls->async_handshake(ssl::stream_base::client,
-                                                  asio::as_tuple(asio::use_awaitable));
-    if (hec) { note_error(st, c.get(), "tls_handshake"); co_return nullptr; }
+    auto [hec] =
+        co_await c->tls->async_handshake(ssl::stream_base::client, asio::as_tuple(asio::use_awaitable));
+    if (hec) {
+      note_error(st, c.get(), "tls_handshake");
+      co_return nullptr;
+    }
   }
   st.connect_us.push_back(us_since(t0));
   c->op_deadline = steady::time_point::max();
@@ -268,11 +292,13 @@ void forget(state& st, const std::shared_ptr<conn>& c) {
 
 template <class Stream>
 asio::awaitable<beast::error_code> exchange(Stream& s, conn& c, http::request<http::empty_body>& req,
-                                            http::response_parser<http::string_body>& p,
-                                            const char** kind) {
+                                            http::response_parser<http::string_body>& p, const char** kind) {
   auto [wec, wn] = co_await http::async_write(s, req, asio::as_tuple(asio::use_awaitable));
   (void)wn;
-  if (wec) { *kind = "write"; co_return wec; }
+  if (wec) {
+    *kind = "write";
+    co_return wec;
+  }
   auto [rec, rn] = co_await http::async_read(s, c.buf, p, asio::as_tuple(asio::use_awaitable));
   (void)rn;
   if (rec) *kind = "read";
@@ -299,7 +325,10 @@ asio::awaitable<void> worker(state& st) {
     if (first) {
       first = false;
       if (!st.opt.reconnect) c = co_await open_conn(st);
-      if (c || st.opt.reconnect) ++st.connected; else ++st.connect_failed;
+      if (c || st.opt.reconnect)
+        ++st.connected;
+      else
+        ++st.connect_failed;
       maybe_signal_connected(st);
       if (st.gate) co_await st.gate->async_wait(asio::as_tuple(asio::use_awaitable));
     }
@@ -393,12 +422,15 @@ int main(int argc, char** argv) {
   state st(opt, ioc);
   if (opt.scheme == "https") {
     st.tls_ctx.set_verify_mode(ssl::verify_peer);
-    if (!opt.ca_file.empty()) st.tls_ctx.load_verify_file(opt.ca_file);
-    else st.tls_ctx.set_default_verify_paths();
+    if (!opt.ca_file.empty())
+      st.tls_ctx.load_verify_file(opt.ca_file);
+    else
+      st.tls_ctx.set_default_verify_paths();
   }
   {
-    const auto& [h, p] = opt.proxy ? *opt.proxy : opt.connect_to ? *opt.connect_to
-                                                                 : std::pair{opt.host, opt.port};
+    const auto& [h, p] = opt.proxy        ? *opt.proxy
+                         : opt.connect_to ? *opt.connect_to
+                                          : std::pair{opt.host, opt.port};
     tcp::resolver r(ioc);
     beast::error_code ec;
     auto res = r.resolve(h, std::to_string(p), ec);
@@ -411,8 +443,8 @@ int main(int argc, char** argv) {
   st.tickets_left = opt.requests;
   st.workers_left = opt.connections;
   st.latency_us.reserve(static_cast<std::size_t>(std::min<long>(opt.requests, 10'000'000)));
-  const auto cap = std::chrono::duration_cast<steady::duration>(
-      std::chrono::duration<double>(opt.duration_s));
+  const auto cap =
+      std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(opt.duration_s));
   if (opt.wait_stdin) {
     st.gate.emplace(ioc, steady::time_point::max());
   }
@@ -427,8 +459,10 @@ int main(int argc, char** argv) {
   if (opt.wait_stdin) {
     connected.wait();
     // Counts are read after the io thread published them through the promise.
-    std::cout << nlohmann::json{{"event", "connected"}, {"connected", st.connected},
-                                {"failed", st.connect_failed}}.dump()
+    std::cout << nlohmann::json{{"event", "connected"},
+                                {"connected", st.connected},
+                                {"failed", st.connect_failed}}
+                     .dump()
               << std::endl;
     std::string line;
     std::getline(std::cin, line);

@@ -6,10 +6,10 @@
 namespace okta_sidecar {
 
 using steady_clock = std::chrono::steady_clock;
-using time_point = steady_clock::time_point;   // monotonic, for every deadline and wait
+using time_point = steady_clock::time_point;  // monotonic, for every deadline and wait
 using duration = steady_clock::duration;
 using wall_clock = std::chrono::system_clock;
-using wall_time = wall_clock::time_point;      // only to relate Okta's epoch headers to `now`
+using wall_time = wall_clock::time_point;  // only to relate Okta's epoch headers to `now`
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;

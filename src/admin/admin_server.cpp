@@ -1,11 +1,5 @@
 #include "okta_sidecar/admin/admin_server.hpp"
 
-#include <mutex>
-#include <string_view>
-#include <system_error>
-#include <unordered_map>
-#include <utility>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,8 +15,12 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-
+#include <mutex>
 #include <okta_sidecar/embedded_dashboard_html.hpp>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
 
 namespace okta_sidecar::admin {
 
@@ -50,8 +48,7 @@ constexpr std::string_view dashboard_csp =
 
 std::string describe(const tcp::endpoint& ep) {
   const auto addr = ep.address();
-  return (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" +
-         std::to_string(ep.port());
+  return (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" + std::to_string(ep.port());
 }
 
 struct reply {
@@ -232,8 +229,7 @@ awaitable<void> accept_loop(std::shared_ptr<admin_server::state> st) {
 admin_server::admin_server(asio::io_context& ioc, const tcp::endpoint& ep, handlers h)
     : admin_server(ioc, ep, std::move(h), admin_options{}) {}
 
-admin_server::admin_server(asio::io_context& ioc, const tcp::endpoint& ep, handlers h,
-                           admin_options opts)
+admin_server::admin_server(asio::io_context& ioc, const tcp::endpoint& ep, handlers h, admin_options opts)
     : state_(std::make_shared<state>(ioc, std::move(h), opts)) {
   auto& a = state_->acceptor;
   beast::error_code ec;

@@ -6,12 +6,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
-#include <charconv>
-#include <cstddef>
-#include <cstdlib>
-#include <cstring>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -19,6 +13,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
 
 namespace okta_sidecar::admin {
 
@@ -67,8 +66,8 @@ std::error_code send_notify(std::string_view socket_address, std::string_view st
 
   fd_guard s{::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
   if (s.fd < 0) return {errno, std::generic_category()};
-  const ssize_t n = ::sendto(s.fd, state.data(), state.size(), MSG_NOSIGNAL,
-                             reinterpret_cast<const sockaddr*>(&addr), len);
+  const ssize_t n =
+      ::sendto(s.fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&addr), len);
   if (n < 0) return {errno, std::generic_category()};
   if (static_cast<std::size_t>(n) != state.size()) return std::make_error_code(std::errc::message_size);
   return {};
@@ -88,8 +87,8 @@ bool notify_watchdog() { return notify("WATCHDOG=1"); }
 bool notify_reloading() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  const auto usec = static_cast<std::uint64_t>(ts.tv_sec) * 1000000u +
-                    static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
+  const auto usec =
+      static_cast<std::uint64_t>(ts.tv_sec) * 1000000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1000u;
   return notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec) + "\nSTATUS=reloading");
 }
 
@@ -122,8 +121,7 @@ struct watchdog_pinger::state {
   std::atomic<bool> started{false};
 };
 
-watchdog_pinger::watchdog_pinger(asio::io_context& ioc,
-                                 std::optional<std::chrono::microseconds> interval)
+watchdog_pinger::watchdog_pinger(asio::io_context& ioc, std::optional<std::chrono::microseconds> interval)
     : state_(std::make_shared<state>(ioc)), interval_(interval) {}
 
 watchdog_pinger::~watchdog_pinger() { stop(); }

@@ -1,8 +1,5 @@
 #include "okta_sidecar/app/app.hpp"
 
-#include <optional>
-#include <thread>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -12,6 +9,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
+#include <thread>
 
 #include "okta_sidecar/admin/admin_server.hpp"
 #include "okta_sidecar/admin/systemd_notify.hpp"
@@ -49,35 +48,23 @@ std::string endpoint_text(const tcp::endpoint& ep) {
 
 nlohmann::json opt(const std::optional<std::int64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
 
-// Fleet mode hands the scheduler a shared bucket store, through rate_gate's store-taking
-// constructor where this build has it (see the fleet issue); a prvalue, so no move is needed.
-template <class Gate>
-Gate make_gate(asio::io_context& ioc, const ratelimit::scheduler_settings& s, const clock_source& clock,
-               std::unique_ptr<ratelimit::bucket_store> store, const logging::log& log) {
-  if constexpr (std::is_constructible_v<Gate, asio::io_context&, ratelimit::scheduler_settings,
-                                        const clock_source&, std::unique_ptr<ratelimit::bucket_store>>) {
-    if (store) return Gate(ioc, s, clock, std::move(store));
-  } else if (store) {
-    log.error(event("fleet configured, but this build's rate gate cannot take a shared store; running local"));
-  }
-  return Gate(ioc, s, clock);
-}
-
 // The /status document (DESIGN.md contract, extended with hosts, diagnoses and uptime).
 std::string status_json(proxy::services& svc, time_point started, const fleet::fleet_service* fleet) {
   const auto now = svc.clock.now();
   nlohmann::json doc;
   auto& buckets = doc["buckets"] = nlohmann::json::array();
   for (const auto& b : svc.gate.buckets()) {
-    buckets.push_back({{"host", b.key.host},
-                       {"bucket", b.key.bucket},
-                       {"limit", opt(b.limit)},
-                       {"remaining", opt(b.remaining)},
-                       {"reset", opt(b.reset_epoch)},
-                       {"reset_in_ms", b.reset_in ? nlohmann::json(std::chrono::duration_cast<milliseconds>(*b.reset_in).count())
-                                                  : nlohmann::json()},
-                       {"queued", b.queued},
-                       {"inflight", b.inflight}});
+    buckets.push_back(
+        {{"host", b.key.host},
+         {"bucket", b.key.bucket},
+         {"limit", opt(b.limit)},
+         {"remaining", opt(b.remaining)},
+         {"reset", opt(b.reset_epoch)},
+         {"reset_in_ms", b.reset_in
+                             ? nlohmann::json(std::chrono::duration_cast<milliseconds>(*b.reset_in).count())
+                             : nlohmann::json()},
+         {"queued", b.queued},
+         {"inflight", b.inflight}});
   }
   auto& breakers = doc["breakers"] = nlohmann::json::array();
   for (const auto& b : svc.breakers.states(now)) {
@@ -109,26 +96,30 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
       return out;
     };
   };
-  r.add_callback_gauge("okta_sidecar_bucket_limit", "Last X-Rate-Limit-Limit seen per bucket", {"host", "bucket"},
+  r.add_callback_gauge("okta_sidecar_bucket_limit", "Last X-Rate-Limit-Limit seen per bucket",
+                       {"host", "bucket"},
                        per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
                          return b.limit ? std::optional<double>(*b.limit) : std::nullopt;
                        }));
   r.add_callback_gauge("okta_sidecar_bucket_remaining", "Estimated requests left in the current window",
-                       {"host", "bucket"}, per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
+                       {"host", "bucket"},
+                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
                          return b.remaining ? std::optional<double>(*b.remaining) : std::nullopt;
                        }));
   r.add_callback_gauge("okta_sidecar_queue_depth", "Requests waiting for admission", {"host", "bucket"},
                        per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
                          return static_cast<double>(b.queued);
                        }));
-  r.add_callback_gauge("okta_sidecar_bucket_inflight", "Admitted requests not yet answered", {"host", "bucket"},
+  r.add_callback_gauge("okta_sidecar_bucket_inflight", "Admitted requests not yet answered",
+                       {"host", "bucket"},
                        per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
                          return static_cast<double>(b.inflight);
                        }));
   r.add_callback_gauge("okta_sidecar_host_inflight_cap", "Current in-flight cap per upstream host", {"host"},
                        [&svc]() {
                          samples out;
-                         for (const auto& h : svc.gate.hosts()) out.push_back({{h.host}, static_cast<double>(h.cap)});
+                         for (const auto& h : svc.gate.hosts())
+                           out.push_back({{h.host}, static_cast<double>(h.cap)});
                          return out;
                        });
   r.add_callback_gauge("okta_sidecar_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
@@ -137,31 +128,39 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
                          for (const auto& b : svc.breakers.states(svc.clock.now())) {
                            const double v = b.state == resilience::breaker_state::closed      ? 0
                                             : b.state == resilience::breaker_state::half_open ? 1
-                                                                                               : 2;
+                                                                                              : 2;
                            out.push_back({{b.host}, v});
                          }
                          return out;
                        });
-  r.add_callback_counter("okta_sidecar_breaker_opened_total", "How often each host's breaker opened", {"host"},
-                       [&svc]() {
-                         samples out;
-                         for (const auto& b : svc.breakers.states(svc.clock.now())) {
-                           out.push_back({{b.host}, static_cast<double>(b.opened)});
-                         }
-                         return out;
-                       });
-  r.add_callback_gauge("okta_sidecar_upstream_connections", "Upstream connections by state", {"state"}, [&svc]() {
-    auto s = svc.pool.stats();
-    return samples{{{"idle"}, static_cast<double>(s.idle)}, {{"active"}, static_cast<double>(s.active)}};
-  });
+  r.add_callback_counter("okta_sidecar_breaker_opened_total", "How often each host's breaker opened",
+                         {"host"}, [&svc]() {
+                           samples out;
+                           for (const auto& b : svc.breakers.states(svc.clock.now())) {
+                             out.push_back({{b.host}, static_cast<double>(b.opened)});
+                           }
+                           return out;
+                         });
+  r.add_callback_gauge(
+      "okta_sidecar_upstream_connections", "Upstream connections by state", {"state"}, [&svc]() {
+        auto s = svc.pool.stats();
+        return samples{{{"idle"}, static_cast<double>(s.idle)}, {{"active"}, static_cast<double>(s.active)}};
+      });
   r.add_callback_counter("okta_sidecar_upstream_connections_opened_total", "Upstream connections opened", {},
-                       [&svc]() { return samples{{{}, static_cast<double>(svc.pool.stats().opened)}}; });
-  r.add_callback_counter("okta_sidecar_upstream_connections_reused_total", "Requests that reused a pooled connection", {},
-                       [&svc]() { return samples{{{}, static_cast<double>(svc.pool.stats().reused)}}; });
+                         [&svc]() {
+                           return samples{{{}, static_cast<double>(svc.pool.stats().opened)}};
+                         });
+  r.add_callback_counter("okta_sidecar_upstream_connections_reused_total",
+                         "Requests that reused a pooled connection", {}, [&svc]() {
+                           return samples{{{}, static_cast<double>(svc.pool.stats().reused)}};
+                         });
   r.add_callback_counter("okta_sidecar_leaf_certificates_minted_total", "Leaf certificates minted", {},
-                       [&leaves]() { return samples{{{}, static_cast<double>(leaves.minted_count())}}; });
-  r.add_callback_gauge("okta_sidecar_draining", "1 while the sidecar drains for shutdown", {},
-                       [&svc]() { return samples{{{}, svc.draining.load() ? 1.0 : 0.0}}; });
+                         [&leaves]() {
+                           return samples{{{}, static_cast<double>(leaves.minted_count())}};
+                         });
+  r.add_callback_gauge("okta_sidecar_draining", "1 while the sidecar drains for shutdown", {}, [&svc]() {
+    return samples{{{}, svc.draining.load() ? 1.0 : 0.0}};
+  });
 }
 
 }  // namespace
@@ -193,14 +192,16 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   });
   std::optional<asio::ssl::context> upstream_ctx;
   try {
-    upstream_ctx.emplace(tls::make_upstream_context(cfg.upstream.trust_file, cfg.upstream.insecure_skip_verify));
+    upstream_ctx.emplace(
+        tls::make_upstream_context(cfg.upstream.trust_file, cfg.upstream.insecure_skip_verify));
   } catch (const std::exception& e) {
     log.error(event("upstream TLS setup failed").with("error", e.what()));
     return 2;
   }
   if (cfg.upstream.insecure_skip_verify) {
-    log.warn(event("UPSTREAM CERTIFICATE VERIFICATION IS OFF (upstream.insecure_skip_verify): "
-                   "anyone on the path can read every token; never use this in production"));
+    log.warn(
+        event("UPSTREAM CERTIFICATE VERIFICATION IS OFF (upstream.insecure_skip_verify): "
+              "anyone on the path can read every token; never use this in production"));
   }
 
   const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -211,18 +212,19 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   std::unique_ptr<fleet::fleet_service> fleet;
   if (cfg.fleet) {
     try {
-      fleet = std::make_unique<fleet::fleet_service>(ioc, fleet::fleet_service_settings::from_config(cfg), clock, log,
-                                                     registry);
+      fleet = std::make_unique<fleet::fleet_service>(ioc, fleet::fleet_service_settings::from_config(cfg),
+                                                     clock, log, registry);
     } catch (const std::exception& e) {
       log.error(event("invalid configuration").with("error", e.what()));
       return 2;
     }
   }
-  proxy::rate_gate gate = make_gate<proxy::rate_gate>(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr, log);
+  proxy::rate_gate gate(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr);
   proxy::breaker_board breakers(rt->breaker, rt->retry);
   proxy::diagnosis_log diagnoses;
   proxy::shared_okta_clock okta_clock;
-  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock, {}, {}, {}};
+  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock,
+                      {},    {},  {}};
   svc.rt.store(rt);
   svc_ptr = &svc;
   add_scrape_gauges(registry, svc, leaves);
@@ -260,21 +262,25 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   // service stops, and a drain longer than WatchdogSec/2 would otherwise be killed half-way.
   auto control = asio::make_strand(ioc);
   if (auto interval = admin::watchdog_interval()) {
-    asio::co_spawn(control, [interval]() -> asio::awaitable<void> {
-      asio::steady_timer t(co_await asio::this_coro::executor);
-      for (;;) {
-        admin::notify_watchdog();
-        t.expires_after(*interval);
-        co_await t.async_wait(use_tuple);
-      }
-    }, asio::detached);
+    asio::co_spawn(
+        control,
+        [interval]() -> asio::awaitable<void> {
+          asio::steady_timer t(co_await asio::this_coro::executor);
+          for (;;) {
+            admin::notify_watchdog();
+            t.expires_after(*interval);
+            co_await t.async_wait(use_tuple);
+          }
+        },
+        asio::detached);
   }
 
   int exit_code = 0;
   auto drain = [&]() -> asio::awaitable<void> {
     svc.draining.store(true);
     admin::notify_stopping();
-    log.info(event("draining").with("open_connections", server->active_sessions()).with("queued", gate.queued()));
+    log.info(
+        event("draining").with("open_connections", server->active_sessions()).with("queued", gate.queued()));
     server->stop_accepting();
     asio::steady_timer t(co_await asio::this_coro::executor);
     const auto deadline = clock.now() + milliseconds(svc.rt.load()->cfg.client.drain_timeout_ms);
@@ -330,7 +336,8 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
       logging::set_level(log.logger(), r.cfg.log.level);
       log.info(event("configuration reloaded"));
     } catch (const std::exception& e) {
-      log.error(event("reload rejected; keeping the running configuration").with("errors", nlohmann::json::array({e.what()})));
+      log.error(event("reload rejected; keeping the running configuration")
+                    .with("errors", nlohmann::json::array({e.what()})));
     }
     admin::notify_ready();
   };

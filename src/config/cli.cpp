@@ -75,8 +75,7 @@ std::optional<std::string> check_choice(std::string_view value,
   std::string list;
   for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
   std::string msg = quote_json(value) + " is not one of " + list;
-  if (auto near = closest_match(value, allowed))
-    msg += " (did you mean " + quote_json(*near) + "?)";
+  if (auto near = closest_match(value, allowed)) msg += " (did you mean " + quote_json(*near) + "?)";
   return msg;
 }
 
@@ -91,8 +90,7 @@ cli_result parse_cli(std::span<const std::string_view> args) {
       continue;
     }
     if (!arg.starts_with("--")) {
-      r.errors.push_back(quote_json(arg) +
-                         ": unexpected argument (options start with --; see --help)");
+      r.errors.push_back(quote_json(arg) + ": unexpected argument (options start with --; see --help)");
       continue;
     }
     std::string_view name = arg;
@@ -112,8 +110,7 @@ cli_result parse_cli(std::span<const std::string_view> args) {
       if (auto near = closest_match(name, names)) {
         msg += " (did you mean " + *near + "?)";
         // "--lissten 0.0.0.0:1" is one mistake, not two: the value belongs to the typo.
-        auto meant = std::find_if(flags.begin(), flags.end(),
-                                  [&](const flag& c) { return c.name == *near; });
+        auto meant = std::find_if(flags.begin(), flags.end(), [&](const flag& c) { return c.name == *near; });
         if (!meant->metavar.empty() && !inline_value && i + 1 < args.size() &&
             !args[i + 1].starts_with("--")) {
           ++i;
@@ -124,8 +121,7 @@ cli_result parse_cli(std::span<const std::string_view> args) {
     }
     if (f->toggle != nullptr) {
       if (inline_value) {
-        r.errors.push_back(std::string(name) + ": takes no value, got " +
-                           quote_json(*inline_value));
+        r.errors.push_back(std::string(name) + ": takes no value, got " + quote_json(*inline_value));
         continue;
       }
       r.options.*(f->toggle) = true;
@@ -137,8 +133,8 @@ cli_result parse_cli(std::span<const std::string_view> args) {
     } else if (i + 1 < args.size() && !args[i + 1].starts_with("--")) {
       value = args[++i];
     } else {
-      r.errors.push_back(std::string(name) + ": missing value (expected " + std::string(name) +
-                         " " + std::string(f->metavar) + ")");
+      r.errors.push_back(std::string(name) + ": missing value (expected " + std::string(name) + " " +
+                         std::string(f->metavar) + ")");
       continue;
     }
     if (value.empty()) {
@@ -164,11 +160,10 @@ std::string usage_text() {
   u += "Options:\n";
   u += "  --config FILE             JSON configuration file (default: built-in defaults)\n";
   u += "  --listen HOST:PORT        proxy listener (default " + d.listen.to_string() + ")\n";
-  u += "  --admin-listen HOST:PORT  health, metrics and dashboard (default " +
-       d.admin_listen.to_string() + ")\n";
-  u += "  --state-dir DIR           where the local CA is kept (default " + d.state_dir + ")\n";
-  u += "  --log-level LEVEL         trace, debug, info, warn or error (default " + d.log.level +
+  u += "  --admin-listen HOST:PORT  health, metrics and dashboard (default " + d.admin_listen.to_string() +
        ")\n";
+  u += "  --state-dir DIR           where the local CA is kept (default " + d.state_dir + ")\n";
+  u += "  --log-level LEVEL         trace, debug, info, warn or error (default " + d.log.level + ")\n";
   u += "  --log-format FORMAT       json or text (default " + d.log.format + ")\n";
   u += "  --check-config            validate the configuration, print every error, exit\n";
   u += "  --version                 print the version and exit\n";
@@ -182,6 +177,7 @@ std::string usage_text() {
   u += "  OKTA_SIDECAR_LOG_LEVEL     --log-level\n";
   u += "  OKTA_SIDECAR_LOG_FORMAT    --log-format\n\n";
   u += "Precedence: command line, then environment, then config file, then defaults.\n";
+  u += "OKTA_SIDECAR_REDIS_PASSWORD supplies the fleet Redis password when fleet.redis has none.\n";
   u += "Exit status: 0 clean shutdown, 1 runtime failure, 2 bad configuration or arguments.\n";
   return u;
 }
@@ -215,8 +211,8 @@ parse_result build_config(const cli_options& options, const env_lookup& env) {
     if (auto text = read_file(file->value, why)) {
       result = parse_config(*text, file->value, config{});
     } else {
-      result.errors.push_back(file->source + ": cannot read config file " +
-                              quote_json(file->value) + ": " + why);
+      result.errors.push_back(file->source + ": cannot read config file " + quote_json(file->value) + ": " +
+                              why);
     }
   }
 

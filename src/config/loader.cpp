@@ -12,8 +12,7 @@ using json = nlohmann::json;
 
 bool is_plain_key(std::string_view key) {
   return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
   });
 }
 
@@ -119,9 +118,8 @@ class syntax_checker final : public nlohmann::json_sax<json> {
       }
     }
     const std::size_t column = offset - line_start + 1;
-    std::string msg = std::string(source_) + ":" + std::to_string(line) + ":" +
-                      std::to_string(column) + ": invalid JSON (byte " + std::to_string(offset) +
-                      "): " + detail;
+    std::string msg = std::string(source_) + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                      ": invalid JSON (byte " + std::to_string(offset) + "): " + detail;
     if (last_token.ends_with("/") || (offset < text_.size() && text_[offset] == '/')) {
       msg += " (JSON does not allow comments)";
     }
@@ -245,8 +243,7 @@ class reader {
 
   void read(const json& j, const std::string& path, std::map<std::string, endpoint>& out) {
     if (!j.is_object()) {
-      return error(
-          path, "expected an object mapping \"host:port\" to \"address:port\", got " + describe(j));
+      return error(path, "expected an object mapping \"host:port\" to \"address:port\", got " + describe(j));
     }
     std::map<std::string, endpoint> m;
     const std::size_t before = errors_.size();
@@ -262,8 +259,7 @@ class reader {
 // reports the keys nobody asked for, with the closest known one as a suggestion.
 class object_reader {
  public:
-  object_reader(reader& r, const json& obj, std::string path)
-      : r_(r), obj_(obj), path_(std::move(path)) {}
+  object_reader(reader& r, const json& obj, std::string path) : r_(r), obj_(obj), path_(std::move(path)) {}
 
   template <class F>
   void field(std::string_view key, F&& apply) {
@@ -373,17 +369,15 @@ void apply_document(const json& doc, reader& r, config& c) {
     o.value("max_backoff_ms", c.retry.max_backoff_ms);
     o.value("budget_fraction", c.retry.budget_fraction);
   });
-  section(r, top, "auth", [&](object_reader& o) {
-    o.value("reject_expired_locally", c.auth.reject_expired_locally);
-  });
+  section(r, top, "auth",
+          [&](object_reader& o) { o.value("reject_expired_locally", c.auth.reject_expired_locally); });
   top.field("fleet", [&](const json& j, const std::string& path) {
     if (j.is_null()) {
       c.fleet.reset();
       return;
     }
     if (!j.is_object()) {
-      return r.error(path,
-                     "expected null (local mode) or an object with \"redis\", got " + describe(j));
+      return r.error(path, "expected null (local mode) or an object with \"redis\", got " + describe(j));
     }
     fleet_config f = c.fleet.value_or(fleet_config{});
     object_reader o(r, j, path);
@@ -392,6 +386,7 @@ void apply_document(const json& doc, reader& r, config& c) {
     o.value("lease_size", f.lease_size);
     o.value("timeout_ms", f.timeout_ms);
     o.value("expected_replicas", f.expected_replicas);
+    o.value("fallback_share", f.fallback_share);
     o.finish();
     c.fleet = std::move(f);
   });
@@ -426,15 +421,13 @@ class checker {
   void error(const std::string& path, const std::string& problem) {
     errors_.push_back(path + ": " + problem);
   }
-  void at_least(const std::string& path, std::uint64_t v, std::uint64_t min,
-                std::string_view why = {}) {
+  void at_least(const std::string& path, std::uint64_t v, std::uint64_t min, std::string_view why = {}) {
     if (v < min) {
       error(path, "must be at least " + std::to_string(min) + ", got " + std::to_string(v) +
                       (why.empty() ? "" : " (" + std::string(why) + ")"));
     }
   }
-  void at_most(const std::string& path, std::uint64_t v, std::uint64_t max,
-               std::string_view why = {}) {
+  void at_most(const std::string& path, std::uint64_t v, std::uint64_t max, std::string_view why = {}) {
     if (v > max) {
       error(path, "must be at most " + std::to_string(max) + ", got " + std::to_string(v) +
                       (why.empty() ? "" : " (" + std::string(why) + ")"));
@@ -453,8 +446,7 @@ class checker {
     for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
     std::string msg = quote_json(v) + " is not one of " + list;
     std::vector<std::string_view> candidates(allowed);
-    if (auto near = closest_match(v, candidates))
-      msg += " (did you mean " + quote_json(*near) + "?)";
+    if (auto near = closest_match(v, candidates)) msg += " (did you mean " + quote_json(*near) + "?)";
     error(path, msg);
   }
   void host(const std::string& path, const endpoint& ep) {
@@ -501,8 +493,7 @@ parse_result parse_config(std::string_view json_text, std::string_view source_na
   json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object()) {
     result.errors.push_back(std::string(source_name) +
-                            ": the configuration must be a JSON object ({...}), got " +
-                            describe(doc));
+                            ": the configuration must be a JSON object ({...}), got " + describe(doc));
     return result;
   }
   reader r(result.errors);
@@ -512,8 +503,7 @@ parse_result parse_config(std::string_view json_text, std::string_view source_na
 
 void finalize(config& cfg) {
   auto in_state_dir = [&](std::string_view file) {
-    if (cfg.state_dir.empty() || cfg.state_dir.back() == '/')
-      return cfg.state_dir + std::string(file);
+    if (cfg.state_dir.empty() || cfg.state_dir.back() == '/') return cfg.state_dir + std::string(file);
     return cfg.state_dir + "/" + std::string(file);
   };
   if (cfg.ca.cert_file.empty()) cfg.ca.cert_file = in_state_dir("ca.crt");
@@ -548,8 +538,7 @@ std::vector<std::string> validate(const config& c) {
   }
 
   if (!c.ca.cert_file.empty() && c.ca.cert_file == c.ca.key_file) {
-    ck.error("ca.key_file",
-             "must differ from ca.cert_file (both are " + quote_json(c.ca.cert_file) + ")");
+    ck.error("ca.key_file", "must differ from ca.cert_file (both are " + quote_json(c.ca.cert_file) + ")");
   }
 
   ck.non_empty_if_set("upstream.trust_file", c.upstream.trust_file);
@@ -573,16 +562,15 @@ std::vector<std::string> validate(const config& c) {
   ck.at_least("rate_limit.max_concurrency", c.rate_limit.max_concurrency, 1);
   // A reserve of 1 would hold back the whole budget and no batch request could ever run.
   if (!(c.rate_limit.reserve_fraction >= 0.0 && c.rate_limit.reserve_fraction < 1.0)) {
-    ck.error("rate_limit.reserve_fraction", "must be at least 0 and less than 1, got " +
-                                                json(c.rate_limit.reserve_fraction).dump());
+    ck.error("rate_limit.reserve_fraction",
+             "must be at least 0 and less than 1, got " + json(c.rate_limit.reserve_fraction).dump());
   }
   ck.non_empty_if_set("rate_limit.buckets_file", c.rate_limit.buckets_file);
   for (std::size_t i = 0; i < c.rate_limit.interactive_paths.size(); ++i) {
     const std::string& p = c.rate_limit.interactive_paths[i];
     if (!p.starts_with("/") || p.find_first_of(" \t\r\n?#") != std::string::npos) {
       ck.error(index_path("rate_limit.interactive_paths", i),
-               quote_json(p) +
-                   " is not a path pattern; expected \"/...\" without spaces, query or fragment");
+               quote_json(p) + " is not a path pattern; expected \"/...\" without spaces, query or fragment");
     }
   }
 
@@ -590,8 +578,7 @@ std::vector<std::string> validate(const config& c) {
   ck.positive_ms("circuit_breaker.open_ms", c.circuit_breaker.open_ms);
   if (c.circuit_breaker.max_open_ms < c.circuit_breaker.open_ms) {
     ck.error("circuit_breaker.max_open_ms", "must be at least circuit_breaker.open_ms (" +
-                                                std::to_string(c.circuit_breaker.open_ms) +
-                                                "), got " +
+                                                std::to_string(c.circuit_breaker.open_ms) + "), got " +
                                                 std::to_string(c.circuit_breaker.max_open_ms));
   }
   ck.at_least("circuit_breaker.half_open_probes", c.circuit_breaker.half_open_probes, 1);
@@ -605,15 +592,13 @@ std::vector<std::string> validate(const config& c) {
                                          std::to_string(c.retry.max_backoff_ms));
   }
   if (!(c.retry.budget_fraction >= 0.0 && c.retry.budget_fraction <= 1.0)) {
-    ck.error("retry.budget_fraction",
-             "must be from 0 to 1, got " + json(c.retry.budget_fraction).dump());
+    ck.error("retry.budget_fraction", "must be from 0 to 1, got " + json(c.retry.budget_fraction).dump());
   }
 
   if (c.fleet) {
     const fleet_config& f = *c.fleet;
     if (f.redis.empty()) {
-      ck.error("fleet.redis",
-               "is required when fleet is set (or set \"fleet\": null for local mode)");
+      ck.error("fleet.redis", "is required when fleet is set (or set \"fleet\": null for local mode)");
     } else if (auto u = explain_redis_url(f.redis); !u) {
       ck.error("fleet.redis",
                quote_json(redact_redis_url(f.redis)) + " is not a valid Redis URL: it " + u.error);
@@ -621,6 +606,10 @@ std::vector<std::string> validate(const config& c) {
     ck.at_least("fleet.lease_size", f.lease_size, 1);
     ck.positive_ms("fleet.timeout_ms", f.timeout_ms);
     ck.at_least("fleet.expected_replicas", f.expected_replicas, 1);
+    if (!(f.fallback_share >= 0.0 && f.fallback_share <= 1.0)) {
+      ck.error("fleet.fallback_share",
+               "must be between 0 (= 1/expected_replicas) and 1, got " + json(f.fallback_share).dump());
+    }
   }
 
   ck.one_of("log.level", c.log.level, {"trace", "debug", "info", "warn", "error"});
@@ -635,9 +624,8 @@ std::vector<std::string> validate(const config& c) {
 
   ck.non_empty_if_set("access.proxy_auth_file", c.access.proxy_auth_file);
   if (c.access.proxy_auth_env && !is_env_name(*c.access.proxy_auth_env)) {
-    ck.error("access.proxy_auth_env",
-             quote_json(*c.access.proxy_auth_env) +
-                 " is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    ck.error("access.proxy_auth_env", quote_json(*c.access.proxy_auth_env) +
+                                          " is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
   }
   for (std::size_t i = 0; i < c.access.allowed_clients.size(); ++i) {
     auto r = explain_cidr(c.access.allowed_clients[i]);
@@ -669,7 +657,8 @@ nlohmann::ordered_json to_json(const config& c, secrets mode) {
              {"key_prefix", c.fleet->key_prefix},
              {"lease_size", c.fleet->lease_size},
              {"timeout_ms", c.fleet->timeout_ms},
-             {"expected_replicas", c.fleet->expected_replicas}};
+             {"expected_replicas", c.fleet->expected_replicas},
+             {"fallback_share", c.fleet->fallback_share}};
   }
   oj out = oj::object();
   out["listen"] = c.listen.to_string();
@@ -725,8 +714,7 @@ const std::vector<std::string>& known_key_paths() {
     config c;
     c.fleet = fleet_config{};
     std::vector<std::string> out;
-    auto walk = [&](auto& self, const nlohmann::ordered_json& obj,
-                    const std::string& prefix) -> void {
+    auto walk = [&](auto& self, const nlohmann::ordered_json& obj, const std::string& prefix) -> void {
       for (const auto& [k, v] : obj.items()) {
         std::string p = prefix.empty() ? k : prefix + "." + k;
         out.push_back(p);

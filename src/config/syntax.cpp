@@ -129,8 +129,7 @@ bool is_ipv4_mapped(const ip_address& a) {
 
 bool is_label(std::string_view l) {
   if (l.empty() || l.size() > 63 || l.front() == '-' || l.back() == '-') return false;
-  return std::all_of(l.begin(), l.end(),
-                     [](char c) { return is_alpha(c) || is_digit(c) || c == '-'; });
+  return std::all_of(l.begin(), l.end(), [](char c) { return is_alpha(c) || is_digit(c) || c == '-'; });
 }
 
 // RFC 1123 section 2.1 names; an all-digit last label is treated as an attempted IPv4
@@ -192,13 +191,11 @@ std::string ip_address::to_string() const {
     return buf;
   }
   if (is_ipv4_mapped(*this)) {  // RFC 5952 section 5
-    std::snprintf(buf, sizeof buf, "::ffff:%u.%u.%u.%u", bytes[12], bytes[13], bytes[14],
-                  bytes[15]);
+    std::snprintf(buf, sizeof buf, "::ffff:%u.%u.%u.%u", bytes[12], bytes[13], bytes[14], bytes[15]);
     return buf;
   }
   std::array<unsigned, 8> g{};
-  for (std::size_t i = 0; i < 8; ++i)
-    g[i] = static_cast<unsigned>(bytes[2 * i] << 8 | bytes[2 * i + 1]);
+  for (std::size_t i = 0; i < 8; ++i) g[i] = static_cast<unsigned>(bytes[2 * i] << 8 | bytes[2 * i + 1]);
   // RFC 5952 section 4.2: "::" replaces the first longest run of two or more zero groups.
   int best_start = -1, best_len = 1;
   for (int i = 0; i < 8;) {
@@ -274,9 +271,8 @@ parsed<cidr> explain_cidr(std::string_view text) {
     std::string_view len_text = text.substr(slash + 1);
     auto len = parse_decimal<unsigned>(len_text, max_len, 3);
     if (!len) {
-      return {std::nullopt, "has prefix length /" + std::string(len_text) +
-                                "; expected a number from 0 to " + std::to_string(max_len) +
-                                (addr->v6 ? " for IPv6" : " for IPv4")};
+      return {std::nullopt, "has prefix length /" + std::string(len_text) + "; expected a number from 0 to " +
+                                std::to_string(max_len) + (addr->v6 ? " for IPv6" : " for IPv4")};
     }
     c.prefix_len = static_cast<std::uint8_t>(*len);
   }
@@ -296,9 +292,7 @@ parsed<cidr> explain_cidr(std::string_view text) {
 
 std::optional<cidr> parse_cidr(std::string_view text) { return explain_cidr(text).value; }
 
-bool is_host_name_or_ipv4(std::string_view host) {
-  return is_dns_name(host) || parse_ipv4(host).has_value();
-}
+bool is_host_name_or_ipv4(std::string_view host) { return is_dns_name(host) || parse_ipv4(host).has_value(); }
 
 parsed<endpoint> explain_endpoint(std::string_view text) {
   if (text.empty()) return {std::nullopt, "is empty; expected HOST:PORT, e.g. \"127.0.0.1:3128\""};
@@ -316,10 +310,8 @@ parsed<endpoint> explain_endpoint(std::string_view text) {
       return {std::nullopt, "has " + quote(host) + " in brackets, which is not an IPv6 address"};
     }
     std::string_view rest = text.substr(close + 1);
-    if (rest.empty())
-      return {std::nullopt, "has no port; expected [IPv6]:PORT, e.g. \"[::1]:3128\""};
-    if (rest.front() != ':')
-      return {std::nullopt, "has " + quote(rest) + " after ']'; expected :PORT"};
+    if (rest.empty()) return {std::nullopt, "has no port; expected [IPv6]:PORT, e.g. \"[::1]:3128\""};
+    if (rest.front() != ':') return {std::nullopt, "has " + quote(rest) + " after ']'; expected :PORT"};
     port_text = rest.substr(1);
   } else {
     auto colon = text.rfind(':');
@@ -337,21 +329,17 @@ parsed<endpoint> explain_endpoint(std::string_view text) {
                                 "\" for this machine only"};
     }
     if (!is_host_name_or_ipv4(host)) {
-      return {std::nullopt,
-              "has host " + quote(host) + ", which is not a valid host name or IPv4 address"};
+      return {std::nullopt, "has host " + quote(host) + ", which is not a valid host name or IPv4 address"};
     }
   }
   auto port = parse_port(port_text);
   if (!port) {
-    return {std::nullopt,
-            "has port " + quote(port_text) + ", which is not a number from 0 to 65535"};
+    return {std::nullopt, "has port " + quote(port_text) + ", which is not a number from 0 to 65535"};
   }
   return {endpoint{std::string(host), *port}, {}};
 }
 
-std::optional<endpoint> parse_endpoint(std::string_view text) {
-  return explain_endpoint(text).value;
-}
+std::optional<endpoint> parse_endpoint(std::string_view text) { return explain_endpoint(text).value; }
 
 bool host_pattern::matches(std::string_view name, std::uint16_t p) const {
   if (port && *port != p) return false;
@@ -371,32 +359,29 @@ parsed<host_pattern> explain_host_pattern(std::string_view text) {
   std::optional<std::string_view> port_text;
   if (text.front() == '[') {
     auto close = text.find(']');
-    if (close == std::string_view::npos)
-      return {std::nullopt, "has no closing ']' after the IPv6 address"};
+    if (close == std::string_view::npos) return {std::nullopt, "has no closing ']' after the IPv6 address"};
     host = text.substr(1, close - 1);
     if (host.find(':') == std::string_view::npos || !parse_ipv6(host)) {
       return {std::nullopt, "has " + quote(host) + " in brackets, which is not an IPv6 address"};
     }
     std::string_view rest = text.substr(close + 1);
     if (!rest.empty()) {
-      if (rest.front() != ':')
-        return {std::nullopt, "has " + quote(rest) + " after ']'; expected :PORT"};
+      if (rest.front() != ':') return {std::nullopt, "has " + quote(rest) + " after ']'; expected :PORT"};
       port_text = rest.substr(1);
     }
     p.host = lower(host);
   } else {
     auto colon = text.find(':');
     if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos) {
-      return {std::nullopt,
-              "is not a host pattern; IPv6 addresses go in brackets, e.g. \"[::1]:443\""};
+      return {std::nullopt, "is not a host pattern; IPv6 addresses go in brackets, e.g. \"[::1]:443\""};
     }
     host = text.substr(0, colon);
     if (colon != std::string_view::npos) port_text = text.substr(colon + 1);
     if (host.starts_with("*.")) {
       std::string_view suffix = host.substr(2);
-      if (parse_ipv4(suffix) ||
-          (!suffix.empty() && std::all_of(suffix.begin(), suffix.end(),
-                                          [](char c) { return is_digit(c) || c == '.'; }))) {
+      if (parse_ipv4(suffix) || (!suffix.empty() && std::all_of(suffix.begin(), suffix.end(), [](char c) {
+            return is_digit(c) || c == '.';
+          }))) {
         return {std::nullopt, "is a wildcard over IP addresses; a *. wildcard needs a DNS suffix"};
       }
       if (!is_dns_name(suffix)) return {std::nullopt, std::string(not_a_pattern)};
@@ -410,8 +395,7 @@ parsed<host_pattern> explain_host_pattern(std::string_view text) {
   if (port_text) {
     auto port = parse_port(*port_text);
     if (!port || *port == 0) {
-      return {std::nullopt,
-              "has port " + quote(*port_text) + ", which is not a number from 1 to 65535"};
+      return {std::nullopt, "has port " + quote(*port_text) + ", which is not a number from 1 to 65535"};
     }
     p.port = *port;
   }
@@ -442,8 +426,7 @@ parsed<redis_url> explain_redis_url(std::string_view text) {
   }
   auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
-  std::string_view path =
-      slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+  std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
   auto at = authority.rfind('@');
   if (at != std::string_view::npos) {
     std::string_view userinfo = authority.substr(0, at);
@@ -470,17 +453,15 @@ parsed<redis_url> explain_redis_url(std::string_view text) {
   return {u, {}};
 }
 
-std::optional<redis_url> parse_redis_url(std::string_view text) {
-  return explain_redis_url(text).value;
-}
+std::optional<redis_url> parse_redis_url(std::string_view text) { return explain_redis_url(text).value; }
 
 std::string redact_redis_url(std::string_view text) {
   auto scheme_end = text.find("://");
   if (scheme_end == std::string_view::npos) return std::string(text);
   std::size_t start = scheme_end + 3;
   auto auth_end = text.find('/', start);
-  std::string_view authority = text.substr(
-      start, auth_end == std::string_view::npos ? std::string_view::npos : auth_end - start);
+  std::string_view authority =
+      text.substr(start, auth_end == std::string_view::npos ? std::string_view::npos : auth_end - start);
   auto at = authority.rfind('@');
   if (at == std::string_view::npos) return std::string(text);
   std::string_view userinfo = authority.substr(0, at);

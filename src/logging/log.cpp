@@ -1,10 +1,10 @@
 #include "okta_sidecar/logging/log.hpp"
 
-#include <mutex>
-
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+
+#include <mutex>
 
 #include "okta_sidecar/http/redact.hpp"
 
@@ -52,11 +52,9 @@ std::string event::render(format fmt) const {
 
 std::shared_ptr<spdlog::logger> make_logger(std::string_view level, format fmt) {
   auto sink = std::make_shared<redacting_stderr_sink>();
-  const char* pattern = fmt == format::json
-                            ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})"
-                            : "%Y-%m-%dT%H:%M:%S.%fZ %l %v";
-  sink->set_formatter(
-      std::make_unique<spdlog::pattern_formatter>(pattern, spdlog::pattern_time_type::utc));
+  const char* pattern = fmt == format::json ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})"
+                                            : "%Y-%m-%dT%H:%M:%S.%fZ %l %v";
+  sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern, spdlog::pattern_time_type::utc));
   auto logger = std::make_shared<spdlog::logger>("okta-sidecar", std::move(sink));
   logger->set_level(parse_level(level));
   logger->flush_on(spdlog::level::trace);

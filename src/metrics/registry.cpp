@@ -36,9 +36,12 @@ bool valid_label_name(std::string_view n) {
 
 std::string_view type_name(metric_type t) {
   switch (t) {
-    case metric_type::counter: return "counter";
-    case metric_type::gauge: return "gauge";
-    case metric_type::histogram: return "histogram";
+    case metric_type::counter:
+      return "counter";
+    case metric_type::gauge:
+      return "gauge";
+    case metric_type::histogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -57,9 +60,8 @@ void render_header(std::string& out, const family_base& f) {
 
 // `name{a="x",b="y"[,le="0.5"]} value`; an empty label set renders as bare `name value`.
 void render_sample(std::string& out, std::string_view name, std::string_view suffix,
-                   const std::vector<std::string>& label_names,
-                   const std::vector<std::string>& label_values, const std::string* le,
-                   double value) {
+                   const std::vector<std::string>& label_names, const std::vector<std::string>& label_values,
+                   const std::string* le, double value) {
   out += name;
   out += suffix;
   if (!label_names.empty() || le) {
@@ -108,10 +110,17 @@ std::string escape_label_value(std::string_view v) {
   out.reserve(v.size());
   for (const char c : v) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -122,17 +131,21 @@ std::string escape_help(std::string_view v) {
   out.reserve(v.size());
   for (const char c : v) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
 }
 
 std::vector<double> latency_bounds_seconds() {
-  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-          0.25,   0.5,   1,      2.5,   5,    10,   30,    60};
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 }
 
 // ---- counter / histogram ----------------------------------------------------------------
@@ -173,13 +186,11 @@ histogram::snapshot histogram::read() const {
 // ---- family ------------------------------------------------------------------------------
 
 namespace detail {
-bool labels_less::operator()(const std::vector<std::string>& a,
-                             std::span<const std::string_view> b) const {
+bool labels_less::operator()(const std::vector<std::string>& a, std::span<const std::string_view> b) const {
   return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
                                       [](std::string_view x, std::string_view y) { return x < y; });
 }
-bool labels_less::operator()(std::span<const std::string_view> a,
-                             const std::vector<std::string>& b) const {
+bool labels_less::operator()(std::span<const std::string_view> a, const std::vector<std::string>& b) const {
   return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
                                       [](std::string_view x, std::string_view y) { return x < y; });
 }
@@ -265,8 +276,7 @@ void family<T>::render(std::string& out) const {
       const auto& bounds = *bounds_;
       for (std::size_t i = 0; i <= bounds.size(); ++i) {
         const std::string le = i < bounds.size() ? format_value(bounds[i]) : "+Inf";
-        render_sample(out, name_, "_bucket", labels_, values, &le,
-                      static_cast<double>(snap.cumulative[i]));
+        render_sample(out, name_, "_bucket", labels_, values, &le, static_cast<double>(snap.cumulative[i]));
       }
       render_sample(out, name_, "_sum", labels_, values, nullptr, snap.sum);
       render_sample(out, name_, "_count", labels_, values, nullptr, static_cast<double>(snap.count));
@@ -283,8 +293,8 @@ template class family<histogram>;
 // ---- registry ----------------------------------------------------------------------------
 
 struct registry::callback_family final : family_base {
-  callback_family(std::string name, std::string help, std::vector<std::string> labels,
-                  metric_type t, collector c)
+  callback_family(std::string name, std::string help, std::vector<std::string> labels, metric_type t,
+                  collector c)
       : family_base(std::move(name), std::move(help), std::move(labels)), type_(t), collect_(std::move(c)) {}
   metric_type type() const override { return type_; }
   void render(std::string& out) const override {
@@ -359,18 +369,15 @@ F& registry::insert(std::unique_ptr<F> f) {
   return ref;
 }
 
-family<counter>& registry::add_counter(std::string name, std::string help,
-                                       std::vector<std::string> labels) {
+family<counter>& registry::add_counter(std::string name, std::string help, std::vector<std::string> labels) {
   return insert(std::make_unique<family<counter>>(std::move(name), std::move(help), std::move(labels)));
 }
 
-family<gauge>& registry::add_gauge(std::string name, std::string help,
-                                   std::vector<std::string> labels) {
+family<gauge>& registry::add_gauge(std::string name, std::string help, std::vector<std::string> labels) {
   return insert(std::make_unique<family<gauge>>(std::move(name), std::move(help), std::move(labels)));
 }
 
-family<histogram>& registry::add_histogram(std::string name, std::string help,
-                                           std::vector<double> bounds,
+family<histogram>& registry::add_histogram(std::string name, std::string help, std::vector<double> bounds,
                                            std::vector<std::string> labels) {
   // A trailing +Inf is implicit in the format; accept it and drop it.
   if (!bounds.empty() && std::isinf(bounds.back()) && bounds.back() > 0) bounds.pop_back();
@@ -381,18 +388,18 @@ family<histogram>& registry::add_histogram(std::string name, std::string help,
     }
   }
   auto shared = std::make_shared<const std::vector<double>>(std::move(bounds));
-  return insert(std::make_unique<family<histogram>>(std::move(name), std::move(help),
-                                                    std::move(labels), std::move(shared)));
+  return insert(std::make_unique<family<histogram>>(std::move(name), std::move(help), std::move(labels),
+                                                    std::move(shared)));
 }
 
-void registry::add_callback_gauge(std::string name, std::string help,
-                                  std::vector<std::string> labels, collector collect) {
+void registry::add_callback_gauge(std::string name, std::string help, std::vector<std::string> labels,
+                                  collector collect) {
   insert(std::make_unique<callback_family>(std::move(name), std::move(help), std::move(labels),
                                            metric_type::gauge, std::move(collect)));
 }
 
-void registry::add_callback_counter(std::string name, std::string help,
-                                    std::vector<std::string> labels, collector collect) {
+void registry::add_callback_counter(std::string name, std::string help, std::vector<std::string> labels,
+                                    collector collect) {
   insert(std::make_unique<callback_family>(std::move(name), std::move(help), std::move(labels),
                                            metric_type::counter, std::move(collect)));
 }

@@ -17,10 +17,10 @@ struct rate_gate::waiter {
   result res;
 };
 
-rate_gate::rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s,
-                     const clock_source& clock)
+rate_gate::rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, const clock_source& clock,
+                     std::unique_ptr<ratelimit::bucket_store> store)
     : clock_(clock),
-      scheduler_(std::move(s)),
+      scheduler_(std::move(s), std::move(store)),
       timer_strand_(asio::make_strand(ioc)),
       wake_timer_(timer_strand_) {}
 
@@ -39,9 +39,12 @@ asio::awaitable<rate_gate::result> rate_gate::admit(const ratelimit::admission_r
     pump_locked(now);
   }
   switch (v.kind) {
-    case ratelimit::verdict_kind::admit: co_return result{outcome::admitted, v.id, {}};
-    case ratelimit::verdict_kind::reject: co_return result{outcome::rejected, v.id, v.retry_after};
-    case ratelimit::verdict_kind::queue: break;
+    case ratelimit::verdict_kind::admit:
+      co_return result{outcome::admitted, v.id, {}};
+    case ratelimit::verdict_kind::reject:
+      co_return result{outcome::rejected, v.id, v.retry_after};
+    case ratelimit::verdict_kind::queue:
+      break;
   }
   co_return co_await wait(v.id, std::move(w));
 }
@@ -51,6 +54,12 @@ asio::awaitable<rate_gate::result> rate_gate::wait_again(ratelimit::ticket id) {
   auto w = std::make_shared<waiter>(ex);
   {
     std::lock_guard lock(mu_);
+    parked_.erase(id);
+    if (auto it = early_.find(id); it != early_.end()) {
+      const result r = it->second;
+      early_.erase(it);
+      co_return r;
+    }
     waiters_.emplace(id, w);
     pump_locked(clock_.now());
   }
@@ -72,7 +81,12 @@ asio::awaitable<rate_gate::result> rate_gate::wait(ratelimit::ticket id, std::sh
 
 void rate_gate::finish_locked(ratelimit::ticket id, outcome kind, duration retry_after) {
   auto it = waiters_.find(id);
-  if (it == waiters_.end()) return;
+  if (it == waiters_.end()) {
+    // Requeued by on_response() and decided before its owner parked: keep the verdict for
+    // wait_again(), or the admission would be lost and the request hang to its timeout.
+    if (parked_.erase(id) > 0) early_.insert_or_assign(id, result{kind, id, retry_after});
+    return;
+  }
   auto w = std::move(it->second);
   waiters_.erase(it);
   asio::post(w->timer.get_executor(), [w, id, kind, retry_after] {
@@ -102,11 +116,11 @@ void rate_gate::pump_locked(time_point now) {
 }
 
 ratelimit::response_decision rate_gate::on_response(ratelimit::ticket id, int status,
-                                                    const ratelimit::observation& obs,
-                                                    bool per_principal) {
+                                                    const ratelimit::observation& obs, bool per_principal) {
   std::lock_guard lock(mu_);
   const auto now = clock_.now();
   auto d = scheduler_.on_response(id, status, obs, per_principal, now);
+  if (d.kind == ratelimit::response_kind::requeued) parked_.insert(id);
   pump_locked(now);
   return d;
 }
@@ -122,6 +136,8 @@ void rate_gate::cancel(ratelimit::ticket id) {
   std::lock_guard lock(mu_);
   const auto now = clock_.now();
   waiters_.erase(id);
+  parked_.erase(id);
+  early_.erase(id);
   scheduler_.cancel(id, now);
   pump_locked(now);
 }

@@ -51,12 +51,13 @@ std::shared_ptr<const runtime> runtime::build(const config::config& c) {
   }
   policy::proxy_auth auth;
   std::string auth_lines;
-  if (c.access.proxy_auth_file) auth_lines += read_file(*c.access.proxy_auth_file, "access.proxy_auth_file") + "\n";
+  if (c.access.proxy_auth_file)
+    auth_lines += read_file(*c.access.proxy_auth_file, "access.proxy_auth_file") + "\n";
   if (c.access.proxy_auth_env) {
     const char* v = std::getenv(c.access.proxy_auth_env->c_str());
     if (!v || !*v) {
-      throw std::runtime_error("access.proxy_auth_env: environment variable " +
-                               *c.access.proxy_auth_env + " is not set");
+      throw std::runtime_error("access.proxy_auth_env: environment variable " + *c.access.proxy_auth_env +
+                               " is not set");
     }
     auth_lines += std::string(v) + "\n";
   }

@@ -1,7 +1,5 @@
 #include "okta_sidecar/proxy/server.hpp"
 
-#include <system_error>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -9,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <system_error>
 
 namespace okta_sidecar::proxy {
 
@@ -22,8 +21,8 @@ server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep)
   if (!ec) acceptor_.bind(ep, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    throw std::system_error(ec, "cannot listen on " + ep.address().to_string() + ":" +
-                                    std::to_string(ep.port()));
+    throw std::system_error(ec,
+                            "cannot listen on " + ep.address().to_string() + ":" + std::to_string(ep.port()));
   }
   local_ = acceptor_.local_endpoint();
 }
@@ -61,23 +60,23 @@ asio::awaitable<void> server::accept_loop() {
     }
     ++active_;
     svc_.metrics.open_connections.with({}).add(1);
-    asio::co_spawn(ex, run_session(svc_, std::move(sock), id, *ctl),
-                   asio::bind_cancellation_slot(
-                       ctl->cancel.slot(), [this, id, ctl](std::exception_ptr e) {
-                         if (e) {
-                           try {
-                             std::rethrow_exception(e);
-                           } catch (const std::exception& x) {
-                             svc_.log.error(logging::event("session failed").with("conn", id).with("error", x.what()));
-                           }
-                         }
-                         {
-                           std::lock_guard lock(mu_);
-                           sessions_.erase(id);
-                         }
-                         svc_.metrics.open_connections.with({}).add(-1);
-                         --active_;
-                       }));
+    asio::co_spawn(
+        ex, run_session(svc_, std::move(sock), id, *ctl),
+        asio::bind_cancellation_slot(ctl->cancel.slot(), [this, id, ctl](std::exception_ptr e) {
+          if (e) {
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& x) {
+              svc_.log.error(logging::event("session failed").with("conn", id).with("error", x.what()));
+            }
+          }
+          {
+            std::lock_guard lock(mu_);
+            sessions_.erase(id);
+          }
+          svc_.metrics.open_connections.with({}).add(-1);
+          --active_;
+        }));
   }
 }
 

@@ -50,7 +50,8 @@ std::vector<breaker_board::host_state> breaker_board::states(time_point now) con
   return out;
 }
 
-void breaker_board::update_settings(const resilience::breaker_settings& b, const resilience::retry_settings& r) {
+void breaker_board::update_settings(const resilience::breaker_settings& b,
+                                    const resilience::retry_settings& r) {
   std::lock_guard lock(mu_);
   settings_ = b;
   for (auto& [host, cb] : breakers_) cb->update_settings(b);
@@ -77,7 +78,8 @@ proxy_metrics::proxy_metrics(metrics::registry& r)
       local_replies(r.add_counter("okta_sidecar_local_replies_total",
                                   "Responses produced by the sidecar itself, by reason", {"reason"})),
       upstream_responses(r.add_counter("okta_sidecar_upstream_responses_total",
-                                       "Response heads received from upstream", {"host", "bucket", "status"})),
+                                       "Response heads received from upstream",
+                                       {"host", "bucket", "status"})),
       upstream_429(r.add_counter("okta_sidecar_upstream_429_total", "429 responses received from upstream",
                                  {"host", "bucket"})),
       absorbed_429(r.add_counter("okta_sidecar_absorbed_429_total",
@@ -103,6 +105,7 @@ proxy_metrics::proxy_metrics(metrics::registry& r)
       client_connections(r.add_counter("okta_sidecar_client_connections_total",
                                        "Client connections and tunnels by kind", {"kind"})),
       open_connections(r.add_gauge("okta_sidecar_client_connections_open", "Client connections open now")),
-      bytes(r.add_counter("okta_sidecar_response_bytes_total", "Response body bytes relayed", {"direction"})) {}
+      bytes(
+          r.add_counter("okta_sidecar_response_bytes_total", "Response body bytes relayed", {"direction"})) {}
 
 }  // namespace okta_sidecar::proxy

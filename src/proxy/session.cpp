@@ -2,10 +2,6 @@
 // per-request pipeline classify -> breaker -> admission -> upstream -> relay, with the
 // rate-limit and failure retries. Downstream = the app, upstream = Okta.
 #include <algorithm>
-#include <charconv>
-#include <optional>
-#include <random>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -16,6 +12,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <charconv>
+#include <optional>
+#include <random>
 
 #include "okta_sidecar/auth/diagnosis.hpp"
 #include "okta_sidecar/auth/token_info.hpp"
@@ -34,8 +33,8 @@ namespace {
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-using tls_stream = asio::ssl::stream<beast::tcp_stream>;       // upstream
-using down_tls = asio::ssl::stream<beast::tcp_stream&>;        // intercepted client
+using tls_stream = asio::ssl::stream<beast::tcp_stream>;  // upstream
+using down_tls = asio::ssl::stream<beast::tcp_stream&>;   // intercepted client
 using namespace asio::experimental::awaitable_operators;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t relay_chunk = 16 * 1024;
@@ -108,10 +107,14 @@ template <class Stream>
 asio::awaitable<bool> send_local(conn_ctx& c, Stream& s, http::local_error err, std::string_view detail,
                                  request_record& rec, bool keep_alive, unsigned version = 11,
                                  std::optional<std::int64_t> retry_after = {},
-                                 const http::rate_limit_echo& echo = {},
-                                 std::string_view diagnosis = {}) {
-  auto reply = http::make_local_reply(err, random_error_id(), detail, epoch_now(c.svc.clock),
-                                      retry_after, echo);
+                                 const http::rate_limit_echo& echo = {}, std::string_view diagnosis = {}) {
+  // A local 429 echoes Okta's X-Rate-Limit-Reset, which is on Okta's clock; the SDKs wait
+  // reset - Date + 1 s (okta-facts.md), so its Date must be on Okta's clock too, or a skewed
+  // machine clock would make every SDK wait the skew longer (or not at all).
+  const std::int64_t now_epoch = err == http::local_error::rate_limited
+                                     ? c.svc.okta_clock.now_epoch(c.svc.clock.wall_now())
+                                     : epoch_now(c.svc.clock);
+  auto reply = http::make_local_reply(err, random_error_id(), detail, now_epoch, retry_after, echo);
   bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(reply.status),
                                           version == 10 ? 10u : 11u};
   for (auto& [k, v] : reply.headers) res.set(k, v);
@@ -133,9 +136,15 @@ void access_log(conn_ctx& c, const request_record& r) {
   c.svc.metrics.requests.with({r.host, r.bucket, std::to_string(r.status)}).inc();
   if (!c.svc.log.enabled(spdlog::level::info)) return;
   logging::event e("access");
-  e.with("conn", c.id).with("req", r.id).with("method", r.method).with("host", r.host)
-      .with("path", r.path).with("bucket", r.bucket).with("status", r.status)
-      .with("bytes", r.bytes_out).with("duration_ms", std::round(ms * 1000) / 1000)
+  e.with("conn", c.id)
+      .with("req", r.id)
+      .with("method", r.method)
+      .with("host", r.host)
+      .with("path", r.path)
+      .with("bucket", r.bucket)
+      .with("status", r.status)
+      .with("bytes", r.bytes_out)
+      .with("duration_ms", std::round(ms * 1000) / 1000)
       .with("attempts", r.attempts);
   if (r.upstream_status) e.with("upstream_status", r.upstream_status);
   if (!r.local_reason.empty()) e.with("sidecar_error", r.local_reason);
@@ -191,7 +200,14 @@ struct connection_lease {
   ~connection_lease() { give_back(); }
 };
 
-enum class send_status { ok, write_failed_before_body, write_failed, client_body_error, response_timeout, response_failed };
+enum class send_status {
+  ok,
+  write_failed_before_body,
+  write_failed,
+  client_body_error,
+  response_timeout,
+  response_failed
+};
 
 struct head_result {
   send_status status = send_status::ok;
@@ -210,10 +226,10 @@ struct outgoing {
 
 // Writes the request (relaying a streamed body from the client) and reads the response head.
 template <class Down, class Up>
-asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::flat_buffer& down_buf,
-                                               Up& up, upstream::connection& conn, outgoing& out,
-                                               bhttp::response_parser<bhttp::empty_body>& rp,
-                                               time_point header_deadline) {
+asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
+                                                upstream::connection& conn, outgoing& out,
+                                                bhttp::response_parser<bhttp::empty_body>& rp,
+                                                time_point header_deadline) {
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   head_result r;
   if (!out.streamed) {
@@ -288,8 +304,7 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::
 // Reads a whole (small) response body: 429s we absorb and 401/403s we diagnose.
 template <class Up>
 asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_body(
-    conn_ctx& c, Up& up, upstream::connection& conn,
-    bhttp::response_parser<bhttp::empty_body>& rp) {
+    conn_ctx& c, Up& up, upstream::connection& conn, bhttp::response_parser<bhttp::empty_body>& rp) {
   bhttp::response_parser<bhttp::string_body> p{std::move(rp)};
   p.body_limit(small_body_limit);
   lowest(up).expires_after(milliseconds(c.rt->cfg.upstream.idle_timeout_ms));
@@ -298,9 +313,7 @@ asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_b
   co_return p.release();
 }
 
-bool status_has_body(unsigned status) {
-  return !(status / 100 == 1 || status == 204 || status == 304);
-}
+bool status_has_body(unsigned status) { return !(status / 100 == 1 || status == 204 || status == 304); }
 
 // Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded.
 template <class Fields>
@@ -312,11 +325,10 @@ enum class relay_status { ok, upstream_failed, client_failed };
 
 // Streams the response to the client as it arrives (RFC 9112 framing re-applied by us).
 template <class Down, class Up>
-asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up,
-                                             upstream::connection& conn,
-                                             bhttp::response_parser<bhttp::empty_body>& rp,
-                                             bool head_request, bool keep_alive, unsigned version,
-                                             request_record& rec, bool& upstream_reusable) {
+asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, upstream::connection& conn,
+                                             bhttp::response_parser<bhttp::empty_body>& rp, bool head_request,
+                                             bool keep_alive, unsigned version, request_record& rec,
+                                             bool& upstream_reusable) {
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   const bool upstream_keep_alive = rp.get().keep_alive();
   bhttp::response_parser<bhttp::buffer_body> p{std::move(rp)};
@@ -356,7 +368,9 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up,
       auto [rec_ec, rn] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
       if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
       if (rec_ec) {
-        c.svc.metrics.timeouts.with({rec_ec == beast::error::timeout ? "upstream_body_idle" : "upstream_body_error"}).inc();
+        c.svc.metrics.timeouts
+            .with({rec_ec == beast::error::timeout ? "upstream_body_idle" : "upstream_body_error"})
+            .inc();
         co_return relay_status::upstream_failed;
       }
       res.body().size = chunk.size() - res.body().size;
@@ -381,8 +395,8 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up,
 
 template <class Stream>
 asio::awaitable<void> send_buffered(conn_ctx& c, Stream& down, bhttp::response<bhttp::string_body>& res,
-                                    bool head_request, bool keep_alive, unsigned version,
-                                    request_record& rec, bool& ok) {
+                                    bool head_request, bool keep_alive, unsigned version, request_record& rec,
+                                    bool& ok) {
   strip_hop_by_hop(res);
   res.version(version == 10 ? 10 : 11);
   res.keep_alive(keep_alive);
@@ -444,7 +458,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   const std::string authz(req[bhttp::field::authorization]);
   // Read what we need from the client's head now: the parser moves into a body parser below.
   std::optional<std::uint32_t> client_max_wait;
-  if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end()) client_max_wait = parse_max_wait_header(h->value());
+  if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end())
+    client_max_wait = parse_max_wait_header(h->value());
   const bool client_sent_retry_for = req.count("X-Okta-Retry-For") > 0;
   std::uint32_t client_retry_count = 0;
   if (auto h = req.find("X-Okta-Retry-Count"); h != req.end()) {
@@ -460,15 +475,27 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     // Same explanation as for Okta's own 401, so /status and the log show the saved requests.
     const auto diag = auth::diagnose(401, method, npath, dest.origin.host, *token, {}, {},
                                      svc.okta_clock.now_epoch(svc.clock.wall_now()), rt.scopes);
-    svc.diagnoses.add(nlohmann::json{{"time", epoch_now(svc.clock)}, {"reason", diag.reason},
-                                     {"method", method}, {"path", cls.group}, {"status", 401},
-                                     {"advice", diag.advice}, {"system_log_query", diag.system_log_query},
-                                     {"client_id", token->cid}, {"token", token->fingerprint},
+    svc.diagnoses.add(nlohmann::json{{"time", epoch_now(svc.clock)},
+                                     {"reason", diag.reason},
+                                     {"method", method},
+                                     {"path", cls.group},
+                                     {"status", 401},
+                                     {"advice", diag.advice},
+                                     {"system_log_query", diag.system_log_query},
+                                     {"client_id", token->cid},
+                                     {"token", token->fingerprint},
                                      {"local", true}});
-    svc.log.warn(logging::event("auth failure").with("conn", c.id).with("req", rec.id)
-                     .with("status", 401).with("reason", diag.reason).with("advice", diag.advice)
-                     .with("method", method).with("bucket", cls.group).with("client_id", token->cid)
-                     .with("token_fingerprint", token->fingerprint).with("local", true));
+    svc.log.warn(logging::event("auth failure")
+                     .with("conn", c.id)
+                     .with("req", rec.id)
+                     .with("status", 401)
+                     .with("reason", diag.reason)
+                     .with("advice", diag.advice)
+                     .with("method", method)
+                     .with("bucket", cls.group)
+                     .with("client_id", token->cid)
+                     .with("token_fingerprint", token->fingerprint)
+                     .with("local", true));
     // The request body, if any, is still unread: keeping the connection would make the next
     // request parse from the body bytes (a desync / smuggling vector), so close instead.
     co_return co_await send_local(c, down, http::local_error::token_expired,
@@ -520,8 +547,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         lowest(down).expires_after(milliseconds(rt.cfg.client.header_timeout_ms));
         auto [ec, n] = co_await bhttp::async_read(down, buf, bp, use_tuple);
         if (ec) {
-          co_return co_await send_local(c, down, ec == bhttp::error::body_limit ? http::local_error::payload_too_large
-                                                                                 : http::local_error::bad_request,
+          co_return co_await send_local(c, down,
+                                        ec == bhttp::error::body_limit ? http::local_error::payload_too_large
+                                                                       : http::local_error::bad_request,
                                         "could not read the request body", rec, false, version);
         }
         out.head_and_body.body() = std::move(bp.get().body());
@@ -550,8 +578,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   const auto request_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
   const auto admission_deadline = std::min(start + max_wait, request_deadline);
 
-  ratelimit::admission_request areq{key, token ? auth::caller_key(authz) : 0,
-                                    rt.is_interactive(npath), cls.rate_limited, admission_deadline};
+  ratelimit::admission_request areq{key, token ? auth::caller_key(authz) : 0, rt.is_interactive(npath),
+                                    cls.rate_limited, admission_deadline};
   request_guard guard{svc, dest.origin.host};
   std::string first_okta_request_id;
   std::uint32_t retries_done = 0;
@@ -572,9 +600,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                                     rec, false, version, 1);
     }
     svc.metrics.admissions.with({key.host, key.bucket, "rejected"}).inc();
-    co_return co_await send_local(c, down, http::local_error::rate_limited,
-                                  "the predicted wait exceeds the allowed queue time", rec, keep_alive && !out.streamed,
-                                  version, retry_after_s(retry_after), last_seen_echo());
+    co_return co_await send_local(
+        c, down, http::local_error::rate_limited, "the predicted wait exceeds the allowed queue time", rec,
+        keep_alive && !out.streamed, version, retry_after_s(retry_after), last_seen_echo());
   };
 
   for (;;) {
@@ -584,8 +612,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     if (!permit.allowed) {
       svc.metrics.breaker_rejections.with({dest.origin.host}).inc();
       co_return co_await send_local(c, down, http::local_error::circuit_open,
-                                    "recent requests to this host failed; not sending more for now",
-                                    rec, keep_alive && !out.streamed, version, retry_after_s(permit.retry_after));
+                                    "recent requests to this host failed; not sending more for now", rec,
+                                    keep_alive && !out.streamed, version, retry_after_s(permit.retry_after));
     }
     guard.probe = permit.probe;
 
@@ -603,7 +631,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       guard.ticket = res.id;
       const auto waited = svc.clock.now() - queued_at;
       rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
-      svc.metrics.queue_wait.with({key.host, key.bucket}).observe(std::chrono::duration<double>(waited).count());
+      svc.metrics.queue_wait.with({key.host, key.bucket})
+          .observe(std::chrono::duration<double>(waited).count());
       svc.metrics.admissions.with({key.host, key.bucket, "admitted"}).inc();
     }
     admitted = false;
@@ -618,15 +647,20 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     if (!acq.conn) {
       failed = true;
       failure_detail = std::string(upstream::to_string(acq.status)) + ": " + acq.detail;
-      failure = acq.status == upstream::connect_status::tls_failed || acq.status == upstream::connect_status::tls_timeout
+      failure = acq.status == upstream::connect_status::tls_failed ||
+                        acq.status == upstream::connect_status::tls_timeout
                     ? resilience::failure_kind::tls_failed
                     : resilience::failure_kind::connect_failed;
       if (acq.status == upstream::connect_status::forbidden_address) {
         co_return co_await send_local(c, down, http::local_error::host_not_allowed,
-                                      "the host resolves to a forbidden address", rec, keep_alive && !out.streamed, version);
+                                      "the host resolves to a forbidden address", rec,
+                                      keep_alive && !out.streamed, version);
       }
-      if (acq.status == upstream::connect_status::connect_timeout || acq.status == upstream::connect_status::tls_timeout) {
-        svc.metrics.timeouts.with({acq.status == upstream::connect_status::tls_timeout ? "tls_handshake" : "connect"}).inc();
+      if (acq.status == upstream::connect_status::connect_timeout ||
+          acq.status == upstream::connect_status::tls_timeout) {
+        svc.metrics.timeouts
+            .with({acq.status == upstream::connect_status::tls_timeout ? "tls_handshake" : "connect"})
+            .inc();
       }
     }
     std::optional<bhttp::response_parser<bhttp::empty_body>> rp;
@@ -650,10 +684,13 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         hr = co_await send_and_read_head(c, down, buf, conn.plain(), conn, out, *rp, header_deadline);
       }
       switch (hr.status) {
-        case send_status::ok: break;
+        case send_status::ok:
+          break;
         case send_status::client_body_error:
-          co_return co_await send_local(c, down, hr.ec == bhttp::error::body_limit ? http::local_error::payload_too_large
-                                                                                    : http::local_error::bad_request,
+          co_return co_await send_local(c, down,
+                                        hr.ec == bhttp::error::body_limit
+                                            ? http::local_error::payload_too_large
+                                            : http::local_error::bad_request,
                                         "could not read the request body", rec, false, version);
         case send_status::write_failed_before_body:
           failed = true;
@@ -680,7 +717,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
 
     if (failed) {
       // A failure without a response: never returned to the pool, counted by the breaker.
-      svc.metrics.upstream_failures.with({dest.origin.host, failure_detail.substr(0, failure_detail.find(':'))}).inc();
+      svc.metrics.upstream_failures
+          .with({dest.origin.host, failure_detail.substr(0, failure_detail.find(':'))})
+          .inc();
       svc.breakers.record(dest.origin.host, resilience::outcome::failure, guard.probe, svc.clock.now());
       guard.probe = false;
       if (guard.ticket) svc.gate.on_failure(std::exchange(guard.ticket, 0));
@@ -690,8 +729,12 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       auto d = resilience::decide_retry(rt.retry, method, failure, failures, svc.clock.now(),
                                         request_deadline, random01());
       const bool may_retry = replayable && d.retry && svc.breakers.try_spend_retry(svc.clock.now());
-      svc.log.debug(logging::event("upstream failure").with("conn", c.id).with("req", rec.id)
-                        .with("host", dest.origin.host).with("detail", failure_detail).with("retry", may_retry));
+      svc.log.debug(logging::event("upstream failure")
+                        .with("conn", c.id)
+                        .with("req", rec.id)
+                        .with("host", dest.origin.host)
+                        .with("detail", failure_detail)
+                        .with("retry", may_retry));
       if (may_retry) {
         svc.metrics.retries.with({d.reason}).inc();
         asio::steady_timer t(co_await asio::this_coro::executor, d.delay);
@@ -702,8 +745,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         // The request was written whole (the client's body included) before we waited for the
         // head, so the client connection is still in step: keep it (issue 4: the next request
         // on the same connection must work). Only the upstream connection is discarded.
-        co_return co_await send_local(c, down, http::local_error::upstream_timeout, failure_detail, rec, keep_alive,
-                                      version);
+        co_return co_await send_local(c, down, http::local_error::upstream_timeout, failure_detail, rec,
+                                      keep_alive, version);
       }
       co_return co_await send_local(c, down, http::local_error::upstream_unreachable, failure_detail, rec,
                                     keep_alive && !out.streamed, version);
@@ -788,21 +831,30 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                                       "the upstream response body could not be read", rec, false, version);
       }
       if ((status == 401 || status == 403) && dest.inspect) {
-        const auto diag = auth::diagnose(status, method, npath, dest.origin.host,
-                                         token.value_or(auth::token_info{}), whole->body(),
-                                         whole->base()[bhttp::field::www_authenticate],
-                                         svc.okta_clock.now_epoch(svc.clock.wall_now()), rt.scopes);
+        const auto diag =
+            auth::diagnose(status, method, npath, dest.origin.host, token.value_or(auth::token_info{}),
+                           whole->body(), whole->base()[bhttp::field::www_authenticate],
+                           svc.okta_clock.now_epoch(svc.clock.wall_now()), rt.scopes);
         whole->set("X-Okta-Sidecar-Diagnosis", diag.reason);
-        svc.metrics.auth_failures.with({diag.reason.substr(0, diag.reason.find(':')) }).inc();
-        nlohmann::json entry{{"time", epoch_now(svc.clock)}, {"reason", diag.reason}, {"method", method},
-                             {"path", cls.group}, {"status", status}, {"advice", diag.advice},
+        svc.metrics.auth_failures.with({diag.reason.substr(0, diag.reason.find(':'))}).inc();
+        nlohmann::json entry{{"time", epoch_now(svc.clock)},
+                             {"reason", diag.reason},
+                             {"method", method},
+                             {"path", cls.group},
+                             {"status", status},
+                             {"advice", diag.advice},
                              {"system_log_query", diag.system_log_query},
                              {"client_id", token ? token->cid : ""},
                              {"token", token ? token->fingerprint : ""}};
         svc.diagnoses.add(entry);
-        svc.log.warn(logging::event("auth failure").with("conn", c.id).with("req", rec.id)
-                         .with("status", status).with("reason", diag.reason).with("advice", diag.advice)
-                         .with("method", method).with("bucket", cls.group)
+        svc.log.warn(logging::event("auth failure")
+                         .with("conn", c.id)
+                         .with("req", rec.id)
+                         .with("status", status)
+                         .with("reason", diag.reason)
+                         .with("advice", diag.advice)
+                         .with("method", method)
+                         .with("bucket", cls.group)
                          .with("client_id", token ? token->cid : "")
                          .with("token_fingerprint", token ? token->fingerprint : "")
                          .with("okta_request_id", rec.okta_request_id));
@@ -810,7 +862,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       rec.status = status;
       bool ok = false;
       co_await send_buffered(c, down, *whole, head_request, keep_alive, version, rec, ok);
-      co_return ok && keep_alive;
+      co_return ok&& keep_alive;
     }
 
     // The common case: stream the response through.
@@ -830,7 +882,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     }
     lease.reusable = rs == relay_status::ok && upstream_reusable;
     if (rs != relay_status::ok) {
-      svc.log.info(logging::event("response relay interrupted").with("conn", c.id).with("req", rec.id)
+      svc.log.info(logging::event("response relay interrupted")
+                       .with("conn", c.id)
+                       .with("req", rec.id)
                        .with("side", rs == relay_status::client_failed ? "downstream" : "upstream"));
       co_return false;
     }
@@ -883,8 +937,8 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
     if (st == raw_head::obs_fold) {
       rec.started = c.svc.clock.now();
       rec.id = c.svc.next_request_id++;
-      co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head", rec,
-                          false);
+      co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head",
+                          rec, false);
       access_log(c, rec);
       co_return head_status::replied;
     }
@@ -970,7 +1024,7 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
     if (valid.code != http::verdict_code::ok) {
       auto err = valid.code == http::verdict_code::payload_too_large   ? http::local_error::payload_too_large
                  : valid.code == http::verdict_code::headers_too_large ? http::local_error::headers_too_large
-                                                                        : http::local_error::bad_request;
+                                                                       : http::local_error::bad_request;
       co_await send_local(c, s, err, valid.detail, rec, false, version);
       access_log(c, rec);
       co_return;
@@ -997,8 +1051,7 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
       dest.origin = *tunnel;
       if (req.target().starts_with("/")) {
         dest.path_and_query = std::string(req.target());
-      } else if (auto t = http::parse_absolute_form(req.target());
-                 t && lower(t->host) == dest.origin.host) {
+      } else if (auto t = http::parse_absolute_form(req.target()); t && lower(t->host) == dest.origin.host) {
         dest.path_and_query = t->path_and_query;
       } else {
         refuse = "request target does not match the CONNECT host";
@@ -1010,7 +1063,8 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
       auto t = http::parse_absolute_form(req.target());
       if (!t) {
         co_await send_local(c, s, http::local_error::bad_request,
-                            "a proxy request needs an absolute-form target (http://host/path)", rec, false, version);
+                            "a proxy request needs an absolute-form target (http://host/path)", rec, false,
+                            version);
         access_log(c, rec);
         co_return;
       }
@@ -1043,7 +1097,8 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
 }
 
 // Two one-way pumps; each ends by half-closing the other side (RFC 9110 §9.3.6).
-asio::awaitable<void> pump(beast::tcp_stream& from, beast::tcp_stream& to, duration idle, std::uint64_t& bytes) {
+asio::awaitable<void> pump(beast::tcp_stream& from, beast::tcp_stream& to, duration idle,
+                           std::uint64_t& bytes) {
   std::array<char, relay_chunk> chunk;
   for (;;) {
     from.expires_after(idle);
@@ -1068,14 +1123,16 @@ asio::awaitable<void> blind_tunnel(conn_ctx& c, beast::tcp_stream& down, beast::
   const auto connect_deadline = c.svc.clock.now() + milliseconds(c.rt->cfg.upstream.connect_timeout_ms);
   auto acq = co_await c.svc.pool.connect(plain_origin, connect_deadline);
   if (!acq.conn) {
-    const auto err = acq.status == upstream::connect_status::forbidden_address ? http::local_error::host_not_allowed
-                                                                                : http::local_error::upstream_unreachable;
+    const auto err = acq.status == upstream::connect_status::forbidden_address
+                         ? http::local_error::host_not_allowed
+                         : http::local_error::upstream_unreachable;
     const std::string_view detail = upstream::to_string(acq.status);
     co_await send_local(c, down, err, detail, rec, false);
     co_return;
   }
   static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
-  auto [ec, n] = co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
+  auto [ec, n] =
+      co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
   if (ec) co_return;
   rec.status = 200;
   auto& up = acq.conn->plain();
@@ -1125,7 +1182,8 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
 
   static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
   down.expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
-  auto [wec, wn] = co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
+  auto [wec, wn] =
+      co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
   if (wec) co_return;
   rec.status = 200;
   rec.bucket = "connect";
@@ -1154,7 +1212,9 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
   tls.next_layer().expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
   auto [hec, used] = co_await tls.async_handshake(asio::ssl::stream_base::server, buf.data(), use_tuple);
   if (hec) {
-    c.svc.log.info(logging::event("client TLS handshake failed").with("conn", c.id).with("host", *host)
+    c.svc.log.info(logging::event("client TLS handshake failed")
+                       .with("conn", c.id)
+                       .with("host", *host)
                        .with("error", hec.message()));
     co_return;
   }
@@ -1179,7 +1239,8 @@ asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t
   if (!c.rt->clients.empty() && !c.rt->clients.contains(c.peer)) {
     request_record rec;
     rec.started = svc.clock.now();
-    co_await send_local(c, down, http::local_error::client_not_allowed, "source address not allowed", rec, false);
+    co_await send_local(c, down, http::local_error::client_not_allowed, "source address not allowed", rec,
+                        false);
     access_log(c, rec);
   } else {
     svc.metrics.client_connections.with({"proxy"}).inc();

@@ -15,6 +15,36 @@ std::int64_t bucket::kept(double keep_fraction, std::int64_t capacity) {
   return std::clamp<std::int64_t>(k, 0, capacity);
 }
 
+duration bucket::window() const {
+  const duration longest = *std::max_element(time_to_reset_.begin(), time_to_reset_.end());
+  if (longest <= duration::zero()) return settings_.window;
+  // Resets are whole epoch seconds: a window is never shorter than one.
+  return std::max<duration>(longest, std::chrono::seconds(1));
+}
+
+void bucket::learn_window(const observation& obs, bool new_window, time_point now) {
+  if (new_window) {
+    std::rotate(time_to_reset_.begin(), time_to_reset_.begin() + 1, time_to_reset_.end());
+    time_to_reset_.back() = duration::zero();
+  }
+  if (!obs.reset_at || *obs.reset_at <= now) return;
+  // The header parser bounds resets to its horizon; an hour also bounds a clock step between
+  // the Date and our steady clock from turning into an absurd prediction.
+  const duration seen = std::min<duration>(*obs.reset_at - now, std::chrono::hours(1));
+  time_to_reset_.back() = std::max(time_to_reset_.back(), seen);
+}
+
+std::int64_t bucket::stale_age_seconds() const {
+  // Every answer of one window carries the same reset (the window's end), and two windows'
+  // resets are at least a whole window apart (Okta opens the next one only after the last
+  // ended). The learned length errs long by the Date/reset rounding (up to ~2 s, which matters
+  // for short windows), so half of it still separates "this window" from "the previous one"
+  // without ever mistaking the previous window's low Remaining for ours, which would stall the
+  // bucket until the window ends.
+  const auto half = std::chrono::duration_cast<std::chrono::seconds>(window() / 2).count();
+  return std::max<std::int64_t>(1, half);
+}
+
 std::int64_t bucket::capacity() const {
   if (!limit_) return 0;
   return std::max<std::int64_t>(0, *limit_ - foreign_);
@@ -87,7 +117,7 @@ void bucket::adopt(const observation& obs, bool rejected, time_point now) {
   }
   remaining_ = rem;
   reset_epoch_ = obs.reset_epoch;
-  reset_at_ = obs.reset_at.value_or(now + settings_.window);
+  reset_at_ = obs.reset_at.value_or(now + window());
   phase_ = bucket_phase::confirmed;
   ++generation_;
   probes_ = 0;
@@ -124,10 +154,10 @@ void bucket::merge(const observation& obs, bool rejected, time_point now) {
 
   if (phase_ == bucket_phase::unknown || phase_ == bucket_phase::unmetered || !reset_epoch_ ||
       *obs.reset_epoch > *reset_epoch_) {
+    learn_window(obs, true, now);
     adopt(obs, rejected, now);
-  } else if (*obs.reset_epoch <=
-             *reset_epoch_ - std::chrono::duration_cast<std::chrono::seconds>(settings_.window).count()) {
-    // A whole window older than ours: a slow answer from a past window, ignore.
+  } else if (*obs.reset_epoch <= *reset_epoch_ - stale_age_seconds()) {
+    // Older than ours: a slow answer from a past window, ignore.
   } else if (phase_ == bucket_phase::opening) {
     if (rejected) {
       // Okta refused it under the window we believed over: our reset estimate was early.
@@ -139,6 +169,7 @@ void bucket::merge(const observation& obs, bool rejected, time_point now) {
     }
     // An answer from the window that just ended cost that window, not the new one.
   } else {
+    learn_window(obs, false, now);
     remaining_ = std::min(remaining_.value_or(rem), rem);
     if (*obs.reset_epoch == *reset_epoch_ && obs.reset_at && reset_at_) {
       // Each answer's Date is rounded to the second; the earliest estimate is the tightest.
@@ -163,7 +194,7 @@ bucket_view bucket::view(time_point now) const {
   v.available = copy.available();
   v.inflight = copy.inflight_;
   v.orphans = copy.orphans_;
-  v.window = copy.settings_.window;
+  v.window = copy.window();
   return v;
 }
 

@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "okta_sidecar/embedded_buckets_json.hpp"
 #include "okta_sidecar/ratelimit/path.hpp"
@@ -19,8 +18,8 @@ constexpr std::size_t max_segments = 24;
 
 // Methods a table may name (RFC 9110 §9.3 plus PATCH, RFC 5789). Anything else a client sends
 // maps to `other_method_bit`, which only "*" matches.
-constexpr std::array<std::string_view, 9> method_names = {
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"};
+constexpr std::array<std::string_view, 9> method_names = {"GET",   "HEAD",    "POST",  "PUT",    "DELETE",
+                                                          "PATCH", "OPTIONS", "TRACE", "CONNECT"};
 constexpr std::uint32_t other_method_bit = 1u << method_names.size();
 constexpr std::uint32_t get_bit = 1u << 0;
 constexpr std::uint32_t head_bit = 1u << 1;
@@ -143,7 +142,8 @@ struct classifier_access {
         } else if (seg.front() == '{') {
           if (seg.size() < 3 || seg.back() != '}' ||
               !std::all_of(seg.begin() + 1, seg.end() - 1, is_name_char))
-            fail(source, pwhere, "bad parameter \"" + std::string(seg) + "\" (want {name} with letters, digits, _)");
+            fail(source, pwhere,
+                 "bad parameter \"" + std::string(seg) + "\" (want {name} with letters, digits, _)");
           const std::string name(seg.substr(1, seg.size() - 2));
           for (const auto& s : r.segments)
             if (s.k == segment::kind::param && s.text == name)
@@ -246,7 +246,8 @@ struct classifier_access {
     if (!j.contains("match") || !j["match"].is_array() || j["match"].empty())
       fail(source, where + ".match", "required, must be a non-empty list of {path, methods}");
     for (std::size_t i = 0; i < j["match"].size(); ++i)
-      g.rules.push_back(parse_rule(j["match"][i], source, where + ".match[" + std::to_string(i) + "]", g.name));
+      g.rules.push_back(
+          parse_rule(j["match"][i], source, where + ".match[" + std::to_string(i) + "]", g.name));
     return g;
   }
 
@@ -255,8 +256,7 @@ struct classifier_access {
     if (a.prefix != b.prefix || a.segments.size() != b.segments.size()) return false;
     for (std::size_t i = 0; i < a.segments.size(); ++i) {
       if (a.segments[i].k != b.segments[i].k) return false;
-      if (a.segments[i].k == segment::kind::literal && a.segments[i].text != b.segments[i].text)
-        return false;
+      if (a.segments[i].k == segment::kind::literal && a.segments[i].text != b.segments[i].text) return false;
     }
     return true;
   }
@@ -277,7 +277,7 @@ bool classifier::more_specific(const group& ga, const rule& a, const group& gb, 
     if (ra != rb) return ra > rb;
     if (ra < 2) break;  // both ended here
   }
-  if (ga.layer != gb.layer) return ga.layer > gb.layer;  // overrides win ties
+  if (ga.layer != gb.layer) return ga.layer > gb.layer;    // overrides win ties
   if (a.any_method != b.any_method) return !a.any_method;  // a method list beats "*"
   return false;
 }
@@ -326,7 +326,8 @@ classifier classifier::from_json(std::string_view json_text, std::string_view so
   for (std::size_t i = 0; i < groups.size(); ++i) {
     auto g = classifier_access::parse_group(groups[i], source, i);
     for (const auto& other : c.groups_)
-      if (other.name == g.name) fail(source, "groups[" + std::to_string(i) + "]", "duplicate group name \"" + g.name + "\"");
+      if (other.name == g.name)
+        fail(source, "groups[" + std::to_string(i) + "]", "duplicate group name \"" + g.name + "\"");
     c.groups_.push_back(std::move(g));
   }
   // Within one table two matches of the same shape whose method sets overlap would make the
@@ -355,8 +356,8 @@ void classifier::merge(const classifier& overrides) {
   for (const auto& g : groups_) top = std::max(top, g.layer);
   for (auto g : overrides.groups_) {
     g.layer = top + 1 + g.layer;
-    const auto same = std::find_if(groups_.begin(), groups_.end(),
-                                   [&](const group& x) { return x.name == g.name; });
+    const auto same =
+        std::find_if(groups_.begin(), groups_.end(), [&](const group& x) { return x.name == g.name; });
     if (same != groups_.end()) {
       *same = std::move(g);
     } else {

@@ -120,8 +120,7 @@ observation parse_rate_limit_headers(std::span<const header_view> headers, time_
       return seconds{d};
     }
     const auto wall = std::chrono::floor<seconds>(wall_now.time_since_epoch()).count();
-    if (epoch - wall < -max_horizon_seconds || epoch - wall > max_horizon_seconds)
-      return std::nullopt;
+    if (epoch - wall < -max_horizon_seconds || epoch - wall > max_horizon_seconds) return std::nullopt;
     return std::chrono::duration_cast<duration>(seconds{epoch} - wall_now.time_since_epoch());
   };
 

@@ -7,13 +7,11 @@
 namespace okta_sidecar::ratelimit {
 namespace {
 
-constexpr std::array<std::string_view, 7> short_days = {"Sun", "Mon", "Tue", "Wed",
-                                                         "Thu", "Fri", "Sat"};
-constexpr std::array<std::string_view, 7> long_days = {"Sunday",   "Monday", "Tuesday",
-                                                        "Wednesday", "Thursday", "Friday",
-                                                        "Saturday"};
+constexpr std::array<std::string_view, 7> short_days = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+constexpr std::array<std::string_view, 7> long_days = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                                       "Thursday", "Friday", "Saturday"};
 constexpr std::array<std::string_view, 12> months = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+                                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 // A tiny cursor over the input: every form is fixed-layout, so each step either consumes
 // exactly what the grammar asks for or the whole parse fails.
@@ -106,8 +104,7 @@ std::optional<std::int64_t> asctime_date(std::string_view s) {
   cursor c{s};
   fields f;
   int ignored = 0;
-  if (!(c.one_of(short_days, ignored) && c.literal(" ") && c.one_of(months, f.month) &&
-        c.literal(" ")))
+  if (!(c.one_of(short_days, ignored) && c.literal(" ") && c.one_of(months, f.month) && c.literal(" ")))
     return std::nullopt;
   if (c.literal(" ")) {
     if (!c.digits(1, f.day)) return std::nullopt;
@@ -141,8 +138,7 @@ std::string format_http_date(std::int64_t epoch_seconds) {
   const int n = std::snprintf(buf.data(), buf.size(), "%s, %02u %s %04d %02d:%02d:%02d GMT",
                               short_days[wd.c_encoding()].data(), unsigned{ymd.day()},
                               months[unsigned{ymd.month()} - 1].data(), int{ymd.year()},
-                              static_cast<int>(hms.hours().count()),
-                              static_cast<int>(hms.minutes().count()),
+                              static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
                               static_cast<int>(hms.seconds().count()));
   return std::string(buf.data(), n > 0 ? static_cast<std::size_t>(n) : 0);
 }

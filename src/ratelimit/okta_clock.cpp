@@ -15,9 +15,7 @@ constexpr double smoothing = 0.2;
 // start again from it instead of drifting there over many responses.
 constexpr double step_threshold_seconds = 2.0;
 
-double to_seconds(wall_time t) {
-  return std::chrono::duration<double>(t.time_since_epoch()).count();
-}
+double to_seconds(wall_time t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
 
 }  // namespace
 

@@ -139,11 +139,9 @@ void circuit_breaker::record_in_window(bool failed) {
 bool circuit_breaker::window_tripped() const {
   if (window_.empty() || window_count_ == 0) return false;
   // A min_calls above the window size would make the window unable to ever trip.
-  const std::size_t min_calls =
-      std::clamp<std::size_t>(settings_.min_calls, 1, window_.size());
+  const std::size_t min_calls = std::clamp<std::size_t>(settings_.min_calls, 1, window_.size());
   if (window_count_ < min_calls) return false;
-  return static_cast<double>(window_failures_) >=
-         settings_.failure_rate * static_cast<double>(window_count_);
+  return static_cast<double>(window_failures_) >= settings_.failure_rate * static_cast<double>(window_count_);
 }
 
 void circuit_breaker::reset_window() {
@@ -155,18 +153,24 @@ void circuit_breaker::reset_window() {
 
 const char* to_string(breaker_state state) {
   switch (state) {
-    case breaker_state::closed: return "closed";
-    case breaker_state::open: return "open";
-    case breaker_state::half_open: return "half_open";
+    case breaker_state::closed:
+      return "closed";
+    case breaker_state::open:
+      return "open";
+    case breaker_state::half_open:
+      return "half_open";
   }
   return "unknown";
 }
 
 const char* to_string(outcome result) {
   switch (result) {
-    case outcome::success: return "success";
-    case outcome::failure: return "failure";
-    case outcome::neutral: return "neutral";
+    case outcome::success:
+      return "success";
+    case outcome::failure:
+      return "failure";
+    case outcome::neutral:
+      return "neutral";
   }
   return "unknown";
 }

@@ -6,8 +6,8 @@
 namespace okta_sidecar::resilience {
 
 bool is_idempotent(std::string_view method) {
-  static constexpr std::array<std::string_view, 6> idempotent = {"GET",    "HEAD",  "OPTIONS",
-                                                                 "TRACE", "PUT", "DELETE"};
+  static constexpr std::array<std::string_view, 6> idempotent = {"GET",   "HEAD", "OPTIONS",
+                                                                 "TRACE", "PUT",  "DELETE"};
   return std::find(idempotent.begin(), idempotent.end(), method) != idempotent.end();
 }
 
@@ -35,9 +35,9 @@ duration backoff_ceiling(const retry_settings& settings, std::uint32_t attempts_
   return std::min(ceiling, cap);
 }
 
-retry_decision decide_retry(const retry_settings& settings, std::string_view method,
-                            failure_kind kind, std::uint32_t attempts_done, time_point now,
-                            time_point deadline, double random01) {
+retry_decision decide_retry(const retry_settings& settings, std::string_view method, failure_kind kind,
+                            std::uint32_t attempts_done, time_point now, time_point deadline,
+                            double random01) {
   if (attempts_done >= settings.max_attempts) return {false, {}, retry_reason::attempts_exhausted};
   // Only a request that cannot have reached Okta, or one that Okta may safely see twice,
   // is sent again: a POST that may have been processed could create a user twice.
@@ -48,9 +48,8 @@ retry_decision decide_retry(const retry_settings& settings, std::string_view met
   const duration ceiling = backoff_ceiling(settings, std::max<std::uint32_t>(1, attempts_done));
   // Computed in double; the comparison keeps a huge ceiling from overflowing the cast back.
   const double scaled = jitter * static_cast<double>(ceiling.count());
-  const duration delay = scaled >= static_cast<double>(ceiling.count())
-                             ? ceiling
-                             : duration(static_cast<duration::rep>(scaled));
+  const duration delay =
+      scaled >= static_cast<double>(ceiling.count()) ? ceiling : duration(static_cast<duration::rep>(scaled));
   // A retry that could only start at or after the deadline would be answered as a timeout
   // anyway; declining now gives the client the real error sooner.
   if (now >= deadline || delay >= deadline - now) return {false, {}, retry_reason::deadline};
@@ -59,12 +58,18 @@ retry_decision decide_retry(const retry_settings& settings, std::string_view met
 
 const char* to_string(failure_kind kind) {
   switch (kind) {
-    case failure_kind::connect_failed: return "connect_failed";
-    case failure_kind::tls_failed: return "tls_failed";
-    case failure_kind::reset_before_send: return "reset_before_send";
-    case failure_kind::reset_after_send: return "reset_after_send";
-    case failure_kind::response_timeout: return "response_timeout";
-    case failure_kind::upstream_5xx: return "upstream_5xx";
+    case failure_kind::connect_failed:
+      return "connect_failed";
+    case failure_kind::tls_failed:
+      return "tls_failed";
+    case failure_kind::reset_before_send:
+      return "reset_before_send";
+    case failure_kind::reset_after_send:
+      return "reset_after_send";
+    case failure_kind::response_timeout:
+      return "response_timeout";
+    case failure_kind::upstream_5xx:
+      return "upstream_5xx";
   }
   return "unknown";
 }

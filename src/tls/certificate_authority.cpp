@@ -85,8 +85,7 @@ std::string read_file(const std::string& key, const std::string& file) {
 // O_EXCL: never overwrite (a replica racing us, or a file that appeared since we looked).
 // The mode is given at creation and forced again with fchmod, so no umask and no window
 // leaves the key readable by anyone else even for an instant.
-void write_new_file(const std::string& key, const std::string& file, const std::string& data,
-                    mode_t mode) {
+void write_new_file(const std::string& key, const std::string& file, const std::string& data, mode_t mode) {
   const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) {
     refuse(key, file, std::string("cannot be created (") + std::strerror(errno) + ")");
@@ -144,8 +143,7 @@ std::string to_pem(X509* cert) {
 
 std::string key_to_pem(EVP_PKEY* key) {
   bio_ptr bio(BIO_new(BIO_s_mem()));
-  if (!bio ||
-      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     throw std::runtime_error("cannot encode the CA key: " + take_openssl_error());
   }
   char* data = nullptr;
@@ -197,8 +195,7 @@ x509_ptr build_ca_certificate(EVP_PKEY* key) {
   X509_NAME* name = X509_get_subject_name(x);
   const std::string cn = ca_common_name();
   if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1,
-                                 0) != 1 ||
+                                 reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0) != 1 ||
       X509_set_issuer_name(x, name) != 1) {
     return fail("subject");
   }
@@ -225,8 +222,7 @@ x509_ptr build_ca_certificate(EVP_PKEY* key) {
 
 }  // namespace
 
-certificate_authority::certificate_authority(x509_ptr cert, evp_pkey_ptr key, std::string pem,
-                                             bool created)
+certificate_authority::certificate_authority(x509_ptr cert, evp_pkey_ptr key, std::string pem, bool created)
     : cert_(std::move(cert)), key_(std::move(key)), cert_pem_(std::move(pem)), created_(created) {}
 
 certificate_authority certificate_authority::load_or_create(const std::string& cert_file,
@@ -260,9 +256,8 @@ certificate_authority certificate_authority::load_or_create(const std::string& c
   }
   if (!have_cert) {
     refuse(key_key, key_file,
-           "exists but the CA certificate " + cert_file +
-               " does not; provide both files, or remove " + key_file +
-               " to have a new CA created");
+           "exists but the CA certificate " + cert_file + " does not; provide both files, or remove " +
+               key_file + " to have a new CA created");
   }
 
   struct stat st {};
@@ -327,8 +322,7 @@ certificate_authority certificate_authority::load_or_create(const std::string& c
 
 std::string certificate_authority::subject() const {
   bio_ptr bio(BIO_new(BIO_s_mem()));
-  if (!bio ||
-      X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert_.get()), 0, XN_FLAG_RFC2253) < 0) {
+  if (!bio || X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert_.get()), 0, XN_FLAG_RFC2253) < 0) {
     ERR_clear_error();
     return {};
   }

@@ -27,8 +27,7 @@ void free_intercept_state(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
 }
 
 int intercept_state_index() {
-  static const int index =
-      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, &free_intercept_state);
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, &free_intercept_state);
   return index;
 }
 
@@ -40,8 +39,7 @@ bool install_leaf(SSL* ssl, leaf_cache& cache, std::string_view host) {
   }
   // Replace, not append: use_leaf_for and then the SNI callback may both install a leaf.
   SSL_clear_chain_certs(ssl);
-  if (X509* chain = cache.chain_certificate();
-      chain != nullptr && SSL_add1_chain_cert(ssl, chain) != 1) {
+  if (X509* chain = cache.chain_certificate(); chain != nullptr && SSL_add1_chain_cert(ssl, chain) != 1) {
     ERR_clear_error();
     return false;
   }
@@ -96,8 +94,8 @@ int on_alpn_select(SSL*, const unsigned char** out, unsigned char* outlen, const
 
 }  // namespace
 
-boost::asio::ssl::context make_intercept_context(
-    leaf_cache& cache, std::function<bool(std::string_view sni_host)> sni_allowed) {
+boost::asio::ssl::context make_intercept_context(leaf_cache& cache,
+                                                 std::function<bool(std::string_view sni_host)> sni_allowed) {
   boost::asio::ssl::context context(boost::asio::ssl::context::tls_server);
   SSL_CTX* ctx = context.native_handle();
   detail::apply_protocol_policy(ctx);
@@ -105,8 +103,8 @@ boost::asio::ssl::context make_intercept_context(
   if (SSL_CTX_use_PrivateKey(ctx, cache.leaf_key()) != 1) {
     throw std::runtime_error("cannot install the leaf key: " + detail::take_openssl_error());
   }
-  auto state = std::make_unique<intercept_state>(intercept_state{
-      &cache, sni_allowed ? std::move(sni_allowed) : [](std::string_view) { return true; }});
+  auto state = std::make_unique<intercept_state>(
+      intercept_state{&cache, sni_allowed ? std::move(sni_allowed) : [](std::string_view) { return true; }});
   if (SSL_CTX_set_ex_data(ctx, intercept_state_index(), state.get()) != 1) {
     throw std::runtime_error("cannot attach the SNI state: " + detail::take_openssl_error());
   }

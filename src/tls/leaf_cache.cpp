@@ -34,8 +34,8 @@ bool set_time(ASN1_TIME* field, wall_time t) {
 }
 
 // Returns nullptr (with the reason in *error) on an OpenSSL failure.
-x509_ptr mint(const detail::normalized_host& host, X509* ca_cert, EVP_PKEY* ca_key,
-              EVP_PKEY* leaf_key, wall_time now, std::string* error) {
+x509_ptr mint(const detail::normalized_host& host, X509* ca_cert, EVP_PKEY* ca_key, EVP_PKEY* leaf_key,
+              wall_time now, std::string* error) {
   x509_ptr cert(X509_new());
   X509* x = cert.get();
   X509V3_CTX ctx;
@@ -47,17 +47,15 @@ x509_ptr mint(const detail::normalized_host& host, X509* ca_cert, EVP_PKEY* ca_k
     // CN is only informative (clients match the SAN, RFC 6125 §6.4.4) and capped at 64.
     if (host.name.size() <= 64 &&
         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                   reinterpret_cast<const unsigned char*>(host.name.c_str()), -1,
-                                   -1, 0) != 1) {
+                                   reinterpret_cast<const unsigned char*>(host.name.c_str()), -1, -1,
+                                   0) != 1) {
       return false;
     }
     if (X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
-                                   reinterpret_cast<const unsigned char*>("okta-sidecar"), -1, -1,
-                                   0) != 1 ||
+                                   reinterpret_cast<const unsigned char*>("okta-sidecar"), -1, -1, 0) != 1 ||
         X509_set_issuer_name(x, X509_get_subject_name(ca_cert)) != 1 ||
         !set_time(X509_getm_notBefore(x), now - leaf_backdate) ||
-        !set_time(X509_getm_notAfter(x), now + leaf_lifetime) ||
-        X509_set_pubkey(x, leaf_key) != 1) {
+        !set_time(X509_getm_notAfter(x), now + leaf_lifetime) || X509_set_pubkey(x, leaf_key) != 1) {
       return false;
     }
     X509V3_set_ctx(&ctx, ca_cert, x, nullptr, nullptr, 0);
@@ -85,8 +83,7 @@ x509_ptr mint(const detail::normalized_host& host, X509* ca_cert, EVP_PKEY* ca_k
 
 }  // namespace
 
-leaf_cache::leaf_cache(const certificate_authority& ca, std::size_t max_entries,
-                       const clock_source* clock)
+leaf_cache::leaf_cache(const certificate_authority& ca, std::size_t max_entries, const clock_source* clock)
     : ca_cert_(up_ref(ca.certificate())),
       ca_key_(up_ref(ca.private_key())),
       leaf_key_(detail::make_p256_key()),
@@ -100,9 +97,7 @@ leaf_cache::leaf_cache(const certificate_authority& ca, std::size_t max_entries,
 
 leaf_cache::~leaf_cache() = default;
 
-wall_time leaf_cache::now() const {
-  return clock_ != nullptr ? clock_->wall_now() : wall_clock::now();
-}
+wall_time leaf_cache::now() const { return clock_ != nullptr ? clock_->wall_now() : wall_clock::now(); }
 
 std::shared_ptr<x509_st> leaf_cache::get(std::string_view host, std::string* error) {
   auto normalized = detail::normalize_host(host, error);

@@ -76,13 +76,10 @@ void free_session_store(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
   delete static_cast<session_store*>(ptr);
 }
 
-void free_host(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) {
-  delete static_cast<std::string*>(ptr);
-}
+void free_host(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<std::string*>(ptr); }
 
 int session_store_index() {
-  static const int index =
-      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, &free_session_store);
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, &free_session_store);
   return index;
 }
 
@@ -95,8 +92,7 @@ int host_index() {
 // NewSessionTicket for TLS 1.3). Returning 0 leaves OpenSSL's reference alone.
 int on_new_session(SSL* ssl, SSL_SESSION* session) {
   auto* host = static_cast<std::string*>(SSL_get_ex_data(ssl, host_index()));
-  auto* store =
-      static_cast<session_store*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), session_store_index()));
+  auto* store = static_cast<session_store*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), session_store_index()));
   if (host == nullptr || store == nullptr || SSL_SESSION_is_resumable(session) != 1) {
     return 0;
   }
@@ -127,8 +123,8 @@ void add_trust_file(SSL_CTX* ctx, const std::string& file) {
   if (in.bad()) {
     refuse("cannot be read");
   }
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(text.data(), static_cast<int>(text.size())), &BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())),
+                                                &BIO_free);
   X509_STORE* store = SSL_CTX_get_cert_store(ctx);
   ERR_clear_error();
   int count = 0;
@@ -136,8 +132,7 @@ void add_trust_file(SSL_CTX* ctx, const std::string& file) {
     const int added = X509_STORE_add_cert(store, cert);
     X509_free(cert);
     if (added != 1) {
-      refuse("a certificate cannot be added to the trust store (" + detail::take_openssl_error() +
-             ")");
+      refuse("a certificate cannot be added to the trust store (" + detail::take_openssl_error() + ")");
     }
     ++count;
   }
@@ -150,8 +145,7 @@ void add_trust_file(SSL_CTX* ctx, const std::string& file) {
                         : "contains no PEM certificate; it must hold one or more PEM CA "
                           "certificates (-----BEGIN CERTIFICATE-----)");
   }
-  if (err != 0 &&
-      !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) {
+  if (err != 0 && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) {
     refuse("certificate #" + std::to_string(count + 1) + " is not valid PEM (" +
            detail::take_openssl_error() + ")");
   }
@@ -160,8 +154,7 @@ void add_trust_file(SSL_CTX* ctx, const std::string& file) {
 
 }  // namespace
 
-boost::asio::ssl::context make_upstream_context(const std::optional<std::string>& trust_file,
-                                                bool insecure) {
+boost::asio::ssl::context make_upstream_context(const std::optional<std::string>& trust_file, bool insecure) {
   boost::asio::ssl::context context(boost::asio::ssl::context::tls_client);
   SSL_CTX* ctx = context.native_handle();
   detail::apply_protocol_policy(ctx);
@@ -212,8 +205,8 @@ bool prepare_upstream_ssl(SSL* ssl, std::string_view host) {
     return false;
   }
   delete previous;
-  if (auto* store = static_cast<session_store*>(
-          SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), session_store_index()))) {
+  if (auto* store =
+          static_cast<session_store*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), session_store_index()))) {
     store->resume(ssl, name);
   }
   ERR_clear_error();

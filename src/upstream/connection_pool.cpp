@@ -20,14 +20,22 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 const char* to_string(connect_status s) {
   switch (s) {
-    case connect_status::ok: return "ok";
-    case connect_status::resolve_failed: return "resolve_failed";
-    case connect_status::forbidden_address: return "forbidden_address";
-    case connect_status::connect_failed: return "connect_failed";
-    case connect_status::connect_timeout: return "connect_timeout";
-    case connect_status::tls_failed: return "tls_failed";
-    case connect_status::tls_timeout: return "tls_timeout";
-    case connect_status::pool_exhausted: return "pool_exhausted";
+    case connect_status::ok:
+      return "ok";
+    case connect_status::resolve_failed:
+      return "resolve_failed";
+    case connect_status::forbidden_address:
+      return "forbidden_address";
+    case connect_status::connect_failed:
+      return "connect_failed";
+    case connect_status::connect_timeout:
+      return "connect_timeout";
+    case connect_status::tls_failed:
+      return "tls_failed";
+    case connect_status::tls_timeout:
+      return "tls_timeout";
+    case connect_status::pool_exhausted:
+      return "pool_exhausted";
   }
   return "unknown";
 }
@@ -100,8 +108,7 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
         break;
       }
       if (now >= deadline) {
-        co_return acquired{nullptr, connect_status::pool_exhausted,
-                           "max_connections_per_host busy", false};
+        co_return acquired{nullptr, connect_status::pool_exhausted, "max_connections_per_host busy", false};
       }
       if (!me) me = std::make_shared<waiter>(ex);
       me->timer.expires_at(deadline);
@@ -143,8 +150,7 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
   }
   tcp::resolver resolver(ex);
   asio::steady_timer resolve_timer(ex, connect_deadline);
-  auto r = co_await (resolver.async_resolve(host, port, use_tuple) ||
-                     resolve_timer.async_wait(use_tuple));
+  auto r = co_await (resolver.async_resolve(host, port, use_tuple) || resolve_timer.async_wait(use_tuple));
   if (r.index() == 1) co_return acquired{nullptr, connect_status::connect_timeout, "dns timeout", false};
   auto [rec, results] = std::get<0>(r);
   if (rec) co_return acquired{nullptr, connect_status::resolve_failed, rec.message(), false};
@@ -166,10 +172,10 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
   stream->expires_at(connect_deadline);
   auto [cec, ep] = co_await stream->async_connect(endpoints, use_tuple);
   if (cec) {
-    co_return acquired{nullptr,
-                       cec == beast::error::timeout ? connect_status::connect_timeout
-                                                    : connect_status::connect_failed,
-                       cec.message(), false};
+    co_return acquired{
+        nullptr,
+        cec == beast::error::timeout ? connect_status::connect_timeout : connect_status::connect_failed,
+        cec.message(), false};
   }
   stream->socket().set_option(tcp::no_delay(true));
   {
@@ -178,8 +184,7 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
   }
   if (!o.tls) {
     stream->expires_never();
-    co_return acquired{std::make_unique<connection>(id, std::move(stream)), connect_status::ok, {},
-                       false};
+    co_return acquired{std::make_unique<connection>(id, std::move(stream)), connect_status::ok, {}, false};
   }
   auto tls = std::make_unique<connection::tls_stream>(std::move(*stream), tls_ctx_);
   if (!tls::prepare_upstream_ssl(tls->native_handle(), o.host)) {
@@ -188,10 +193,9 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
   tls->next_layer().expires_at(std::min(deadline, steady_clock::now() + cfg.tls_timeout));
   auto [hec] = co_await tls->async_handshake(asio::ssl::stream_base::client, use_tuple);
   if (hec) {
-    co_return acquired{nullptr,
-                       hec == beast::error::timeout ? connect_status::tls_timeout
-                                                    : connect_status::tls_failed,
-                       hec.message(), false};
+    co_return acquired{
+        nullptr, hec == beast::error::timeout ? connect_status::tls_timeout : connect_status::tls_failed,
+        hec.message(), false};
   }
   tls->next_layer().expires_never();
   co_return acquired{std::make_unique<connection>(id, std::move(tls)), connect_status::ok, {}, false};

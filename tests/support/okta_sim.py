@@ -345,7 +345,7 @@ class OktaSimulator:
                  latency: float = 0.0, skew: float = 0.0, check_auth: bool = False,
                  ssws_tokens: tuple = (), issuer_host: Optional[str] = None,
                  record: bool = False, idle_timeout: float = 30.0,
-                 record_responses: bool = False) -> None:
+                 record_responses: bool = False, record_headers: bool = False) -> None:
         if (cert_file is None) != (key_file is None):
             raise ValueError("cert_file and key_file go together")
         self.window_seconds = float(window_seconds)
@@ -359,6 +359,11 @@ class OktaSimulator:
         self.issuer_host = issuer_host
         self.record = record
         self.record_responses = record_responses
+        # Request headers of every API request (name -> value, last wins), with the
+        # X-Okta-Request-Id answered, so tests can follow a proxy's retries
+        # (X-Okta-Retry-For / X-Okta-Retry-Count) back to the first attempt.
+        self.record_headers = record_headers
+        self._header_log: list = []
         self._sent: dict = {}          # X-Okta-Request-Id -> (status, head bytes, body bytes)
         self._revoked: set = set()     # jti values Okta treats as revoked
         self._denials: list = []       # (path glob, methods or None): 403 despite good scopes
@@ -590,6 +595,23 @@ class OktaSimulator:
                 "buckets": {k: [w.as_dict() for w in v] for k, v in self._windows.items()},
             }
 
+    def request_headers_log(self) -> list:
+        """[{"id", "method", "path", "status", "headers": {name: value}}, ...] in answer
+        order, when constructed with record_headers=True (reset by reset_stats)."""
+        with self._lock:
+            return [dict(e) for e in self._header_log]
+
+    def _record_request_headers(self, request_id: str, method: str, path: str, status: int,
+                                headers: Any) -> None:
+        if not self.record_headers:
+            return
+        with self._lock:
+            if len(self._header_log) >= 100000:  # bounded: a benchmark may leave it on
+                del self._header_log[:1000]
+            self._header_log.append({"id": request_id, "method": method, "path": path,
+                                     "status": status,
+                                     "headers": {k: v for k, v in headers.items()}})
+
     def request_log(self) -> list:
         """[(sim time, method, path, status), ...] when constructed with record=True."""
         with self._lock:
@@ -599,6 +621,7 @@ class OktaSimulator:
         """Forget statistics and windows (budgets start fresh)."""
         with self._lock:
             self._stats = _Stats()
+            self._header_log.clear()
             for c in self._conns.values():
                 c[1] = 0
             self._windows.clear()
@@ -865,6 +888,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # answer, so a client that reacts at once never races the bookkeeping.
             admitted, self._pending = self._pending, None
             sim._end(admitted, self.command, self._req_path, status)
+            sim._record_request_headers(self.request_id, self.command, self._req_path, status,
+                                        self.headers)
         reason = self.responses.get(status, ("",))[0]
         lines = [f"HTTP/1.1 {status} {reason}", f"Date: {http_date(sim.now())}",
                  f"X-Okta-Request-Id: {self.request_id}"]

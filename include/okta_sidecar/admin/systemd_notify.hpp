@@ -4,14 +4,13 @@
 // Linux abstract namespace). Documented in sd_notify(3) ("Notes: ... the protocol") and
 // systemd.service(5) (Type=notify, WatchdogSec=). Every call is a no-op returning false when
 // $NOTIFY_SOCKET is unset, so the binary behaves the same outside systemd.
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
-
-#include <boost/asio/io_context.hpp>
 
 namespace okta_sidecar::admin {
 
@@ -22,14 +21,14 @@ std::error_code send_notify(std::string_view socket_address, std::string_view st
 // the variable is unset or the send failed (the service manager is then simply not told).
 bool notify(std::string_view state);
 
-bool notify_ready();                          // READY=1: listening and the CA is loaded
-bool notify_stopping();                       // STOPPING=1: drain has begun
+bool notify_ready();     // READY=1: listening and the CA is loaded
+bool notify_stopping();  // STOPPING=1: drain has begun
 // RELOADING=1 + MONOTONIC_USEC (CLOCK_MONOTONIC, µs): systemd >= 253 needs the timestamp to
 // match the reload to this message; older ones ignore it. Follow with notify_reloaded().
 bool notify_reloading();
-bool notify_reloaded();                       // READY=1 after a reload finished (or failed)
-bool notify_watchdog();                       // WATCHDOG=1 keep-alive ping
-bool notify_status(std::string_view text);    // STATUS=<one line>, shown by systemctl status
+bool notify_reloaded();                     // READY=1 after a reload finished (or failed)
+bool notify_watchdog();                     // WATCHDOG=1 keep-alive ping
+bool notify_status(std::string_view text);  // STATUS=<one line>, shown by systemctl status
 
 // How often to ping: half of $WATCHDOG_USEC (sd_watchdog_enabled(3) advises pinging at half
 // the timeout), or nullopt when no watchdog is configured, the value is not a positive

@@ -30,9 +30,9 @@ struct upstream_config {
   std::uint32_t connect_timeout_ms = 5000;
   std::uint32_t tls_handshake_timeout_ms = 5000;
   std::uint32_t response_timeout_ms = 30000;
-  std::uint32_t idle_timeout_ms = 60000;        // pooled idle connection life; also body idle
+  std::uint32_t idle_timeout_ms = 60000;  // pooled idle connection life; also body idle
   std::uint32_t max_connections_per_host = 64;
-  bool insecure_skip_verify = false;           // loud, explicit; never a default
+  bool insecure_skip_verify = false;  // loud, explicit; never a default
 
   bool operator==(const upstream_config&) const = default;
 };
@@ -80,6 +80,7 @@ struct fleet_config {
   std::uint32_t lease_size = 5;
   std::uint32_t timeout_ms = 50;
   std::uint32_t expected_replicas = 1;
+  double fallback_share = 0.0;  // share of each bucket while Redis is away; 0 = 1/expected_replicas
 
   bool operator==(const fleet_config&) const = default;
 };
@@ -92,10 +93,10 @@ struct log_config {
 };
 
 struct client_config {
-  std::uint32_t header_timeout_ms = 10000;     // slow-loris guard for each request head
-  std::uint32_t idle_timeout_ms = 60000;       // keep-alive idle between requests
-  std::uint32_t request_timeout_ms = 120000;   // total per request, queue wait included
-  std::uint32_t drain_timeout_ms = 30000;      // SIGTERM: how long in-flight work may finish
+  std::uint32_t header_timeout_ms = 10000;    // slow-loris guard for each request head
+  std::uint32_t idle_timeout_ms = 60000;      // keep-alive idle between requests
+  std::uint32_t request_timeout_ms = 120000;  // total per request, queue wait included
+  std::uint32_t drain_timeout_ms = 30000;     // SIGTERM: how long in-flight work may finish
   std::uint64_t max_header_bytes = 64 * 1024;
   std::uint32_t max_header_count = 100;
   std::uint64_t max_body_bytes = 64ull * 1024 * 1024;
@@ -107,11 +108,11 @@ struct client_config {
 // Who may use the proxy and where it may go (issue: security). Destinations are decided by
 // intercept_hosts / tunnel_hosts; these keys narrow further.
 struct access_config {
-  std::optional<std::string> proxy_auth_file;  // lines "user:password"; set = auth required
-  std::optional<std::string> proxy_auth_env;   // name of an env var holding "user:password"
-  std::vector<std::string> allowed_clients;    // source CIDRs; empty = anyone who can connect
+  std::optional<std::string> proxy_auth_file;            // lines "user:password"; set = auth required
+  std::optional<std::string> proxy_auth_env;             // name of an env var holding "user:password"
+  std::vector<std::string> allowed_clients;              // source CIDRs; empty = anyone who can connect
   std::vector<std::uint16_t> allowed_ports = {443, 80};  // CONNECT / absolute-form ports
-  bool allow_private_destinations = false;  // resolved link-local/metadata/private addresses
+  bool allow_private_destinations = false;               // resolved link-local/metadata/private addresses
 
   bool operator==(const access_config&) const = default;
 };
@@ -121,8 +122,8 @@ struct config {
   endpoint admin_listen{"127.0.0.1", 9901};
   std::string state_dir = "./var";
   std::uint32_t threads = 0;  // 0 = one per core
-  std::vector<std::string> intercept_hosts = {"*.okta.com", "*.oktapreview.com",
-                                              "*.okta-emea.com", "*.okta-gov.com"};
+  std::vector<std::string> intercept_hosts = {"*.okta.com", "*.oktapreview.com", "*.okta-emea.com",
+                                              "*.okta-gov.com"};
   std::vector<std::string> tunnel_hosts;
   ca_config ca;
   upstream_config upstream;

@@ -27,8 +27,7 @@ struct parse_result {
 // Errors: JSON syntax ("<source>:LINE:COL: invalid JSON (byte N): ..."), duplicate keys,
 // unknown keys (with a did-you-mean suggestion), wrong types and integers out of their type's
 // range, each as "<key.path>: <problem>". Semantic ranges are validate()'s job.
-parse_result parse_config(std::string_view json_text, std::string_view source_name,
-                          config base = {});
+parse_result parse_config(std::string_view json_text, std::string_view source_name, config base = {});
 
 // Fills derived defaults: ca.cert_file / ca.key_file = <state_dir>/ca.crt|ca.key when empty.
 void finalize(config& cfg);

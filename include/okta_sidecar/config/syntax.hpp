@@ -59,8 +59,8 @@ std::optional<endpoint> parse_endpoint(std::string_view text);
 // An intercept_hosts / tunnel_hosts entry: "acme.okta.com", "*.okta.com", optional ":port",
 // "[::1]:443". Host names compare case-insensitively, so `host` is lower-cased.
 struct host_pattern {
-  std::string host;       // for a wildcard, the suffix after "*." ("okta.com")
-  bool wildcard = false;  // "*.okta.com" matches any name ending in ".okta.com", not okta.com
+  std::string host;                   // for a wildcard, the suffix after "*." ("okta.com")
+  bool wildcard = false;              // "*.okta.com" matches any name ending in ".okta.com", not okta.com
   std::optional<std::uint16_t> port;  // unset = any port
 
   bool operator==(const host_pattern&) const = default;
@@ -87,7 +87,6 @@ std::string redact_redis_url(std::string_view text);
 
 // The candidate closest to `word` by edit distance (transpositions count once; case and
 // '-' vs '_' are ignored), if it is close enough to be a plausible typo.
-std::optional<std::string> closest_match(std::string_view word,
-                                         std::span<const std::string_view> candidates);
+std::optional<std::string> closest_match(std::string_view word, std::span<const std::string_view> candidates);
 
 }  // namespace okta_sidecar::config

@@ -2,12 +2,12 @@
 // Structured logging: every line is one JSON object (or key=value text) built by `event`, and
 // every sink sits behind the redaction layer (http::redact_text), so a token that slips into a
 // message by mistake is still scrubbed before it reaches a file or a terminal.
+#include <spdlog/logger.h>
+
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/logger.h>
 
 namespace okta_sidecar::logging {
 

@@ -55,7 +55,7 @@ class histogram {
   struct snapshot {
     std::vector<std::uint64_t> cumulative;  // one per bound, then +Inf
     double sum = 0;
-    std::uint64_t count = 0;                // == cumulative.back()
+    std::uint64_t count = 0;  // == cumulative.back()
   };
   snapshot read() const;
   const std::vector<double>& bounds() const { return *bounds_; }
@@ -149,10 +149,8 @@ class registry {
 
   // Registration happens at start-up: an invalid or duplicate name throws
   // std::invalid_argument naming it.
-  family<counter>& add_counter(std::string name, std::string help,
-                               std::vector<std::string> labels = {});
-  family<gauge>& add_gauge(std::string name, std::string help,
-                           std::vector<std::string> labels = {});
+  family<counter>& add_counter(std::string name, std::string help, std::vector<std::string> labels = {});
+  family<gauge>& add_gauge(std::string name, std::string help, std::vector<std::string> labels = {});
   family<histogram>& add_histogram(std::string name, std::string help, std::vector<double> bounds,
                                    std::vector<std::string> labels = {});
 
@@ -174,8 +172,7 @@ class registry {
 
  private:
   struct callback_family;
-  void check_new_name(const std::string& name, const std::vector<std::string>& labels,
-                      metric_type type);
+  void check_new_name(const std::string& name, const std::vector<std::string>& labels, metric_type type);
   template <class F>
   F& insert(std::unique_ptr<F> f);
 
@@ -188,8 +185,8 @@ class registry {
 std::vector<double> latency_bounds_seconds();
 
 // Text-format helpers, exposed for the tests and for callers that render by hand.
-std::string format_value(double v);                 // 1, 0.25, +Inf, -Inf, NaN
-std::string escape_label_value(std::string_view v); // \\  \"  \n
-std::string escape_help(std::string_view v);        // \\  \n
+std::string format_value(double v);                  // 1, 0.25, +Inf, -Inf, NaN
+std::string escape_label_value(std::string_view v);  // \\  \"  \n
+std::string escape_help(std::string_view v);         // \\  \n
 
 }  // namespace okta_sidecar::metrics

@@ -3,15 +3,15 @@
 // (wake a queued request, reject one whose deadline can no longer be met) and re-arms one timer
 // at the scheduler's next wake-up. All scheduler calls happen under one mutex; waiting
 // coroutines are woken on their own strands.
-#include <memory>
-#include <mutex>
-#include <unordered_map>
-
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/ratelimit/scheduler.hpp"
@@ -29,7 +29,10 @@ class rate_gate {
     duration retry_after{};
   };
 
-  rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, const clock_source& clock);
+  // `store`: where budgets live; null = in this process. Fleet mode passes the Redis-backed
+  // store from fleet::fleet_service::make_store().
+  rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, const clock_source& clock,
+            std::unique_ptr<ratelimit::bucket_store> store = nullptr);
 
   // Submits and, when queued, waits for the scheduler's verdict. Cancelling the awaiting
   // operation (the client went away) removes the request from the queue.
@@ -37,8 +40,8 @@ class rate_gate {
   // After on_response said `requeued`: waits for the ticket's turn again.
   asio::awaitable<result> wait_again(ratelimit::ticket);
 
-  ratelimit::response_decision on_response(ratelimit::ticket, int status,
-                                           const ratelimit::observation&, bool per_principal);
+  ratelimit::response_decision on_response(ratelimit::ticket, int status, const ratelimit::observation&,
+                                           bool per_principal);
   void on_failure(ratelimit::ticket);
   void cancel(ratelimit::ticket);
 
@@ -60,6 +63,11 @@ class rate_gate {
   mutable std::mutex mu_;
   ratelimit::scheduler scheduler_;
   std::unordered_map<ratelimit::ticket, std::shared_ptr<waiter>> waiters_;
+  // Tickets on_response() put back in the queue whose owner has not called wait_again() yet,
+  // and the verdicts that reached them in that gap: a concurrency 429 is often re-admitted by
+  // the very poll that requeued it (a slot is free), before its coroutine can park again.
+  std::unordered_set<ratelimit::ticket> parked_;
+  std::unordered_map<ratelimit::ticket, result> early_;
   asio::strand<asio::io_context::executor_type> timer_strand_;
   asio::steady_timer wake_timer_;
   time_point armed_for_ = time_point::max();

@@ -2,15 +2,14 @@
 // The proxy listener: accepts client connections, runs one session coroutine per connection
 // on its own strand, and supports draining (stop accepting, close idle sessions, count the rest).
 #include <atomic>
-#include <cstdint>
-#include <memory>
-#include <mutex>
-#include <unordered_map>
-
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include "okta_sidecar/proxy/services.hpp"
 
@@ -19,14 +18,13 @@ namespace okta_sidecar::proxy {
 // Lets the server close a session that is waiting for its next request (drain), and only then.
 struct session_control {
   explicit session_control(asio::any_io_executor ex) : executor(std::move(ex)) {}
-  asio::any_io_executor executor;     // the session's strand
-  asio::cancellation_signal cancel;   // emitted on that strand
-  bool idle = true;                   // read and written on that strand only
+  asio::any_io_executor executor;    // the session's strand
+  asio::cancellation_signal cancel;  // emitted on that strand
+  bool idle = true;                  // read and written on that strand only
 };
 
 // Runs one client connection to completion.
-asio::awaitable<void> run_session(services&, asio::ip::tcp::socket, std::uint64_t conn_id,
-                                  session_control&);
+asio::awaitable<void> run_session(services&, asio::ip::tcp::socket, std::uint64_t conn_id, session_control&);
 
 class server {
  public:

@@ -2,15 +2,14 @@
 // The object graph a session works with, built by the app and passed down by reference:
 // no globals. Reloadable settings live in `runtime` behind an atomic shared_ptr.
 #include <atomic>
+#include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <string>
-
-#include <boost/asio/ssl/context.hpp>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/logging/log.hpp"
@@ -37,7 +36,12 @@ class breaker_board {
   void release_probe(const std::string& host, time_point now);
   void on_request(time_point now);
   bool try_spend_retry(time_point now);
-  struct host_state { std::string host; resilience::breaker_state state; duration retry_after; std::uint64_t opened; };
+  struct host_state {
+    std::string host;
+    resilience::breaker_state state;
+    duration retry_after;
+    std::uint64_t opened;
+  };
   std::vector<host_state> states(time_point now) const;
   void update_settings(const resilience::breaker_settings&, const resilience::retry_settings&);
 
@@ -82,22 +86,22 @@ class shared_okta_clock {
 // Metric handles created once at start; hot paths use family::with() on these.
 struct proxy_metrics {
   explicit proxy_metrics(metrics::registry& r);
-  metrics::family<metrics::counter>& requests;          // host, bucket, status
-  metrics::family<metrics::counter>& local_replies;     // reason
-  metrics::family<metrics::counter>& upstream_responses;// host, bucket, status
-  metrics::family<metrics::counter>& upstream_429;      // host, bucket
-  metrics::family<metrics::counter>& absorbed_429;      // host, bucket
-  metrics::family<metrics::counter>& admissions;        // host, bucket, result
-  metrics::family<metrics::histogram>& queue_wait;      // host, bucket
-  metrics::family<metrics::histogram>& upstream_latency;// host
-  metrics::family<metrics::counter>& timeouts;          // kind
-  metrics::family<metrics::counter>& retries;           // reason
-  metrics::family<metrics::counter>& upstream_failures; // host, kind
-  metrics::family<metrics::counter>& breaker_rejections;// host
-  metrics::family<metrics::counter>& auth_failures;     // reason
-  metrics::family<metrics::counter>& client_connections;// kind (plain|intercept|tunnel)
-  metrics::family<metrics::gauge>& open_connections;    // (none)
-  metrics::family<metrics::counter>& bytes;             // direction
+  metrics::family<metrics::counter>& requests;            // host, bucket, status
+  metrics::family<metrics::counter>& local_replies;       // reason
+  metrics::family<metrics::counter>& upstream_responses;  // host, bucket, status
+  metrics::family<metrics::counter>& upstream_429;        // host, bucket
+  metrics::family<metrics::counter>& absorbed_429;        // host, bucket
+  metrics::family<metrics::counter>& admissions;          // host, bucket, result
+  metrics::family<metrics::histogram>& queue_wait;        // host, bucket
+  metrics::family<metrics::histogram>& upstream_latency;  // host
+  metrics::family<metrics::counter>& timeouts;            // kind
+  metrics::family<metrics::counter>& retries;             // reason
+  metrics::family<metrics::counter>& upstream_failures;   // host, kind
+  metrics::family<metrics::counter>& breaker_rejections;  // host
+  metrics::family<metrics::counter>& auth_failures;       // reason
+  metrics::family<metrics::counter>& client_connections;  // kind (plain|intercept|tunnel)
+  metrics::family<metrics::gauge>& open_connections;      // (none)
+  metrics::family<metrics::counter>& bytes;               // direction
 };
 
 struct services {

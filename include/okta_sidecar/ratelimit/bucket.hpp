@@ -6,8 +6,12 @@
 // always beats our own count. What the headers cannot know yet is our own traffic that Okta
 // has not answered: those requests are subtracted until their answers (which do include them)
 // arrive. Observations are merged as Okta's Terraform provider does (okta/internal/apimutex):
-// a larger reset starts a new window, a reset a whole window older than ours is stale, and
-// within one window the minimum Remaining wins (responses reorder under concurrency).
+// a larger reset starts a new window, an older reset is stale, and within one window the
+// minimum Remaining wins (responses reorder under concurrency). The window length itself is
+// learned from the headers, never assumed: an answer right after a window opened shows
+// (almost) all of it as time-to-reset.
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -17,7 +21,9 @@
 namespace okta_sidecar::ratelimit {
 
 struct bucket_settings {
-  // Okta's windows are about a minute; used to spot stale resets and to predict waits.
+  // Okta's windows are about a minute, but the length is not a contract (per-user buckets run
+  // 10 s, test doubles a few seconds): this is only the assumption before the first headers.
+  // From then on the bucket uses what it learned (see bucket::window()).
   duration window = std::chrono::seconds(60);
   // Requests sent into a window nobody has reported on yet (unknown bucket, or the reset just
   // passed) before its first answer arrives: the answer may show a neighbour already used it.
@@ -59,7 +65,7 @@ struct bucket_view {
   std::int64_t available = 0;  // what may still be taken in this window (estimate in `opening`)
   std::int64_t inflight = 0;   // taken, not settled
   std::int64_t orphans = 0;    // lost this window
-  duration window{};
+  duration window{};           // learned window length (the setting until the first headers)
 };
 
 // One bucket's window state machine.
@@ -78,10 +84,20 @@ class bucket {
   // Tokens a `keep_fraction` keeps back from a window of `capacity`.
   static std::int64_t kept(double keep_fraction, std::int64_t capacity);
 
+  // The window length in use: the longest time-to-reset seen in the last few windows (an
+  // answer right after a window opens shows almost all of it), or the setting before any.
+  duration window() const;
+  // Windows whose longest time-to-reset is remembered; a window that shrinks (a new org
+  // setting, a test double reconfigured) is forgotten after this many windows.
+  static constexpr std::size_t window_memory = 4;
+
  private:
   void roll(time_point now);
   void merge(const observation& obs, bool rejected, time_point now);
   void adopt(const observation& obs, bool rejected, time_point now);
+  void learn_window(const observation& obs, bool new_window, time_point now);
+  // Resets this much older than ours belong to a past window (see merge()).
+  std::int64_t stale_age_seconds() const;
   std::int64_t capacity() const;
   std::int64_t available() const;
 
@@ -95,6 +111,8 @@ class bucket {
   std::int64_t probes_ = 0;   // probes out in the current unknown/opening phase
   std::int64_t foreign_ = 0;  // part of Limit a 429 showed we may not use (token share)
   std::uint32_t generation_ = 0;
+  // Longest (reset_at - now) seen per window, newest last; zero = slot unused.
+  std::array<duration, window_memory> time_to_reset_{};
 };
 
 }  // namespace okta_sidecar::ratelimit

@@ -71,9 +71,9 @@ class classifier {
   struct rule {
     std::string path;  // as written, for messages
     std::vector<segment> segments;
-    bool prefix = false;         // pattern ended in "/*": this path and everything below it
-    std::uint32_t methods = 0;   // bit set; see method_bit() in the .cpp
-    bool any_method = false;     // "*"
+    bool prefix = false;        // pattern ended in "/*": this path and everything below it
+    std::uint32_t methods = 0;  // bit set; see method_bit() in the .cpp
+    bool any_method = false;    // "*"
     std::vector<bucket_piece> bucket;
   };
   struct group {

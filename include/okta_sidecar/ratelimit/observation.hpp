@@ -15,7 +15,7 @@ enum class limit_kind { none, window, concurrency };
 
 // Rate-limit facts from one response, with times already related to the local clocks.
 struct observation {
-  limit_kind kind = limit_kind::none;             // none: no usable rate-limit headers
+  limit_kind kind = limit_kind::none;  // none: no usable rate-limit headers
   std::optional<std::int64_t> limit, remaining;
   std::optional<std::int64_t> reset_epoch;        // X-Rate-Limit-Reset as sent (epoch s)
   std::optional<time_point> reset_at;             // same instant on the local steady clock, Date-corrected;

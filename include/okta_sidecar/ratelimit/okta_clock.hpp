@@ -11,7 +11,7 @@ namespace okta_sidecar::ratelimit {
 class okta_clock {
  public:
   void observe(std::int64_t server_date_epoch, wall_time received_at);
-  std::optional<double> offset_seconds() const;          // okta - local; nullopt before any Date
+  std::optional<double> offset_seconds() const;           // okta - local; nullopt before any Date
   std::int64_t okta_now_epoch(wall_time wall_now) const;  // local wall clock corrected by offset (or as is)
 
  private:

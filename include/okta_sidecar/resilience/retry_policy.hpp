@@ -53,9 +53,9 @@ inline constexpr const char* deadline = "deadline";
 // "full jitter" scheme: synchronised clients spread out instead of retrying in lockstep).
 // The retry budget and an open breaker are checked by the caller (retry_budget,
 // circuit_breaker::try_acquire) after a positive decision.
-retry_decision decide_retry(const retry_settings& settings, std::string_view method,
-                            failure_kind kind, std::uint32_t attempts_done, time_point now,
-                            time_point deadline, double random01);
+retry_decision decide_retry(const retry_settings& settings, std::string_view method, failure_kind kind,
+                            std::uint32_t attempts_done, time_point now, time_point deadline,
+                            double random01);
 
 // The un-jittered ceiling of the delay before retry number `attempts_done`.
 duration backoff_ceiling(const retry_settings& settings, std::uint32_t attempts_done);

@@ -15,8 +15,7 @@ class certificate_authority {
   // the fix when only one file exists, the key is group/world readable, a file does not
   // parse, the key does not match the cert, or the cert is not a usable CA (no
   // basicConstraints CA:TRUE, no keyCertSign, expired, not yet valid).
-  static certificate_authority load_or_create(const std::string& cert_file,
-                                              const std::string& key_file);
+  static certificate_authority load_or_create(const std::string& cert_file, const std::string& key_file);
 
   const std::string& certificate_pem() const noexcept { return cert_pem_; }
   // RFC 2253 form, e.g. "CN=okta-sidecar local CA web-1".

@@ -14,8 +14,8 @@ class leaf_cache;
 // name, or refuses the handshake with an unrecognized_name alert when `sni_allowed` says no.
 // `sni_allowed` (empty = every name) runs on the handshaking thread, concurrently across I/O
 // threads. `cache` must outlive the context and every SSL made from it.
-boost::asio::ssl::context make_intercept_context(
-    leaf_cache& cache, std::function<bool(std::string_view sni_host)> sni_allowed);
+boost::asio::ssl::context make_intercept_context(leaf_cache& cache,
+                                                 std::function<bool(std::string_view sni_host)> sni_allowed);
 
 // Before the handshake: installs the leaf for the CONNECT host, which serves clients that send
 // no SNI (the SNI callback replaces it when they do). False when the host is invalid.

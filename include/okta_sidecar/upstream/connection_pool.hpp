@@ -1,13 +1,6 @@
 #pragma once
 // Kept-alive upstream connections per origin (scheme, host, port): connect with deadlines,
 // TLS with SNI and hostname verification, reuse across client connections, bounded per origin.
-#include <cstdint>
-#include <deque>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <string>
-
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -15,6 +8,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/config/config.hpp"
@@ -67,7 +66,7 @@ enum class connect_status {
   connect_timeout,
   tls_failed,
   tls_timeout,
-  pool_exhausted,     // max_connections_per_host busy until the deadline
+  pool_exhausted,  // max_connections_per_host busy until the deadline
 };
 const char* to_string(connect_status);
 

@@ -1,16 +1,8 @@
 #include "okta_sidecar/admin/admin_server.hpp"
 
-#include <atomic>
-#include <chrono>
-#include <future>
-#include <memory>
-#include <optional>
-#include <stdexcept>
-#include <string>
-#include <system_error>
-#include <thread>
-#include <vector>
+#include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -23,9 +15,16 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <gtest/gtest.h>
-
+#include <chrono>
+#include <future>
+#include <memory>
 #include <okta_sidecar/embedded_dashboard_html.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 namespace okta_sidecar::admin {
 namespace {
@@ -47,8 +46,7 @@ class client {
     stream_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   }
 
-  response request(http::verb method, std::string target, std::string body = {},
-                   bool keep_alive = true) {
+  response request(http::verb method, std::string target, std::string body = {}, bool keep_alive = true) {
     http::request<http::string_body> req{method, target, 11};
     req.set(http::field::host, "127.0.0.1");
     req.keep_alive(keep_alive);
@@ -107,8 +105,8 @@ class client {
   asio::awaitable<bool> wait_for_close() {
     char byte;
     for (;;) {
-      auto [ec, n] = co_await stream_.async_read_some(asio::buffer(&byte, 1),
-                                                      asio::as_tuple(asio::use_awaitable));
+      auto [ec, n] =
+          co_await stream_.async_read_some(asio::buffer(&byte, 1), asio::as_tuple(asio::use_awaitable));
       if (ec) co_return true;
     }
   }
@@ -131,8 +129,8 @@ class AdminServer : public ::testing::Test {
   }
 
   void start_with(handlers h, admin_options opts = {}, int threads = 1) {
-    server_ = std::make_unique<admin_server>(
-        ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0), std::move(h), opts);
+    server_ = std::make_unique<admin_server>(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
+                                             std::move(h), opts);
     server_->start();
     for (int i = 0; i < threads; ++i) runners_.emplace_back([this] { ioc_.run(); });
   }
@@ -201,10 +199,8 @@ INSTANTIATE_TEST_SUITE_P(
         route_case{"/readyz", http::status::ok, "text/plain; charset=utf-8", "ready"},
         route_case{"/metrics", http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
                    "# TYPE x counter\nx 1\n"},
-        route_case{"/status", http::status::ok, "application/json",
-                   R"({"buckets":[],"breakers":[]})"},
-        route_case{"/ca.crt", http::status::ok, "application/x-pem-file",
-                   "-----BEGIN CERTIFICATE-----\n"},
+        route_case{"/status", http::status::ok, "application/json", R"({"buckets":[],"breakers":[]})"},
+        route_case{"/ca.crt", http::status::ok, "application/x-pem-file", "-----BEGIN CERTIFICATE-----\n"},
         route_case{"/", http::status::ok, "text/html; charset=utf-8", nullptr},
         route_case{"/nope", http::status::not_found, "text/plain; charset=utf-8", "not found"},
         route_case{"/healthz/", http::status::not_found, "text/plain; charset=utf-8", nullptr},
@@ -405,8 +401,7 @@ TEST_F(AdminServer, BindFailureThrowsNamingTheAddress) {
     admin_server clash(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), p), handlers{});
     FAIL() << "second bind on the same port succeeded";
   } catch (const std::system_error& e) {
-    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(p)), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(p)), std::string::npos) << e.what();
     EXPECT_EQ(e.code(), std::errc::address_in_use);
   }
 }

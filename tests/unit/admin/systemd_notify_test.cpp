@@ -1,19 +1,18 @@
 #include "okta_sidecar/admin/systemd_notify.hpp"
 
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <gtest/gtest.h>
 
 namespace okta_sidecar::admin {
 namespace {
@@ -28,8 +27,8 @@ class notify_listener {
     static int counter = 0;
     fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     EXPECT_GE(fd_, 0);
-    const std::string name = "okta-sidecar-notify-" + std::to_string(::getpid()) + "-" +
-                             std::to_string(counter++);
+    const std::string name =
+        "okta-sidecar-notify-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     socklen_t len;
@@ -151,8 +150,7 @@ struct watchdog_case {
   const char* pid;   // "self" = our pid; nullptr = unset
   std::optional<std::chrono::microseconds> expected;
 };
-class SystemdWatchdogInterval : public SystemdNotify,
-                                public ::testing::WithParamInterface<watchdog_case> {};
+class SystemdWatchdogInterval : public SystemdNotify, public ::testing::WithParamInterface<watchdog_case> {};
 TEST_P(SystemdWatchdogInterval, IsHalfThePeriodForThisProcessOnly) {
   const auto& p = GetParam();
   if (p.usec) ::setenv("WATCHDOG_USEC", p.usec, 1);
@@ -170,8 +168,7 @@ INSTANTIATE_TEST_SUITE_P(
                       watchdog_case{"30000000", "1", std::nullopt},  // meant for pid 1
                       watchdog_case{"30000000", "abc", std::nullopt},
                       watchdog_case{"1", nullptr, std::chrono::microseconds(0)},
-                      watchdog_case{"0", nullptr, std::nullopt},
-                      watchdog_case{"", nullptr, std::nullopt},
+                      watchdog_case{"0", nullptr, std::nullopt}, watchdog_case{"", nullptr, std::nullopt},
                       watchdog_case{"-5", nullptr, std::nullopt},
                       watchdog_case{"12x", nullptr, std::nullopt}));
 

@@ -26,9 +26,9 @@ TEST(ParseCli, NoArgumentsMeansDefaults) {
 }
 
 TEST(ParseCli, EveryFlagWithSeparateValue) {
-  auto r = parse({"--config", "/etc/s.json", "--listen", "0.0.0.0:3128", "--admin-listen",
-                  "[::1]:9901", "--state-dir", "/var/lib/s", "--log-level", "debug", "--log-format",
-                  "text", "--check-config", "--version", "--help"});
+  auto r = parse({"--config", "/etc/s.json", "--listen", "0.0.0.0:3128", "--admin-listen", "[::1]:9901",
+                  "--state-dir", "/var/lib/s", "--log-level", "debug", "--log-format", "text",
+                  "--check-config", "--version", "--help"});
   ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
   EXPECT_EQ(r.options.config_file, "/etc/s.json");
   EXPECT_EQ(r.options.listen, "0.0.0.0:3128");
@@ -89,14 +89,12 @@ TEST_P(ParseCliErrors, SayWhatIsWrong) {
 INSTANTIATE_TEST_SUITE_P(
     Cli, ParseCliErrors,
     ::testing::Values(
-        cli_error_case{
-            "MissingValueAtEnd", {"--config"}, "--config: missing value (expected --config FILE)"},
+        cli_error_case{"MissingValueAtEnd", {"--config"}, "--config: missing value (expected --config FILE)"},
         cli_error_case{"MissingValueBeforeFlag",
                        {"--listen", "--check-config"},
                        "--listen: missing value (expected --listen HOST:PORT)"},
-        cli_error_case{"EmptyEqualsValue",
-                       {"--state-dir="},
-                       "--state-dir: empty value (expected --state-dir DIR)"},
+        cli_error_case{
+            "EmptyEqualsValue", {"--state-dir="}, "--state-dir: empty value (expected --state-dir DIR)"},
         cli_error_case{"EmptySeparateValue",
                        {"--log-level", ""},
                        "--log-level: empty value (expected --log-level LEVEL)"},
@@ -106,9 +104,8 @@ INSTANTIATE_TEST_SUITE_P(
         cli_error_case{"UnknownFlagEqualsForm",
                        {"--admin_listen=127.0.0.1:1"},
                        "--admin_listen: unknown option (did you mean --admin-listen?); see --help"},
-        cli_error_case{"UnknownFlagNoSuggestion",
-                       {"--frobnicate"},
-                       "--frobnicate: unknown option; see --help"},
+        cli_error_case{
+            "UnknownFlagNoSuggestion", {"--frobnicate"}, "--frobnicate: unknown option; see --help"},
         cli_error_case{"SingleDashLongFlag",
                        {"-config"},
                        "\"-config\": unexpected argument (options start with --; see --help)"},
@@ -116,28 +113,22 @@ INSTANTIATE_TEST_SUITE_P(
                        {"okta-sidecar.json"},
                        "\"okta-sidecar.json\": unexpected argument (options start with --; see "
                        "--help)"},
-        cli_error_case{"SwitchWithValue",
-                       {"--check-config=yes"},
-                       "--check-config: takes no value, got \"yes\""},
+        cli_error_case{
+            "SwitchWithValue", {"--check-config=yes"}, "--check-config: takes no value, got \"yes\""},
         cli_error_case{"BareDoubleDash", {"--"}, "--: unknown option; see --help"}),
-    [](const ::testing::TestParamInfo<cli_error_case>& info) {
-      return std::string(info.param.name);
-    });
+    [](const ::testing::TestParamInfo<cli_error_case>& info) { return std::string(info.param.name); });
 
 TEST(ParseCli, UnknownFlagSuggestsTheClosest) {
   auto r = parse({"--lissten=1"});
-  EXPECT_THAT(r.errors,
-              ElementsAre("--lissten: unknown option (did you mean --listen?); see --help"));
+  EXPECT_THAT(r.errors, ElementsAre("--lissten: unknown option (did you mean --listen?); see --help"));
   r = parse({"--check"});
-  EXPECT_THAT(r.errors,
-              ElementsAre("--check: unknown option (did you mean --check-config?); see --help"));
+  EXPECT_THAT(r.errors, ElementsAre("--check: unknown option (did you mean --check-config?); see --help"));
 }
 
 TEST(ParseCli, UnknownSwitchTypoDoesNotSwallowTheNextArgument) {
   auto r = parse({"--versoin", "x"});
-  EXPECT_THAT(r.errors,
-              ElementsAre("--versoin: unknown option (did you mean --version?); see --help",
-                          "\"x\": unexpected argument (options start with --; see --help)"));
+  EXPECT_THAT(r.errors, ElementsAre("--versoin: unknown option (did you mean --version?); see --help",
+                                    "\"x\": unexpected argument (options start with --; see --help)"));
 }
 
 TEST(ParseCli, CollectsEveryError) {
@@ -159,8 +150,8 @@ TEST(UsageText, MentionsEveryFlagAndEnvironmentVariable) {
        {"--config FILE", "--listen HOST:PORT", "--admin-listen HOST:PORT", "--state-dir DIR",
         "--log-level LEVEL", "--log-format FORMAT", "--check-config", "--version", "--help",
         "trace, debug, info, warn or error", "json or text", "127.0.0.1:3128", "127.0.0.1:9901",
-        "OKTA_SIDECAR_CONFIG", "OKTA_SIDECAR_LISTEN", "OKTA_SIDECAR_ADMIN_LISTEN",
-        "OKTA_SIDECAR_STATE_DIR", "OKTA_SIDECAR_LOG_LEVEL", "OKTA_SIDECAR_LOG_FORMAT"}) {
+        "OKTA_SIDECAR_CONFIG", "OKTA_SIDECAR_LISTEN", "OKTA_SIDECAR_ADMIN_LISTEN", "OKTA_SIDECAR_STATE_DIR",
+        "OKTA_SIDECAR_LOG_LEVEL", "OKTA_SIDECAR_LOG_FORMAT"}) {
     EXPECT_THAT(u, HasSubstr(std::string(s)));
   }
 }
@@ -218,8 +209,7 @@ TEST_F(BuildConfig, ReadsTheFileNamedOnTheCommandLine) {
 }
 
 TEST_F(BuildConfig, ReadsTheFileNamedInTheEnvironment) {
-  auto r =
-      build_config({}, env_of({{"OKTA_SIDECAR_CONFIG", write("e.json", R"({"threads": 5})")}}));
+  auto r = build_config({}, env_of({{"OKTA_SIDECAR_CONFIG", write("e.json", R"({"threads": 5})")}}));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r.cfg.threads, 5u);
 }
@@ -227,8 +217,7 @@ TEST_F(BuildConfig, ReadsTheFileNamedInTheEnvironment) {
 TEST_F(BuildConfig, CommandLineFileBeatsEnvironmentFile) {
   cli_options o;
   o.config_file = write("cli.json", R"({"threads": 1})");
-  auto r =
-      build_config(o, env_of({{"OKTA_SIDECAR_CONFIG", write("env.json", R"({"threads": 2})")}}));
+  auto r = build_config(o, env_of({{"OKTA_SIDECAR_CONFIG", write("env.json", R"({"threads": 2})")}}));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r.cfg.threads, 1u);
 }
@@ -240,16 +229,16 @@ TEST_F(BuildConfig, MissingFileIsAnErrorNamingThePath) {
   EXPECT_THAT(r.errors, ElementsAre("--config: cannot read config file \"" + *o.config_file +
                                     "\": No such file or directory"));
   r = build_config({}, env_of({{"OKTA_SIDECAR_CONFIG", *o.config_file}}));
-  EXPECT_THAT(r.errors, ElementsAre("OKTA_SIDECAR_CONFIG: cannot read config file \"" +
-                                    *o.config_file + "\": No such file or directory"));
+  EXPECT_THAT(r.errors, ElementsAre("OKTA_SIDECAR_CONFIG: cannot read config file \"" + *o.config_file +
+                                    "\": No such file or directory"));
 }
 
 TEST_F(BuildConfig, DirectoryIsNotAConfigFile) {
   cli_options o;
   o.config_file = dir_.string();
   auto r = build_config(o, env_of({}));
-  EXPECT_THAT(r.errors, ElementsAre("--config: cannot read config file \"" + dir_.string() +
-                                    "\": is a directory"));
+  EXPECT_THAT(r.errors,
+              ElementsAre("--config: cannot read config file \"" + dir_.string() + "\": is a directory"));
 }
 
 TEST_F(BuildConfig, FileErrorsNameTheFileAndKeys) {
@@ -267,9 +256,8 @@ TEST_F(BuildConfig, ValidationErrorsAreIncluded) {
   cli_options o;
   o.config_file = write("v.json", R"({"threads": 999, "retry": {"max_attempts": 0}})");
   auto r = build_config(o, env_of({}));
-  EXPECT_THAT(r.errors,
-              ElementsAre("threads: must be at most 256, got 999 (0 means one per core)",
-                          "retry.max_attempts: must be at least 1, got 0 (1 means no retries)"));
+  EXPECT_THAT(r.errors, ElementsAre("threads: must be at most 256, got 999 (0 means one per core)",
+                                    "retry.max_attempts: must be at least 1, got 0 (1 means no retries)"));
 }
 
 TEST_F(BuildConfig, PrecedenceIsCliThenEnvThenFileThenDefaults) {
@@ -318,9 +306,8 @@ TEST_F(BuildConfig, PrecedenceIsCliThenEnvThenFileThenDefaults) {
 }
 
 TEST_F(BuildConfig, EmptyEnvironmentVariablesCountAsUnset) {
-  auto r = build_config({}, env_of({{"OKTA_SIDECAR_CONFIG", ""},
-                                    {"OKTA_SIDECAR_LISTEN", ""},
-                                    {"OKTA_SIDECAR_LOG_LEVEL", ""}}));
+  auto r = build_config(
+      {}, env_of({{"OKTA_SIDECAR_CONFIG", ""}, {"OKTA_SIDECAR_LISTEN", ""}, {"OKTA_SIDECAR_LOG_LEVEL", ""}}));
   ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
   EXPECT_EQ(r.cfg.listen.port, 3128);
   EXPECT_EQ(r.cfg.log.level, "info");
@@ -343,14 +330,13 @@ TEST_F(BuildConfig, BadOverridesNameTheirSource) {
   auto r = build_config(o, env_of({{"OKTA_SIDECAR_ADMIN_LISTEN", "[::1]"},
                                    {"OKTA_SIDECAR_LOG_LEVEL", "warning"},
                                    {"OKTA_SIDECAR_LOG_FORMAT", "text"}}));
-  EXPECT_THAT(r.errors,
-              ElementsAre("--listen: \"localhost\" has no port; expected HOST:PORT, e.g. "
-                          "\"127.0.0.1:3128\"",
-                          "OKTA_SIDECAR_ADMIN_LISTEN: \"[::1]\" has no port; expected "
-                          "[IPv6]:PORT, e.g. \"[::1]:3128\"",
-                          "OKTA_SIDECAR_LOG_LEVEL: \"warning\" is not one of trace, debug, info, "
-                          "warn, error (did you mean \"warn\"?)",
-                          "--log-format: \"xml\" is not one of json, text"));
+  EXPECT_THAT(r.errors, ElementsAre("--listen: \"localhost\" has no port; expected HOST:PORT, e.g. "
+                                    "\"127.0.0.1:3128\"",
+                                    "OKTA_SIDECAR_ADMIN_LISTEN: \"[::1]\" has no port; expected "
+                                    "[IPv6]:PORT, e.g. \"[::1]:3128\"",
+                                    "OKTA_SIDECAR_LOG_LEVEL: \"warning\" is not one of trace, debug, info, "
+                                    "warn, error (did you mean \"warn\"?)",
+                                    "--log-format: \"xml\" is not one of json, text"));
   // A rejected override does not fall back to a lower layer silently: the value is untouched.
   EXPECT_EQ(r.cfg.log.format, "json");
 }

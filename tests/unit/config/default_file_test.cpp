@@ -13,8 +13,8 @@ namespace okta_sidecar::config {
 namespace {
 
 std::string read_example() {
-  const auto path = std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." / "config" /
-                    "okta-sidecar.json";
+  const auto path =
+      std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." / "config" / "okta-sidecar.json";
   std::ifstream in(path);
   EXPECT_TRUE(in) << "cannot open " << path;
   std::stringstream ss;

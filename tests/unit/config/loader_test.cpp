@@ -265,8 +265,7 @@ TEST(ParseConfig, IntegersAtTheirTypeBoundaries) {
   EXPECT_EQ(r.cfg.threads, 4294967295u);
   EXPECT_EQ(r.cfg.client.max_body_bytes, 18446744073709551615ull);
   EXPECT_THAT(r.cfg.access.allowed_ports, ElementsAre(65535, 0));
-  EXPECT_EQ(only_error(R"({"threads": 4294967296})"),
-            "threads: must be at most 4294967295, got 4294967296");
+  EXPECT_EQ(only_error(R"({"threads": 4294967296})"), "threads: must be at most 4294967295, got 4294967296");
   EXPECT_EQ(only_error(R"({"access": {"allowed_ports": [443, 65536]}})"),
             "access.allowed_ports[1]: must be at most 65535, got 65536");
 }
@@ -279,9 +278,7 @@ struct error_case {
 
 class ParseErrors : public ::testing::TestWithParam<error_case> {};
 
-TEST_P(ParseErrors, NameTheKeyAndTheProblem) {
-  EXPECT_EQ(only_error(GetParam().json), GetParam().error);
-}
+TEST_P(ParseErrors, NameTheKeyAndTheProblem) { EXPECT_EQ(only_error(GetParam().json), GetParam().error); }
 
 INSTANTIATE_TEST_SUITE_P(
     Config, ParseErrors,
@@ -325,10 +322,8 @@ INSTANTIATE_TEST_SUITE_P(
         error_case{"NumberForString", R"({"state_dir": 5})", "state_dir: expected a string, got 5"},
         error_case{"ArrayForOptionalString", R"({"upstream": {"trust_file": ["a"]}})",
                    "upstream.trust_file: expected a string or null, got an array"},
-        error_case{"ObjectForSection", R"({"log": "debug"})",
-                   "log: expected an object, got \"debug\""},
-        error_case{"ArrayForSection", R"({"retry": [1]})",
-                   "retry: expected an object, got an array"},
+        error_case{"ObjectForSection", R"({"log": "debug"})", "log: expected an object, got \"debug\""},
+        error_case{"ArrayForSection", R"({"retry": [1]})", "retry: expected an object, got an array"},
         error_case{"StringForList", R"({"intercept_hosts": "*.okta.com"})",
                    "intercept_hosts: expected an array of strings, got \"*.okta.com\""},
         error_case{"NumberInList", R"({"tunnel_hosts": ["a.com", 5]})",
@@ -337,10 +332,9 @@ INSTANTIATE_TEST_SUITE_P(
                    "access.allowed_ports[0]: expected a non-negative integer, got \"443\""},
         error_case{"ObjectForPortList", R"({"access": {"allowed_ports": {}}})",
                    "access.allowed_ports: expected an array of port numbers, got an object"},
-        error_case{
-            "ArrayForResolve", R"({"upstream": {"resolve": []}})",
-            "upstream.resolve: expected an object mapping \"host:port\" to \"address:port\", "
-            "got an array"},
+        error_case{"ArrayForResolve", R"({"upstream": {"resolve": []}})",
+                   "upstream.resolve: expected an object mapping \"host:port\" to \"address:port\", "
+                   "got an array"},
         error_case{"NumberForResolveTarget", R"({"upstream": {"resolve": {"a.com:443": 8443}}})",
                    "upstream.resolve[\"a.com:443\"]: expected a \"HOST:PORT\" string, got 8443"},
         error_case{"StringForFleet", R"({"fleet": "redis://r:1"})",
@@ -348,15 +342,13 @@ INSTANTIATE_TEST_SUITE_P(
                    "\"redis://r:1\""},
         error_case{"NullForCaFileIsFineButNumberIsNot", R"({"ca": {"key_file": 0}})",
                    "ca.key_file: expected a file path or null, got 0"},
-        error_case{
-            "LongStringIsShortened",
-            R"({"threads": "0123456789012345678901234567890123456789012345678901234567890123456789"})",
-            "threads: expected a non-negative integer, got "
-            "\"012345678901234567890123456789012345678901234567890123456...\""},
+        error_case{"LongStringIsShortened",
+                   R"({"threads": "0123456789012345678901234567890123456789012345678901234567890123456789"})",
+                   "threads: expected a non-negative integer, got "
+                   "\"012345678901234567890123456789012345678901234567890123456...\""},
         // Bad endpoints.
-        error_case{
-            "EndpointWithoutPort", R"({"listen": "localhost"})",
-            "listen: \"localhost\" has no port; expected HOST:PORT, e.g. \"127.0.0.1:3128\""},
+        error_case{"EndpointWithoutPort", R"({"listen": "localhost"})",
+                   "listen: \"localhost\" has no port; expected HOST:PORT, e.g. \"127.0.0.1:3128\""},
         error_case{"EndpointPortTooLarge", R"({"admin_listen": "127.0.0.1:99999"})",
                    "admin_listen: \"127.0.0.1:99999\" has port \"99999\", which is not a number "
                    "from 0 to 65535"},
@@ -368,8 +360,7 @@ INSTANTIATE_TEST_SUITE_P(
         // Duplicates and document shape.
         error_case{"DuplicateKey", R"({"threads": 1, "threads": 2})",
                    "threads: duplicate key (only one value would take effect)"},
-        error_case{"DuplicateNestedKey",
-                   R"({"fleet": {"redis": "redis://a:1", "redis": "redis://b:1"}})",
+        error_case{"DuplicateNestedKey", R"({"fleet": {"redis": "redis://a:1", "redis": "redis://b:1"}})",
                    "fleet.redis: duplicate key (only one value would take effect)"},
         error_case{"TopLevelArray", R"([1, 2])",
                    "test.json: the configuration must be a JSON object ({...}), got an array"},
@@ -378,8 +369,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<error_case>& info) { return std::string(info.param.name); });
 
 TEST(ParseConfig, SyntaxErrorsNameSourceLineColumnAndByte) {
-  auto r =
-      parse_config("{\n  \"threads\": 1,\n  \"listen\": \"a:1\",,\n}\n", "/etc/okta-sidecar.json");
+  auto r = parse_config("{\n  \"threads\": 1,\n  \"listen\": \"a:1\",,\n}\n", "/etc/okta-sidecar.json");
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0],
             "/etc/okta-sidecar.json:3:19: invalid JSON (byte 36): syntax error while parsing "
@@ -416,15 +406,14 @@ TEST(ParseConfig, CollectsEveryErrorAtOnce) {
     "access": {"allowed_ports": [443, "80", -1]}
   })");
   EXPECT_THAT(r.errors,
-              UnorderedElementsAre(
-                  "lissten: unknown key (did you mean \"listen\"?)",
-                  "threads: expected a non-negative integer, got -1",
-                  "upstream.resolv: unknown key (did you mean \"resolve\"?)",
-                  "upstream.connect_timeout_ms: expected a non-negative integer, got \"5s\"",
-                  "rate_limit.max_wait_ms: expected a non-negative integer, got 1.5",
-                  "log.level: expected a string, got 3",
-                  "access.allowed_ports[1]: expected a non-negative integer, got \"80\"",
-                  "access.allowed_ports[2]: expected a non-negative integer, got -1"));
+              UnorderedElementsAre("lissten: unknown key (did you mean \"listen\"?)",
+                                   "threads: expected a non-negative integer, got -1",
+                                   "upstream.resolv: unknown key (did you mean \"resolve\"?)",
+                                   "upstream.connect_timeout_ms: expected a non-negative integer, got \"5s\"",
+                                   "rate_limit.max_wait_ms: expected a non-negative integer, got 1.5",
+                                   "log.level: expected a string, got 3",
+                                   "access.allowed_ports[1]: expected a non-negative integer, got \"80\"",
+                                   "access.allowed_ports[2]: expected a non-negative integer, got -1"));
   // The good key next to the bad ones still took effect; the bad ones kept their defaults.
   EXPECT_EQ(r.cfg.rate_limit.max_queue, 10u);
   EXPECT_EQ(r.cfg.rate_limit.max_wait_ms, 60000u);
@@ -582,6 +571,12 @@ INSTANTIATE_TEST_SUITE_P(
                         c.fleet->expected_replicas = 0;
                       },
                       "fleet.expected_replicas: must be at least 1, got 0"},
+        validate_case{"FleetShareAboveOne",
+                      [](config& c) {
+                        c.fleet = fleet_config{"redis://r:6379"};
+                        c.fleet->fallback_share = 1.5;
+                      },
+                      "fleet.fallback_share: must be between 0 (= 1/expected_replicas) and 1, got 1.5"},
         validate_case{"LogLevelTypo", [](config& c) { c.log.level = "warning"; },
                       "log.level: \"warning\" is not one of trace, debug, info, warn, error (did "
                       "you mean \"warn\"?)"},

@@ -103,8 +103,7 @@ TEST(Cidr, ExplainsEveryRejection) {
       {"example.com/24", "\"example.com\" is not an IPv4 or IPv6 address"},
       {"", "\"\" is not an IPv4 or IPv6 address"},
       {"10.0.0.1/8", "has address bits set after the /8 prefix (did you mean \"10.0.0.0/8\"?)"},
-      {"192.168.1.129/25",
-       "has address bits set after the /25 prefix (did you mean \"192.168.1.128/25\"?)"},
+      {"192.168.1.129/25", "has address bits set after the /25 prefix (did you mean \"192.168.1.128/25\"?)"},
       {"fd00::1/64", "has address bits set after the /64 prefix (did you mean \"fd00::/64\"?)"},
   };
   for (const auto& c : cases) {
@@ -137,13 +136,13 @@ TEST(Cidr, Ipv4MappedClientsMatchIpv4Ranges) {
 }
 
 TEST(HostNames, AcceptRfc1123NamesAndIpv4) {
-  for (std::string_view ok : {"localhost", "acme.okta.com", "ACME.Okta.com", "a-b.c", "x1.y2",
-                              "10.0.0.1", "3com.example"}) {
+  for (std::string_view ok :
+       {"localhost", "acme.okta.com", "ACME.Okta.com", "a-b.c", "x1.y2", "10.0.0.1", "3com.example"}) {
     EXPECT_TRUE(is_host_name_or_ipv4(ok)) << ok;
   }
   const std::string long_label(64, 'a');
-  for (std::string_view bad : {"", "-a.com", "a-.com", "a..b", "a.b.", ".a", "a_b.com", "a b",
-                               "10.0.0.256", "1.2.3", "*.okta.com", "::1", "a.com:443"}) {
+  for (std::string_view bad : {"", "-a.com", "a-.com", "a..b", "a.b.", ".a", "a_b.com", "a b", "10.0.0.256",
+                               "1.2.3", "*.okta.com", "::1", "a.com:443"}) {
     EXPECT_FALSE(is_host_name_or_ipv4(bad)) << bad;
   }
   EXPECT_FALSE(is_host_name_or_ipv4(long_label + ".com"));
@@ -305,15 +304,13 @@ TEST(RedisUrl, ExplainsEveryRejection) {
   const std::vector<bad> cases = {
       {"localhost:6379", "does not start with redis:// or rediss://"},
       {"http://localhost:6379", "does not start with redis:// or rediss://"},
-      {"redis://localhost",
-       "has server \"localhost\", which is not HOST:PORT"},
+      {"redis://localhost", "has server \"localhost\", which is not HOST:PORT"},
       {"redis://localhost:0", "has port 0"},
       {"redis://localhost:6379/x", "has database \"x\", which is not a non-negative number"},
       {"redis://localhost:6379/-1", "has database \"-1\", which is not a non-negative number"},
       {"redis://localhost:6379/1/2", "has database \"1/2\", which is not a non-negative number"},
       {"redis://localhost:6379?db=1", "has a query or fragment, which is not supported"},
-      {"redis://secret@localhost:6379",
-       "has credentials without ':' (write user:password@ or :password@)"},
+      {"redis://secret@localhost:6379", "has credentials without ':' (write user:password@ or :password@)"},
       {"redis://u:%zz@localhost:6379", "has a malformed %-escape in its credentials"},
       {"redis://u:%4@localhost:6379", "has a malformed %-escape in its credentials"},
       {"redis://", "has server \"\", which is not HOST:PORT"},

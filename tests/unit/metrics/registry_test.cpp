@@ -1,13 +1,13 @@
 #include "okta_sidecar/metrics/registry.hpp"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace okta_sidecar::metrics {
 namespace {
@@ -26,8 +26,9 @@ TEST(MetricsCounter, RendersHelpTypeAndValueWithoutLabels) {
 TEST(MetricsCounter, UnlabelledFamilyRendersZeroBeforeFirstUse) {
   registry r;
   r.add_counter("okta_sidecar_x_total", "x");
-  EXPECT_EQ(r.render(), "# HELP okta_sidecar_x_total x\n# TYPE okta_sidecar_x_total counter\n"
-                        "okta_sidecar_x_total 0\n");
+  EXPECT_EQ(r.render(),
+            "# HELP okta_sidecar_x_total x\n# TYPE okta_sidecar_x_total counter\n"
+            "okta_sidecar_x_total 0\n");
 }
 
 TEST(MetricsCounter, IgnoresNegativeAndNanIncrements) {
@@ -134,16 +135,15 @@ struct value_case {
 };
 class MetricsFormatValue : public ::testing::TestWithParam<value_case> {};
 TEST_P(MetricsFormatValue, Formats) { EXPECT_EQ(format_value(GetParam().in), GetParam().text); }
-INSTANTIATE_TEST_SUITE_P(
-    Table, MetricsFormatValue,
-    ::testing::Values(value_case{0, "0"}, value_case{-0.0, "0"}, value_case{1, "1"},
-                      value_case{1000000, "1000000"}, value_case{-42, "-42"},
-                      value_case{0.25, "0.25"}, value_case{0.0005, "0.0005"},
-                      value_case{1234.5, "1234.5"}, value_case{0.1, "0.1"},
-                      value_case{1e300, "1e+300"},
-                      value_case{std::numeric_limits<double>::infinity(), "+Inf"},
-                      value_case{-std::numeric_limits<double>::infinity(), "-Inf"},
-                      value_case{std::numeric_limits<double>::quiet_NaN(), "NaN"}));
+INSTANTIATE_TEST_SUITE_P(Table, MetricsFormatValue,
+                         ::testing::Values(value_case{0, "0"}, value_case{-0.0, "0"}, value_case{1, "1"},
+                                           value_case{1000000, "1000000"}, value_case{-42, "-42"},
+                                           value_case{0.25, "0.25"}, value_case{0.0005, "0.0005"},
+                                           value_case{1234.5, "1234.5"}, value_case{0.1, "0.1"},
+                                           value_case{1e300, "1e+300"},
+                                           value_case{std::numeric_limits<double>::infinity(), "+Inf"},
+                                           value_case{-std::numeric_limits<double>::infinity(), "-Inf"},
+                                           value_case{std::numeric_limits<double>::quiet_NaN(), "NaN"}));
 
 TEST(MetricsHistogram, RendersCumulativeBucketsSumAndCount) {
   registry r;
@@ -190,14 +190,13 @@ TEST_P(MetricsHistogramBoundary, LeIsInclusive) {
   }
   EXPECT_EQ(snap.count, 1u);
 }
-INSTANTIATE_TEST_SUITE_P(
-    Table, MetricsHistogramBoundary,
-    ::testing::Values(boundary_case{-5, 0}, boundary_case{0, 0}, boundary_case{1, 0},
-                      boundary_case{std::nextafter(1.0, 2.0), 1}, boundary_case{2, 1},
-                      boundary_case{2.5, 2}, boundary_case{3, 2},
-                      boundary_case{std::nextafter(3.0, 4.0), 3}, boundary_case{1e9, 3},
-                      boundary_case{std::numeric_limits<double>::infinity(), 3},
-                      boundary_case{std::numeric_limits<double>::quiet_NaN(), 3}));
+INSTANTIATE_TEST_SUITE_P(Table, MetricsHistogramBoundary,
+                         ::testing::Values(boundary_case{-5, 0}, boundary_case{0, 0}, boundary_case{1, 0},
+                                           boundary_case{std::nextafter(1.0, 2.0), 1}, boundary_case{2, 1},
+                                           boundary_case{2.5, 2}, boundary_case{3, 2},
+                                           boundary_case{std::nextafter(3.0, 4.0), 3}, boundary_case{1e9, 3},
+                                           boundary_case{std::numeric_limits<double>::infinity(), 3},
+                                           boundary_case{std::numeric_limits<double>::quiet_NaN(), 3}));
 
 TEST(MetricsHistogram, TrailingInfBoundIsImplicitAndAccepted) {
   registry r;
@@ -209,8 +208,7 @@ TEST(MetricsHistogram, InvalidBoundsThrow) {
   registry r;
   EXPECT_THROW(r.add_histogram("a", "h", {1, 1}), std::invalid_argument);
   EXPECT_THROW(r.add_histogram("b", "h", {2, 1}), std::invalid_argument);
-  EXPECT_THROW(r.add_histogram("c", "h", {std::numeric_limits<double>::quiet_NaN()}),
-               std::invalid_argument);
+  EXPECT_THROW(r.add_histogram("c", "h", {std::numeric_limits<double>::quiet_NaN()}), std::invalid_argument);
   EXPECT_THROW(r.add_histogram("d", "h", {-std::numeric_limits<double>::infinity(), 1}),
                std::invalid_argument);
 }
@@ -246,9 +244,8 @@ TEST(MetricsRegistry, CallbackGaugeRendersCollectedSamplesAtScrapeTime) {
   registry r;
   double depth = 1;
   r.add_callback_gauge("okta_sidecar_bucket_remaining", "Remaining.", {"host", "bucket"}, [&] {
-    return std::vector<registry::sample>{{{"a.okta.com", "authn"}, depth},
-                                         {{"wrong arity"}, 99},
-                                         {{"b.okta.com", "users"}, 600}};
+    return std::vector<registry::sample>{
+        {{"a.okta.com", "authn"}, depth}, {{"wrong arity"}, 99}, {{"b.okta.com", "users"}, 600}};
   });
   depth = 17;
   EXPECT_EQ(r.render(),
@@ -265,9 +262,8 @@ TEST(MetricsRegistry, CallbackRunsWithoutRegistryLockAndThrowingCallbackIsContai
     r.add_gauge("added_from_callback", "h");
     return std::vector<registry::sample>{{{}, 2}};
   });
-  r.add_callback_gauge("broken", "h", {}, []() -> std::vector<registry::sample> {
-    throw std::runtime_error("boom");
-  });
+  r.add_callback_gauge("broken", "h", {},
+                       []() -> std::vector<registry::sample> { throw std::runtime_error("boom"); });
   std::string text;
   ASSERT_NO_THROW(text = r.render());
   EXPECT_NE(text.find("# TYPE cb_total counter\ncb_total 2\n"), std::string::npos) << text;

@@ -135,9 +135,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, BucketMergeTest,
                              // Same window: minimum wins.
                              merge_case{"SameWindowLower", 0, 40, 40, 60},
                              merge_case{"SameWindowHigher", 0, 70, 50, 60},
-                             // Older but less than a whole window older: still this window (apimutex).
-                             merge_case{"SlightlyOlderTreatedAsSameWindow", -59, 45, 45, 60},
-                             // A whole window older: stale, ignored.
+                             // Older by less than half the learned (60 s) window: still this
+                             // window; minimum is the safe side of a doubt.
+                             merge_case{"SlightlyOlderTreatedAsSameWindow", -1, 45, 45, 60},
+                             merge_case{"JustUnderHalfAWindowOlderIsSameWindow", -29, 45, 45, 60},
+                             // Two windows' resets are a whole window apart: from half on, stale.
+                             merge_case{"HalfAWindowOlderIsStale", -30, 3, 50, 60},
                              merge_case{"WholeWindowOlderIsStale", -60, 3, 50, 60},
                              merge_case{"MuchOlderIsStale", -600, 0, 50, 60}),
                          [](const auto& info) { return std::string(info.param.name); });
@@ -296,6 +299,99 @@ TEST_F(BucketTest, LateProbeOfAnEarlierPhaseDoesNotFreeTheCurrentProbe) {
   EXPECT_FALSE(b_.take(0.0, now()).granted);
   b_.settle(second, settle_kind::lost, nullptr, now());
   EXPECT_TRUE(b_.take(0.0, now()).granted);
+}
+
+// ---- window length learned from the headers ------------------------------------------
+
+TEST_F(BucketTest, WindowIsTheSettingUntilTheFirstHeaders) {
+  EXPECT_EQ(b_.view(now()).window, seconds(60));
+  bucket custom(bucket_settings{seconds(10), 1, seconds(1)});
+  EXPECT_EQ(custom.view(now()).window, seconds(10));
+  const grant probe = b_.take(0.0, now());
+  b_.settle(probe, settle_kind::answered, nullptr, now());  // no headers: nothing learned
+  EXPECT_EQ(b_.view(now()).window, seconds(60));
+}
+
+TEST_F(BucketTest, WindowIsLearnedFromTheTimeToResetOfAFreshWindow) {
+  observation o = window(30, 29, 2);
+  o.reset_at = now() + milliseconds(2400);  // Date/reset rounding: errs long
+  learn(o);
+  EXPECT_EQ(b_.view(now()).window, milliseconds(2400));
+  // Later answers of the same window show less time left: the longest one stays.
+  clock_.advance(milliseconds(1500));
+  o.reset_at = now() + milliseconds(900);
+  o.remaining = 10;
+  b_.settle(b_.take(0.0, now()), settle_kind::answered, &o, now());
+  EXPECT_EQ(b_.view(now()).window, milliseconds(2400));
+}
+
+TEST_F(BucketTest, WindowFirstSeenLateGrowsWhenAFreshWindowIsSeen) {
+  // The first answer lands 1.7 s into a 2 s window a neighbour opened.
+  observation o = window(30, 5, 1);
+  o.reset_at = now() + milliseconds(300);
+  learn(o);
+  EXPECT_EQ(b_.view(now()).window, seconds(1));  // resets are whole seconds: never below one
+  clock_.advance(milliseconds(300));
+  const grant probe = b_.take(0.0, now());
+  ASSERT_TRUE(probe.probe);
+  o = window(30, 29, 3);
+  o.reset_at = now() + milliseconds(2100);
+  b_.settle(probe, settle_kind::answered, &o, now());
+  EXPECT_EQ(b_.view(now()).window, milliseconds(2100));
+}
+
+TEST_F(BucketTest, AShorterWindowReplacesALongerOneAfterTheRememberedWindows) {
+  learn(window(100, 99, 60));
+  EXPECT_EQ(b_.view(now()).window, seconds(60));
+  std::int64_t reset_s = 60;
+  for (std::size_t i = 1; i <= bucket::window_memory; ++i) {
+    clock_.advance(*b_.view(now()).reset_at - now());
+    reset_s += 2;
+    observation o = window(100, 99, reset_s);
+    o.reset_at = now() + seconds(2);
+    const grant probe = b_.take(0.0, now());
+    ASSERT_TRUE(probe.probe) << i;
+    b_.settle(probe, settle_kind::answered, &o, now());
+    EXPECT_EQ(b_.view(now()).window, i < bucket::window_memory ? seconds(60) : seconds(2)) << i;
+  }
+}
+
+TEST_F(BucketTest, LateAnswerOfThePreviousShortWindowDoesNotDrainTheNewOne) {
+  // 2 s windows (a test double; Okta's per-user buckets are 10 s): with a 60 s assumption
+  // the previous window's Remaining 0 would count as this window's and stall it until its end.
+  observation o = window(30, 29, 2);
+  o.reset_at = now() + seconds(2);
+  learn(o);
+  const grant old = b_.take(0.0, now());
+  clock_.advance(seconds(2));
+  const grant probe = b_.take(0.0, now());
+  ASSERT_TRUE(probe.probe);
+  o = window(30, 29, 4);
+  o.reset_at = now() + seconds(2);
+  b_.settle(probe, settle_kind::answered, &o, now());
+  ASSERT_EQ(b_.view(now()).available, 28);  // `old` still in flight
+  o = window(30, 0, 2);                     // `old` was the previous window's last
+  o.reset_at = now();
+  b_.settle(old, settle_kind::answered, &o, now());
+  const auto v = b_.view(now());
+  EXPECT_EQ(v.remaining, 29);
+  EXPECT_EQ(v.available, 29);
+  EXPECT_EQ(v.reset_epoch, epoch0 + 4);
+}
+
+TEST_F(BucketTest, ConcurrencyAndPastResetsTeachNoWindow) {
+  observation c;
+  c.kind = limit_kind::concurrency;
+  c.limit = 0;
+  c.remaining = 0;
+  c.reset_epoch = epoch0 + 115;
+  c.reset_at = now() + seconds(115);  // only a hint, ~2 min ahead (okta-facts)
+  b_.settle(b_.take(0.0, now()), settle_kind::not_processed, &c, now());
+  EXPECT_EQ(b_.view(now()).window, seconds(60));
+  observation past = window(30, 0, 0);
+  past.reset_at = now();  // the parser clamps a reset behind us to now
+  b_.settle(b_.take(0.0, now()), settle_kind::not_processed, &past, now());
+  EXPECT_EQ(b_.view(now()).window, seconds(60));
 }
 
 }  // namespace

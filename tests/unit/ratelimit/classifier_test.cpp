@@ -85,7 +85,8 @@ const sample samples[] = {
     {"POST", "/api/v1/authn", "authn", nullptr, true, true},
     {"POST", "/api/v1/authn/recovery/password", "authn", nullptr, true, true},
     {"POST", "/api/v1/authn/factors/fac1/verify", "authn-factor-verify", nullptr, true, true},
-    {"POST", "/api/v1/authn/factors/fac1/transactions/tx1/verify", "authn-transaction-verify", nullptr, true, true},
+    {"POST", "/api/v1/authn/factors/fac1/transactions/tx1/verify", "authn-transaction-verify", nullptr, true,
+     true},
     {"POST", "/api/v1/authn/introspect", "authn-introspect", nullptr, true, true},
     {"POST", "/api/v1/authn/poll", "authn-poll", nullptr, true, true},
     // sessions, logs, events
@@ -112,7 +113,8 @@ const sample samples[] = {
     {"GET", "/api/v1/identity-sources/is1/sessions", "identity-source-sessions", nullptr},
     {"POST", "/api/v1/identity-sources/is1/sessions/s1/bulk-delete", "identity-source-bulk-delete", nullptr},
     {"POST", "/api/v1/identity-sources/is1/sessions/s1/bulk-upsert", "identity-source-bulk-upsert", nullptr},
-    {"POST", "/api/v1/identity-sources/is1/sessions/s1/start-import", "identity-source-start-import", nullptr},
+    {"POST", "/api/v1/identity-sources/is1/sessions/s1/start-import", "identity-source-start-import",
+     nullptr},
     {"POST", "/api/v1/org/email/bounces/remove-list", "org-email-bounces", nullptr},
     {"POST", "/api/v1/orgs", "orgs-create", nullptr},
     {"GET", "/api/v1/orgs/o1", "other-api", nullptr},
@@ -284,11 +286,11 @@ TEST(Classifier, SpecificityOrder) {
     {"name": "ab-exact",   "match": [{"methods": "*", "path": "/a/b"}]},
     {"name": "ab-get",     "match": [{"methods": ["GET"], "path": "/a/b"}]},
     {"name": "root",       "match": [{"methods": "*", "path": "/"}]}
-  ]})", "order.json");
+  ]})",
+                                       "order.json");
   const std::pair<const char*, const char*> cases[] = {
-      {"/", "root"},              {"/z", "any"},           {"/a", "a-prefix"},
-      {"/a/q", "a-param"},        {"/a/q/c", "a-param-c"}, {"/a/q/d", "a-prefix"},
-      {"/a/b/c", "ab-prefix"},    {"/a/b/c/d", "ab-prefix"},
+      {"/", "root"},           {"/z", "any"},          {"/a", "a-prefix"},      {"/a/q", "a-param"},
+      {"/a/q/c", "a-param-c"}, {"/a/q/d", "a-prefix"}, {"/a/b/c", "ab-prefix"}, {"/a/b/c/d", "ab-prefix"},
   };
   for (const auto& [path, group] : cases) EXPECT_EQ(c.classify("POST", path).group, group) << path;
   // Same shape: an explicit method list beats "*".
@@ -299,7 +301,8 @@ TEST(Classifier, SpecificityOrder) {
 TEST(Classifier, BucketTemplateSubstitutesParameters) {
   const auto c = classifier::from_json(R"({"groups": [
     {"name": "t", "match": [{"methods": "*", "path": "/x/{a}/y/{b}/*", "bucket": "t:{b}.{a}:z"}]}
-  ]})", "tmpl.json");
+  ]})",
+                                       "tmpl.json");
   EXPECT_EQ(c.classify("GET", "/x/1/y/2/3/4").bucket, "t:2.1:z");
   EXPECT_EQ(c.classify("GET", "/x/1/y/2").bucket, "t:2.1:z");
 }
@@ -313,7 +316,8 @@ TEST(Classifier, MergeReplacesSameNamesAndAddsNewOnes) {
      "match": [{"methods": ["POST"], "path": "/api/v1/users/{id}/lifecycle/*"}]},
     {"name": "my-apps", "match": [{"methods": "*", "path": "/api/v1/apps/*"}]},
     {"name": "well-known", "rate_limited": true, "match": [{"methods": ["GET"], "path": "/.well-known/*"}]}
-  ]})", "overrides.json");
+  ]})",
+                                               "overrides.json");
   const auto before = c.groups().size();
   c.merge(overrides);
 
@@ -339,10 +343,13 @@ TEST(Classifier, MergeReplacesSameNamesAndAddsNewOnes) {
 }
 
 TEST(Classifier, LaterMergeWinsOverEarlierMerge) {
-  auto c = classifier::from_json(R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x"}]}]})", "a");
-  c.merge(classifier::from_json(R"({"groups": [{"name": "b", "match": [{"methods": "*", "path": "/x"}]}]})", "b"));
+  auto c =
+      classifier::from_json(R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x"}]}]})", "a");
+  c.merge(classifier::from_json(R"({"groups": [{"name": "b", "match": [{"methods": "*", "path": "/x"}]}]})",
+                                "b"));
   EXPECT_EQ(c.classify("GET", "/x").group, "b");
-  c.merge(classifier::from_json(R"({"groups": [{"name": "c", "match": [{"methods": "*", "path": "/x"}]}]})", "c"));
+  c.merge(classifier::from_json(R"({"groups": [{"name": "c", "match": [{"methods": "*", "path": "/x"}]}]})",
+                                "c"));
   EXPECT_EQ(c.classify("GET", "/x").group, "c");
 }
 
@@ -360,54 +367,80 @@ const bad_table bad_tables[] = {
     {"MissingGroups", R"({"version": 1})", {"groups", "required"}},
     {"GroupNotObject", R"({"groups": ["users"]})", {"groups[0]", "object"}},
     {"GroupWithoutName", R"({"groups": [{"match": []}]})", {"groups[0].name", "required"}},
-    {"UpperCaseName", R"({"groups": [{"name": "Users", "match": [{"methods": "*", "path": "/x"}]}]})",
+    {"UpperCaseName",
+     R"({"groups": [{"name": "Users", "match": [{"methods": "*", "path": "/x"}]}]})",
      {"\"Users\"", "name", "lower-case"}},
     {"DuplicateName",
      R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x"}]},
                     {"name": "a", "match": [{"methods": "*", "path": "/y"}]}]})",
      {"groups[1]", "duplicate group name \"a\""}},
-    {"UnknownGroupKey", R"({"groups": [{"name": "a", "ratelimited": false, "match": [{"methods": "*", "path": "/x"}]}]})",
+    {"UnknownGroupKey",
+     R"({"groups": [{"name": "a", "ratelimited": false, "match": [{"methods": "*", "path": "/x"}]}]})",
      {"\"a\".ratelimited", "unknown key"}},
-    {"RateLimitedNotBool", R"({"groups": [{"name": "a", "rate_limited": "no", "match": [{"methods": "*", "path": "/x"}]}]})",
+    {"RateLimitedNotBool",
+     R"({"groups": [{"name": "a", "rate_limited": "no", "match": [{"methods": "*", "path": "/x"}]}]})",
      {"\"a\".rate_limited", "true or false"}},
-    {"NegativeTypicalLimit", R"({"groups": [{"name": "a", "typical_limit": -5, "match": [{"methods": "*", "path": "/x"}]}]})",
+    {"NegativeTypicalLimit",
+     R"({"groups": [{"name": "a", "typical_limit": -5, "match": [{"methods": "*", "path": "/x"}]}]})",
      {"\"a\".typical_limit", "positive integer"}},
     {"MissingMatch", R"({"groups": [{"name": "a"}]})", {"\"a\".match", "required"}},
     {"EmptyMatch", R"({"groups": [{"name": "a", "match": []}]})", {"\"a\".match", "non-empty"}},
-    {"UnknownMatchKey", R"({"groups": [{"name": "a", "match": [{"methods": "*", "paths": "/x"}]}]})",
+    {"UnknownMatchKey",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "paths": "/x"}]}]})",
      {"\"a\".match[0].paths", "unknown key"}},
-    {"MissingPath", R"({"groups": [{"name": "a", "match": [{"methods": "*"}]}]})", {"\"a\".match[0].path", "required"}},
-    {"RelativePath", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "api/v1"}]}]})",
+    {"MissingPath",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*"}]}]})",
+     {"\"a\".match[0].path", "required"}},
+    {"RelativePath",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "api/v1"}]}]})",
      {"match[0].path \"api/v1\"", "start with '/'"}},
-    {"EmptySegment", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api//v1"}]}]})",
+    {"EmptySegment",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api//v1"}]}]})",
      {"\"/api//v1\"", "empty segment"}},
-    {"TrailingSlash", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/"}]}]})",
+    {"TrailingSlash",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/"}]}]})",
      {"\"/api/\"", "empty segment"}},
-    {"StarNotLast", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/*/v1"}]}]})",
+    {"StarNotLast",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/*/v1"}]}]})",
      {"\"/api/*/v1\"", "'*' may only be the last segment"}},
-    {"UnclosedParam", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/{id"}]}]})",
+    {"UnclosedParam",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/{id"}]}]})",
      {"\"/api/{id\"", "bad parameter"}},
-    {"EmptyParam", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/{}"}]}]})", {"bad parameter"}},
-    {"RepeatedParam", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/u/{id}/g/{id}"}]}]})",
+    {"EmptyParam",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/api/{}"}]}]})",
+     {"bad parameter"}},
+    {"RepeatedParam",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/u/{id}/g/{id}"}]}]})",
      {"parameter {id} appears twice"}},
-    {"EncodedLiteral", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/a%2Fb"}]}]})",
+    {"EncodedLiteral",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/a%2Fb"}]}]})",
      {"\"a%2Fb\"", "not a normalised path segment"}},
-    {"DotSegment", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/a/../b"}]}]})",
+    {"DotSegment",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/a/../b"}]}]})",
      {"\"..\"", "not a normalised path segment"}},
-    {"MissingMethods", R"({"groups": [{"name": "a", "match": [{"path": "/x"}]}]})", {"\"a\".match[0].methods", "required"}},
-    {"MethodsBareString", R"({"groups": [{"name": "a", "match": [{"methods": "GET", "path": "/x"}]}]})",
+    {"MissingMethods",
+     R"({"groups": [{"name": "a", "match": [{"path": "/x"}]}]})",
+     {"\"a\".match[0].methods", "required"}},
+    {"MethodsBareString",
+     R"({"groups": [{"name": "a", "match": [{"methods": "GET", "path": "/x"}]}]})",
      {"match[0].methods", "\"*\" or a non-empty list"}},
-    {"MethodsEmptyList", R"({"groups": [{"name": "a", "match": [{"methods": [], "path": "/x"}]}]})",
+    {"MethodsEmptyList",
+     R"({"groups": [{"name": "a", "match": [{"methods": [], "path": "/x"}]}]})",
      {"match[0].methods", "non-empty list"}},
-    {"LowerCaseMethod", R"({"groups": [{"name": "a", "match": [{"methods": ["get"], "path": "/x"}]}]})",
+    {"LowerCaseMethod",
+     R"({"groups": [{"name": "a", "match": [{"methods": ["get"], "path": "/x"}]}]})",
      {"match[0].methods", "unknown method \"get\""}},
-    {"NonStringMethod", R"({"groups": [{"name": "a", "match": [{"methods": [1], "path": "/x"}]}]})",
+    {"NonStringMethod",
+     R"({"groups": [{"name": "a", "match": [{"methods": [1], "path": "/x"}]}]})",
      {"match[0].methods", "must be strings"}},
-    {"BucketUnknownParam", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x/{id}", "bucket": "a:{nope}"}]}]})",
+    {"BucketUnknownParam",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x/{id}", "bucket": "a:{nope}"}]}]})",
      {"match[0].bucket", "{nope} is not a parameter of the path /x/{id}"}},
-    {"BucketUnbalanced", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x/{id}", "bucket": "a:{id"}]}]})",
+    {"BucketUnbalanced",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x/{id}", "bucket": "a:{id"}]}]})",
      {"match[0].bucket", "unbalanced '{'"}},
-    {"BucketEmpty", R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x", "bucket": ""}]}]})",
+    {"BucketEmpty",
+     R"({"groups": [{"name": "a", "match": [{"methods": "*", "path": "/x", "bucket": ""}]}]})",
      {"match[0].bucket", "non-empty"}},
     {"AmbiguousRows",
      R"({"groups": [{"name": "a", "match": [{"methods": ["GET", "POST"], "path": "/u/{id}"}]},
@@ -437,7 +470,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, RejectsBadTable, ::testing::ValuesIn(bad_tables)
 TEST(Classifier, SameShapeWithDisjointMethodsIsAccepted) {
   const auto c = classifier::from_json(R"({"groups": [
     {"name": "a", "match": [{"methods": ["GET"], "path": "/u/{id}"}]},
-    {"name": "b", "match": [{"methods": ["POST", "PUT"], "path": "/u/{userId}"}]}]})", "ok.json");
+    {"name": "b", "match": [{"methods": ["POST", "PUT"], "path": "/u/{userId}"}]}]})",
+                                       "ok.json");
   EXPECT_EQ(c.classify("GET", "/u/1").group, "a");
   EXPECT_EQ(c.classify("PUT", "/u/1").group, "b");
   EXPECT_EQ(c.classify("DELETE", "/u/1").group, "default");

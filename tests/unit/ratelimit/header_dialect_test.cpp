@@ -29,17 +29,35 @@ struct header_case {
 // Builds the expected observation field by field, so each case states only what it checks.
 struct expect {
   observation o;
-  expect& kind(limit_kind k) { o.kind = k; return *this; }
-  expect& limit(std::int64_t v) { o.limit = v; return *this; }
-  expect& remaining(std::int64_t v) { o.remaining = v; return *this; }
+  expect& kind(limit_kind k) {
+    o.kind = k;
+    return *this;
+  }
+  expect& limit(std::int64_t v) {
+    o.limit = v;
+    return *this;
+  }
+  expect& remaining(std::int64_t v) {
+    o.remaining = v;
+    return *this;
+  }
   expect& reset(std::int64_t epoch, duration after_now) {
     o.reset_epoch = epoch;
     o.reset_at = now + after_now;
     return *this;
   }
-  expect& retry_after(duration d) { o.retry_after = d; return *this; }
-  expect& date(std::int64_t epoch) { o.server_date_epoch = epoch; return *this; }
-  expect& garbage(int n) { o.garbage = n; return *this; }
+  expect& retry_after(duration d) {
+    o.retry_after = d;
+    return *this;
+  }
+  expect& date(std::int64_t epoch) {
+    o.server_date_epoch = epoch;
+    return *this;
+  }
+  expect& garbage(int n) {
+    o.garbage = n;
+    return *this;
+  }
   operator observation() const { return o; }  // NOLINT: table brevity
 };
 
@@ -51,12 +69,20 @@ std::vector<std::pair<std::string, std::string>> okta_window(std::int64_t reset_
 }
 
 observation window_40s() {
-  return expect{}.kind(limit_kind::window).limit(600).remaining(599).reset(okta_t + 40, seconds(40)).date(okta_t);
+  return expect{}
+      .kind(limit_kind::window)
+      .limit(600)
+      .remaining(599)
+      .reset(okta_t + 40, seconds(40))
+      .date(okta_t);
 }
 
 const header_case cases[] = {
     {"NoHeaders", {}, {}, expect{}},
-    {"UnrelatedHeadersOnly", {{"Content-Type", "application/json"}, {"X-Okta-Request-Id", "abc"}}, {}, expect{}},
+    {"UnrelatedHeadersOnly",
+     {{"Content-Type", "application/json"}, {"X-Okta-Request-Id", "abc"}},
+     {},
+     expect{}},
     {"OktaWindowNoSkew", okta_window(), {}, window_40s()},
     // The local wall clock does not matter while Date is present.
     {"LocalAhead30s", okta_window(), seconds(30), window_40s()},
@@ -64,102 +90,171 @@ const header_case cases[] = {
     {"LocalAheadOneHour", okta_window(), hours(1), window_40s()},
     {"LocalBehindOneHour", okta_window(), -hours(1), window_40s()},
     {"HeaderNamesAnyCase",
-     {{"x-rate-limit-limit", "600"}, {"X-RATE-LIMIT-REMAINING", "599"}, {"x-Rate-limit-Reset", num(okta_t + 40)},
+     {{"x-rate-limit-limit", "600"},
+      {"X-RATE-LIMIT-REMAINING", "599"},
+      {"x-Rate-limit-Reset", num(okta_t + 40)},
       {"date", date_at(okta_t)}},
-     {}, window_40s()},
+     {},
+     window_40s()},
     {"ValuesWithSurroundingWhitespace",
-     {{"X-Rate-Limit-Limit", " 600\t"}, {"X-Rate-Limit-Remaining", "599 "}, {"X-Rate-Limit-Reset", "\t" + num(okta_t + 40)},
+     {{"X-Rate-Limit-Limit", " 600\t"},
+      {"X-Rate-Limit-Remaining", "599 "},
+      {"X-Rate-Limit-Reset", "\t" + num(okta_t + 40)},
       {"Date", " " + date_at(okta_t) + " "}},
-     {}, window_40s()},
+     {},
+     window_40s()},
     // Without Date the local wall clock is the only reference: its skew shows up.
     {"MissingDateNoSkew",
-     {{"X-Rate-Limit-Limit", "600"}, {"X-Rate-Limit-Remaining", "599"}, {"X-Rate-Limit-Reset", num(okta_t + 40)}},
-     {}, expect{}.kind(limit_kind::window).limit(600).remaining(599).reset(okta_t + 40, seconds(40))},
+     {{"X-Rate-Limit-Limit", "600"},
+      {"X-Rate-Limit-Remaining", "599"},
+      {"X-Rate-Limit-Reset", num(okta_t + 40)}},
+     {},
+     expect{}.kind(limit_kind::window).limit(600).remaining(599).reset(okta_t + 40, seconds(40))},
     {"MissingDateLocalAhead30s",
      {{"X-Rate-Limit-Reset", num(okta_t + 40)}, {"X-Rate-Limit-Remaining", "3"}},
-     seconds(30), expect{}.kind(limit_kind::window).remaining(3).reset(okta_t + 40, seconds(10))},
+     seconds(30),
+     expect{}.kind(limit_kind::window).remaining(3).reset(okta_t + 40, seconds(10))},
     {"MissingDateSubSecondWallClock",
-     {{"X-Rate-Limit-Reset", num(okta_t + 40)}}, milliseconds(500),
+     {{"X-Rate-Limit-Reset", num(okta_t + 40)}},
+     milliseconds(500),
      expect{}.reset(okta_t + 40, milliseconds(39'500))},
     {"MissingDateLocalBehindOneHour",
-     {{"X-Rate-Limit-Reset", num(okta_t + 40)}}, -hours(1), expect{}.reset(okta_t + 40, seconds(3640))},
-    {"ResetAlreadyPastMeansNow", okta_window(-5), {},
+     {{"X-Rate-Limit-Reset", num(okta_t + 40)}},
+     -hours(1),
+     expect{}.reset(okta_t + 40, seconds(3640))},
+    {"ResetAlreadyPastMeansNow",
+     okta_window(-5),
+     {},
      expect{}.kind(limit_kind::window).limit(600).remaining(599).reset(okta_t - 5, {}).date(okta_t)},
-    {"ResetOnlyIsNotAWindow", {{"X-Rate-Limit-Reset", num(okta_t + 40)}, {"Date", date_at(okta_t)}}, {},
+    {"ResetOnlyIsNotAWindow",
+     {{"X-Rate-Limit-Reset", num(okta_t + 40)}, {"Date", date_at(okta_t)}},
+     {},
      expect{}.reset(okta_t + 40, seconds(40)).date(okta_t)},
     {"RemainingZeroIsStillWindow",
-     {{"X-Rate-Limit-Limit", "600"}, {"X-Rate-Limit-Remaining", "0"}}, {},
+     {{"X-Rate-Limit-Limit", "600"}, {"X-Rate-Limit-Remaining", "0"}},
+     {},
      expect{}.kind(limit_kind::window).limit(600).remaining(0)},
     // Okta's concurrent-request 429: Limit 0, Remaining 0, reset ~2 minutes ahead.
     {"ConcurrencyLimit",
-     {{"X-Rate-Limit-Limit", "0"}, {"X-Rate-Limit-Remaining", "0"}, {"X-Rate-Limit-Reset", num(okta_t + 116)},
+     {{"X-Rate-Limit-Limit", "0"},
+      {"X-Rate-Limit-Remaining", "0"},
+      {"X-Rate-Limit-Reset", num(okta_t + 116)},
       {"Date", date_at(okta_t)}},
-     hours(1), expect{}.kind(limit_kind::concurrency).limit(0).remaining(0).reset(okta_t + 116, seconds(116)).date(okta_t)},
-    {"LimitZeroWithRemainingIsWindow", {{"X-Rate-Limit-Limit", "0"}, {"X-Rate-Limit-Remaining", "5"}}, {},
+     hours(1),
+     expect{}
+         .kind(limit_kind::concurrency)
+         .limit(0)
+         .remaining(0)
+         .reset(okta_t + 116, seconds(116))
+         .date(okta_t)},
+    {"LimitZeroWithRemainingIsWindow",
+     {{"X-Rate-Limit-Limit", "0"}, {"X-Rate-Limit-Remaining", "5"}},
+     {},
      expect{}.kind(limit_kind::window).limit(0).remaining(5)},
     // Repeated headers and comma-joined values (okta-sdk-java #259): the minimum wins.
     {"RepeatedHeadersTakeMinimum",
-     {{"X-Rate-Limit-Limit", "600"}, {"X-Rate-Limit-Limit", "1200"}, {"X-Rate-Limit-Remaining", "10"},
-      {"X-Rate-Limit-Remaining", "5"}, {"X-Rate-Limit-Remaining", "7"}},
-     {}, expect{}.kind(limit_kind::window).limit(600).remaining(5)},
+     {{"X-Rate-Limit-Limit", "600"},
+      {"X-Rate-Limit-Limit", "1200"},
+      {"X-Rate-Limit-Remaining", "10"},
+      {"X-Rate-Limit-Remaining", "5"},
+      {"X-Rate-Limit-Remaining", "7"}},
+     {},
+     expect{}.kind(limit_kind::window).limit(600).remaining(5)},
     {"CommaJoinedValuesTakeMinimum",
-     {{"X-Rate-Limit-Limit", "600, 600"}, {"X-Rate-Limit-Remaining", "10,5"},
-      {"X-Rate-Limit-Reset", num(okta_t + 50) + ", " + num(okta_t + 40)}, {"Date", date_at(okta_t)}},
-     {}, expect{}.kind(limit_kind::window).limit(600).remaining(5).reset(okta_t + 40, seconds(40)).date(okta_t)},
-    {"EmptyListElementsIgnored", {{"X-Rate-Limit-Remaining", "5,, 6,"}}, {},
+     {{"X-Rate-Limit-Limit", "600, 600"},
+      {"X-Rate-Limit-Remaining", "10,5"},
+      {"X-Rate-Limit-Reset", num(okta_t + 50) + ", " + num(okta_t + 40)},
+      {"Date", date_at(okta_t)}},
+     {},
+     expect{}.kind(limit_kind::window).limit(600).remaining(5).reset(okta_t + 40, seconds(40)).date(okta_t)},
+    {"EmptyListElementsIgnored",
+     {{"X-Rate-Limit-Remaining", "5,, 6,"}},
+     {},
      expect{}.kind(limit_kind::window).remaining(5)},
     {"RepeatedDateTakesEarliest",
-     {{"X-Rate-Limit-Reset", num(okta_t + 40)}, {"Date", date_at(okta_t + 1)}, {"Date", date_at(okta_t)}}, {},
+     {{"X-Rate-Limit-Reset", num(okta_t + 40)}, {"Date", date_at(okta_t + 1)}, {"Date", date_at(okta_t)}},
+     {},
      expect{}.reset(okta_t + 40, seconds(40)).date(okta_t)},
     // Garbage is counted, never trusted.
-    {"NonNumeric", {{"X-Rate-Limit-Limit", "lots"}, {"X-Rate-Limit-Remaining", "599"}}, {},
+    {"NonNumeric",
+     {{"X-Rate-Limit-Limit", "lots"}, {"X-Rate-Limit-Remaining", "599"}},
+     {},
      expect{}.kind(limit_kind::window).remaining(599).garbage(1)},
-    {"Negative", {{"X-Rate-Limit-Limit", "600"}, {"X-Rate-Limit-Remaining", "-1"}}, {},
+    {"Negative",
+     {{"X-Rate-Limit-Limit", "600"}, {"X-Rate-Limit-Remaining", "-1"}},
+     {},
      expect{}.kind(limit_kind::window).limit(600).garbage(1)},
     {"Fractional", {{"X-Rate-Limit-Remaining", "1.5"}}, {}, expect{}.garbage(1)},
     {"ExplicitPlusSign", {{"X-Rate-Limit-Remaining", "+5"}}, {}, expect{}.garbage(1)},
     {"Overflow", {{"X-Rate-Limit-Limit", "99999999999999999999"}}, {}, expect{}.garbage(1)},
     {"AbsurdLimit", {{"X-Rate-Limit-Limit", "20000000"}}, {}, expect{}.garbage(1)},
     {"EmptyValue", {{"X-Rate-Limit-Limit", ""}, {"X-Rate-Limit-Remaining", " , "}}, {}, expect{}.garbage(2)},
-    {"GarbageElementBesideGoodOne", {{"X-Rate-Limit-Remaining", "5, x"}}, {},
+    {"GarbageElementBesideGoodOne",
+     {{"X-Rate-Limit-Remaining", "5, x"}},
+     {},
      expect{}.kind(limit_kind::window).remaining(5).garbage(1)},
     {"ResetInMillisecondsIsAbsurd",
-     {{"X-Rate-Limit-Reset", num((okta_t + 40) * 1000)}, {"Date", date_at(okta_t)}}, {}, expect{}.date(okta_t).garbage(1)},
+     {{"X-Rate-Limit-Reset", num((okta_t + 40) * 1000)}, {"Date", date_at(okta_t)}},
+     {},
+     expect{}.date(okta_t).garbage(1)},
     {"ResetMoreThanADayAheadIsAbsurd",
-     {{"X-Rate-Limit-Reset", num(okta_t + 86'401)}, {"Date", date_at(okta_t)}}, {}, expect{}.date(okta_t).garbage(1)},
+     {{"X-Rate-Limit-Reset", num(okta_t + 86'401)}, {"Date", date_at(okta_t)}},
+     {},
+     expect{}.date(okta_t).garbage(1)},
     {"ResetADayAheadIsAccepted",
-     {{"X-Rate-Limit-Reset", num(okta_t + 86'400)}, {"Date", date_at(okta_t)}}, {},
+     {{"X-Rate-Limit-Reset", num(okta_t + 86'400)}, {"Date", date_at(okta_t)}},
+     {},
      expect{}.reset(okta_t + 86'400, seconds(86'400)).date(okta_t)},
-    {"ResetZeroIsAbsurd", {{"X-Rate-Limit-Reset", "0"}, {"Date", date_at(okta_t)}}, {}, expect{}.date(okta_t).garbage(1)},
+    {"ResetZeroIsAbsurd",
+     {{"X-Rate-Limit-Reset", "0"}, {"Date", date_at(okta_t)}},
+     {},
+     expect{}.date(okta_t).garbage(1)},
     {"BadDateFallsBackToWallClock",
-     {{"X-Rate-Limit-Reset", num(okta_t + 40)}, {"Date", "yesterday"}}, seconds(10),
+     {{"X-Rate-Limit-Reset", num(okta_t + 40)}, {"Date", "yesterday"}},
+     seconds(10),
      expect{}.reset(okta_t + 40, seconds(30)).garbage(1)},
     // Retry-After, RFC 9110 §10.2.3: delta-seconds or an HTTP-date (Date-corrected).
     {"RetryAfterSeconds", {{"Retry-After", "120"}}, {}, expect{}.retry_after(seconds(120))},
     {"RetryAfterZero", {{"Retry-After", "0"}}, {}, expect{}.retry_after(seconds(0))},
-    {"RetryAfterRepeatedTakesMinimum", {{"Retry-After", "120"}, {"retry-after", "30, 60"}}, {},
+    {"RetryAfterRepeatedTakesMinimum",
+     {{"Retry-After", "120"}, {"retry-after", "30, 60"}},
+     {},
      expect{}.retry_after(seconds(30))},
     {"RetryAfterDateWithSkewedLocalClock",
-     {{"Retry-After", date_at(okta_t + 90)}, {"Date", date_at(okta_t)}}, hours(1),
+     {{"Retry-After", date_at(okta_t + 90)}, {"Date", date_at(okta_t)}},
+     hours(1),
      expect{}.retry_after(seconds(90)).date(okta_t)},
-    {"RetryAfterDateWithoutDate", {{"Retry-After", date_at(okta_t + 90)}}, seconds(10),
+    {"RetryAfterDateWithoutDate",
+     {{"Retry-After", date_at(okta_t + 90)}},
+     seconds(10),
      expect{}.retry_after(seconds(80))},
-    {"RetryAfterObsoleteDateForm", {{"Retry-After", "Tuesday, 14-Nov-23 22:14:00 GMT"}, {"Date", date_at(okta_t)}}, {},
+    {"RetryAfterObsoleteDateForm",
+     {{"Retry-After", "Tuesday, 14-Nov-23 22:14:00 GMT"}, {"Date", date_at(okta_t)}},
+     {},
      expect{}.retry_after(seconds(40)).date(okta_t)},
-    {"RetryAfterDateInPastIsNow", {{"Retry-After", date_at(okta_t - 30)}, {"Date", date_at(okta_t)}}, {},
+    {"RetryAfterDateInPastIsNow",
+     {{"Retry-After", date_at(okta_t - 30)}, {"Date", date_at(okta_t)}},
+     {},
      expect{}.retry_after(seconds(0)).date(okta_t)},
     {"RetryAfterBothFormsTakeMinimum",
-     {{"Retry-After", "120"}, {"Retry-After", date_at(okta_t + 90)}, {"Date", date_at(okta_t)}}, {},
+     {{"Retry-After", "120"}, {"Retry-After", date_at(okta_t + 90)}, {"Date", date_at(okta_t)}},
+     {},
      expect{}.retry_after(seconds(90)).date(okta_t)},
     {"RetryAfterGarbage", {{"Retry-After", "soon"}}, {}, expect{}.garbage(1)},
     {"RetryAfterNegative", {{"Retry-After", "-5"}}, {}, expect{}.garbage(1)},
     {"RetryAfterMoreThanADay", {{"Retry-After", "86401"}}, {}, expect{}.garbage(1)},
-    {"RetryAfterDateFarAway", {{"Retry-After", date_at(okta_t + 2 * 86'400)}, {"Date", date_at(okta_t)}}, {},
+    {"RetryAfterDateFarAway",
+     {{"Retry-After", date_at(okta_t + 2 * 86'400)}, {"Date", date_at(okta_t)}},
+     {},
      expect{}.date(okta_t).garbage(1)},
     {"RetryAfterBesideOktaWindow",
-     {{"X-Rate-Limit-Limit", "600"}, {"X-Rate-Limit-Remaining", "599"}, {"X-Rate-Limit-Reset", num(okta_t + 40)},
-      {"Date", date_at(okta_t)}, {"Retry-After", "7"}},
-     -seconds(30), expect{window_40s()}.retry_after(seconds(7))},
+     {{"X-Rate-Limit-Limit", "600"},
+      {"X-Rate-Limit-Remaining", "599"},
+      {"X-Rate-Limit-Reset", num(okta_t + 40)},
+      {"Date", date_at(okta_t)},
+      {"Retry-After", "7"}},
+     -seconds(30),
+     expect{window_40s()}.retry_after(seconds(7))},
 };
 
 class ParseRateLimitHeaders : public ::testing::TestWithParam<header_case> {};

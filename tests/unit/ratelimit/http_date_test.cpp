@@ -20,58 +20,56 @@ TEST_P(ParseHttpDate, Parses) {
 // RFC 9110 §5.6.7's own example instant, 1994-11-06T08:49:37Z.
 constexpr std::int64_t rfc_example = 784111777;
 
-INSTANTIATE_TEST_SUITE_P(
-    ValidForms, ParseHttpDate,
-    ::testing::Values(date_case{"Sun, 06 Nov 1994 08:49:37 GMT", rfc_example},
-                      date_case{"Sunday, 06-Nov-94 08:49:37 GMT", rfc_example},
-                      date_case{"Sun Nov  6 08:49:37 1994", rfc_example},
-                      date_case{"Wed Nov 16 08:49:37 1994", rfc_example + 10 * 86400},
-                      date_case{"Thu, 01 Jan 1970 00:00:00 GMT", 0},
-                      date_case{"Wed, 31 Dec 1969 23:59:59 GMT", -1},
-                      date_case{"Thu, 29 Feb 2024 12:00:00 GMT", 1709208000},
-                      date_case{"Tue, 14 Nov 2023 22:13:20 GMT", 1700000000},
-                      // Leap second: second 60 is allowed and lands on the next minute.
-                      date_case{"Sat, 31 Dec 2016 23:59:60 GMT", 1483228800},
-                      date_case{"Fri, 31 Dec 9999 23:59:59 GMT", 253402300799},
-                      // RFC 850 two-digit years: 70-99 are 19xx, 00-69 are 20xx.
-                      date_case{"Thursday, 01-Jan-70 00:00:00 GMT", 0},
-                      date_case{"Tuesday, 14-Nov-23 22:13:20 GMT", 1700000000},
-                      date_case{"Tuesday, 01-Jan-69 00:00:00 GMT", 3124224000},
-                      // The weekday is not cross-checked (robustness, RFC 9110 §5.6.7 only
-                      // defines it as redundant).
-                      date_case{"Mon, 06 Nov 1994 08:49:37 GMT", rfc_example}));
+INSTANTIATE_TEST_SUITE_P(ValidForms, ParseHttpDate,
+                         ::testing::Values(date_case{"Sun, 06 Nov 1994 08:49:37 GMT", rfc_example},
+                                           date_case{"Sunday, 06-Nov-94 08:49:37 GMT", rfc_example},
+                                           date_case{"Sun Nov  6 08:49:37 1994", rfc_example},
+                                           date_case{"Wed Nov 16 08:49:37 1994", rfc_example + 10 * 86400},
+                                           date_case{"Thu, 01 Jan 1970 00:00:00 GMT", 0},
+                                           date_case{"Wed, 31 Dec 1969 23:59:59 GMT", -1},
+                                           date_case{"Thu, 29 Feb 2024 12:00:00 GMT", 1709208000},
+                                           date_case{"Tue, 14 Nov 2023 22:13:20 GMT", 1700000000},
+                                           // Leap second: second 60 is allowed and lands on the next minute.
+                                           date_case{"Sat, 31 Dec 2016 23:59:60 GMT", 1483228800},
+                                           date_case{"Fri, 31 Dec 9999 23:59:59 GMT", 253402300799},
+                                           // RFC 850 two-digit years: 70-99 are 19xx, 00-69 are 20xx.
+                                           date_case{"Thursday, 01-Jan-70 00:00:00 GMT", 0},
+                                           date_case{"Tuesday, 14-Nov-23 22:13:20 GMT", 1700000000},
+                                           date_case{"Tuesday, 01-Jan-69 00:00:00 GMT", 3124224000},
+                                           // The weekday is not cross-checked (robustness, RFC 9110 §5.6.7
+                                           // only defines it as redundant).
+                                           date_case{"Mon, 06 Nov 1994 08:49:37 GMT", rfc_example}));
 
-INSTANTIATE_TEST_SUITE_P(
-    Invalid, ParseHttpDate,
-    ::testing::Values(date_case{"", std::nullopt}, date_case{"1700000000", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 08:49:37 UTC", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 08:49:37 gmt", std::nullopt},
-                      date_case{"Sun, 6 Nov 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 06 Foo 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 06 nov 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"sun, 06 Nov 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Xyz, 06 Nov 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 30 Feb 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Wed, 29 Feb 2023 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 31 Apr 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 00 Nov 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 24:00:00 GMT", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 08:60:00 GMT", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 08:49:61 GMT", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 8:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 06 Nov 94 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 08:49:37 GMT ", std::nullopt},
-                      date_case{" Sun, 06 Nov 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 08:49:37 GMT\r", std::nullopt},
-                      date_case{"Sun, 06 Nov 1994 08:49:37", std::nullopt},
-                      date_case{"Sunday, 06-Nov-1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun, 06-Nov-94 08:49:37 GMT", std::nullopt},
-                      date_case{"Sunday, 06 Nov 1994 08:49:37 GMT", std::nullopt},
-                      date_case{"Sun Nov 6 08:49:37 1994", std::nullopt},
-                      date_case{"Sun Nov  6 08:49:37 94", std::nullopt},
-                      date_case{"Sun Nov 06 08:49:37 1994 GMT", std::nullopt},
-                      date_case{"Sun Nov 31 08:49:37 1994", std::nullopt},
-                      date_case{"2023-11-14T22:13:20Z", std::nullopt}));
+INSTANTIATE_TEST_SUITE_P(Invalid, ParseHttpDate,
+                         ::testing::Values(date_case{"", std::nullopt}, date_case{"1700000000", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:37 UTC", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:37 gmt", std::nullopt},
+                                           date_case{"Sun, 6 Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Foo 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"sun, 06 Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Xyz, 06 Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 30 Feb 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Wed, 29 Feb 2023 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 31 Apr 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 00 Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 24:00:00 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:60:00 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:61 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 8:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 94 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:37 GMT ", std::nullopt},
+                                           date_case{" Sun, 06 Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:37 GMT\r", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:37", std::nullopt},
+                                           date_case{"Sunday, 06-Nov-1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06-Nov-94 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sunday, 06 Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun Nov 6 08:49:37 1994", std::nullopt},
+                                           date_case{"Sun Nov  6 08:49:37 94", std::nullopt},
+                                           date_case{"Sun Nov 06 08:49:37 1994 GMT", std::nullopt},
+                                           date_case{"Sun Nov 31 08:49:37 1994", std::nullopt},
+                                           date_case{"2023-11-14T22:13:20Z", std::nullopt}));
 
 struct format_case {
   std::int64_t epoch;
@@ -80,9 +78,7 @@ struct format_case {
 
 class FormatHttpDate : public ::testing::TestWithParam<format_case> {};
 
-TEST_P(FormatHttpDate, FormatsImfFixdate) {
-  EXPECT_EQ(format_http_date(GetParam().epoch), GetParam().text);
-}
+TEST_P(FormatHttpDate, FormatsImfFixdate) { EXPECT_EQ(format_http_date(GetParam().epoch), GetParam().text); }
 
 INSTANTIATE_TEST_SUITE_P(Known, FormatHttpDate,
                          ::testing::Values(format_case{rfc_example, "Sun, 06 Nov 1994 08:49:37 GMT"},

@@ -8,8 +8,8 @@ namespace {
 constexpr std::int64_t t0 = 1'700'000'000;
 
 wall_time wall_at(double epoch_seconds) {
-  return wall_time{std::chrono::duration_cast<wall_clock::duration>(
-      std::chrono::duration<double>(epoch_seconds))};
+  return wall_time{
+      std::chrono::duration_cast<wall_clock::duration>(std::chrono::duration<double>(epoch_seconds))};
 }
 
 TEST(OktaClock, WithoutSamplesUsesLocalClock) {

@@ -24,16 +24,14 @@ INSTANTIATE_TEST_SUITE_P(
         // query and fragment
         path_case{"/api/v1/users?limit=200&after=x", "/api/v1/users"},
         path_case{"/api/v1/users#top", "/api/v1/users"},
-        path_case{"/api/v1/users?next=/api/v1/groups#f", "/api/v1/users"},
-        path_case{"?q=1", "/"},
+        path_case{"/api/v1/users?next=/api/v1/groups#f", "/api/v1/users"}, path_case{"?q=1", "/"},
         // trailing and doubled slashes
         path_case{"/api/v1/users/", "/api/v1/users"}, path_case{"//api///v1//users//", "/api/v1/users"},
         // dot segments, RFC 3986 §5.2.4
         path_case{"/api/v1/users/./00u1", "/api/v1/users/00u1"},
-        path_case{"/api/v1/users/00u1/../me", "/api/v1/users/me"},
-        path_case{"/a/b/..", "/a"}, path_case{"/a/.", "/a"}, path_case{"/.", "/"},
-        path_case{"/../../api", "/api"}, path_case{"/a/b/../../..", "/"},
-        path_case{"/a/..b/.c", "/a/..b/.c"},
+        path_case{"/api/v1/users/00u1/../me", "/api/v1/users/me"}, path_case{"/a/b/..", "/a"},
+        path_case{"/a/.", "/a"}, path_case{"/.", "/"}, path_case{"/../../api", "/api"},
+        path_case{"/a/b/../../..", "/"}, path_case{"/a/..b/.c", "/a/..b/.c"},
         // percent-decoding of unreserved characters only
         path_case{"/api/v1/%75sers", "/api/v1/users"}, path_case{"/%41%7a%30%2D%2E%5F%7E", "/Az0-._~"},
         path_case{"/api/v1/users/a%2Fb", "/api/v1/users/a%2Fb"},

@@ -125,7 +125,14 @@ TEST_F(SchedulerTest, PredictedWaitBeyondTheDeadlineIsRejectedWithRetryAfter) {
     scheduler_settings cfg;
     cfg.max_concurrency = 1000;
     scheduler s(cfg);
-    learn(s, r.limit, r.remaining, r.reset_in);
+    // A 60 s window seen from its start, then the state of the row later in that window.
+    const time_point opened = now();
+    learn(s, r.limit, r.limit - 1, seconds(60));
+    clock_.advance(seconds(60) - r.reset_in);
+    const verdict seen = s.submit(req(98, false, seconds(60)), now());
+    ASSERT_EQ(seen.kind, verdict_kind::admit);
+    s.on_response(seen.id, 200, window(r.limit, r.remaining, r.reset_in), false, now());
+    s.poll(now());
     for (int i = 0; i < r.queued_before; ++i) {
       ASSERT_EQ(s.submit(req(7, false, seconds(3600)), now()).kind, verdict_kind::queue);
     }
@@ -135,7 +142,27 @@ TEST_F(SchedulerTest, PredictedWaitBeyondTheDeadlineIsRejectedWithRetryAfter) {
     if (r.want == verdict_kind::reject) {
       EXPECT_EQ(v.retry_after, r.want_retry);
     }
+    clock_.advance(opened - now() + std::chrono::hours(1));  // next row: a fresh start
   }
+}
+
+TEST_F(SchedulerTest, ShortWindowsAreLearnedSoA3xLimitBatchIsPredictedToFit) {
+  // Test doubles and per-user buckets run windows of seconds, not Okta's usual minute: a batch
+  // of three windows' worth must be predicted at ~3 short windows, not 2 x 60 s (which would
+  // reject it against a 10 s max wait).
+  scheduler s({});
+  learn(s, 30, 29, milliseconds(2400));
+  int queued = 0;
+  for (int i = 0; i < 89; ++i) {
+    const verdict v = s.submit(req(static_cast<std::uint64_t>(i % 20), false, seconds(10)), now());
+    ASSERT_NE(v.kind, verdict_kind::reject) << i;
+    queued += v.kind == verdict_kind::queue ? 1 : 0;
+  }
+  EXPECT_EQ(queued, 60);
+  // One more than three windows hold: predicted past a 5 s wait, but within 10 s.
+  const verdict late = s.submit(req(1, false, seconds(5)), now());
+  ASSERT_EQ(late.kind, verdict_kind::reject);
+  EXPECT_EQ(late.retry_after, seconds(8));  // 2.4 + 2 x 2.4 = 7.2 s, in whole seconds
 }
 
 TEST_F(SchedulerTest, QueuedRequestsWhoseDeadlinePassesAreRejected) {
@@ -665,6 +692,25 @@ TEST_F(SchedulerTest, ConcurrencyLimitedOktaConvergesWithoutClientVisible429s) {
   EXPECT_LE(s.hosts()[0].cap, static_cast<std::uint32_t>(okta_limit + 1));
   // 15 to find the limit, then one per cap increase (every 8 x 5 successes).
   EXPECT_LE(refused, 15 + 200 / (8 * okta_limit) + 1);
+}
+
+TEST_F(SchedulerTest, ShortWindowBatchCompletesInCeilNOverLimitWindowsWithoutA429) {
+  okta_model okta;
+  okta.limit = 30;
+  okta.window = seconds(2);
+  scheduler s({});
+  const int total = 90;
+  std::vector<ticket> admitted;
+  for (int i = 0; i < total; ++i) {
+    const verdict v = s.submit(req(static_cast<std::uint64_t>(i % 20), false, seconds(10)), now());
+    ASSERT_NE(v.kind, verdict_kind::reject);
+    if (v.kind == verdict_kind::admit) admitted.push_back(v.id);
+  }
+  const auto r = simulate(s, okta, clock_, admitted, total);
+  EXPECT_EQ(r.delivered, total);
+  EXPECT_EQ(r.rejected + r.gave_up, 0);
+  EXPECT_EQ(okta.refused, 0);
+  EXPECT_EQ(okta.windows, 3);
 }
 
 }  // namespace

@@ -32,15 +32,17 @@ void fail_n(circuit_breaker& b, int n, time_point now) {
 void open_it(circuit_breaker& b, time_point now) { fail_n(b, 3, now); }
 
 TEST(ClassifyStatus, Table) {
-  struct row { int status; outcome expected; };
+  struct row {
+    int status;
+    outcome expected;
+  };
   const std::vector<row> rows = {
-      {99, outcome::failure},  {100, outcome::success}, {200, outcome::success},
-      {204, outcome::success}, {304, outcome::success}, {399, outcome::success},
-      {400, outcome::neutral}, {401, outcome::neutral}, {403, outcome::neutral},
-      {404, outcome::neutral}, {429, outcome::neutral}, {499, outcome::neutral},
-      {500, outcome::failure}, {501, outcome::neutral}, {502, outcome::failure},
-      {503, outcome::failure}, {504, outcome::failure}, {599, outcome::failure},
-      {600, outcome::failure}, {0, outcome::failure},   {-1, outcome::failure},
+      {99, outcome::failure},  {100, outcome::success}, {200, outcome::success}, {204, outcome::success},
+      {304, outcome::success}, {399, outcome::success}, {400, outcome::neutral}, {401, outcome::neutral},
+      {403, outcome::neutral}, {404, outcome::neutral}, {429, outcome::neutral}, {499, outcome::neutral},
+      {500, outcome::failure}, {501, outcome::neutral}, {502, outcome::failure}, {503, outcome::failure},
+      {504, outcome::failure}, {599, outcome::failure}, {600, outcome::failure}, {0, outcome::failure},
+      {-1, outcome::failure},
   };
   for (const auto& r : rows) EXPECT_EQ(classify_status(r.status), r.expected) << r.status;
 }

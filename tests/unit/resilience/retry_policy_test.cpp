@@ -30,22 +30,14 @@ TEST(DecideRetry, SafetyTable) {
     bool retry;
   };
   const std::vector<row> rows = {
-      {"POST", failure_kind::connect_failed, true},
-      {"POST", failure_kind::tls_failed, true},
-      {"POST", failure_kind::reset_before_send, true},
-      {"POST", failure_kind::reset_after_send, false},
-      {"POST", failure_kind::response_timeout, false},
-      {"POST", failure_kind::upstream_5xx, false},
-      {"PATCH", failure_kind::upstream_5xx, false},
-      {"PATCH", failure_kind::connect_failed, true},
-      {"GET", failure_kind::connect_failed, true},
-      {"GET", failure_kind::reset_after_send, true},
-      {"GET", failure_kind::response_timeout, true},
-      {"GET", failure_kind::upstream_5xx, true},
-      {"PUT", failure_kind::upstream_5xx, true},
-      {"DELETE", failure_kind::response_timeout, true},
-      {"HEAD", failure_kind::reset_after_send, true},
-      {"OPTIONS", failure_kind::upstream_5xx, true},
+      {"POST", failure_kind::connect_failed, true},    {"POST", failure_kind::tls_failed, true},
+      {"POST", failure_kind::reset_before_send, true}, {"POST", failure_kind::reset_after_send, false},
+      {"POST", failure_kind::response_timeout, false}, {"POST", failure_kind::upstream_5xx, false},
+      {"PATCH", failure_kind::upstream_5xx, false},    {"PATCH", failure_kind::connect_failed, true},
+      {"GET", failure_kind::connect_failed, true},     {"GET", failure_kind::reset_after_send, true},
+      {"GET", failure_kind::response_timeout, true},   {"GET", failure_kind::upstream_5xx, true},
+      {"PUT", failure_kind::upstream_5xx, true},       {"DELETE", failure_kind::response_timeout, true},
+      {"HEAD", failure_kind::reset_after_send, true},  {"OPTIONS", failure_kind::upstream_5xx, true},
   };
   const retry_settings s;
   for (const auto& r : rows) {
@@ -75,8 +67,8 @@ TEST(BackoffCeiling, DoublesUpToCap) {
   s.base_backoff = milliseconds(100);
   s.max_backoff = milliseconds(1000);
   const std::vector<std::pair<std::uint32_t, milliseconds>> rows = {
-      {0, milliseconds(100)}, {1, milliseconds(100)},  {2, milliseconds(200)},
-      {3, milliseconds(400)}, {4, milliseconds(800)},  {5, milliseconds(1000)},
+      {0, milliseconds(100)},  {1, milliseconds(100)},   {2, milliseconds(200)},
+      {3, milliseconds(400)},  {4, milliseconds(800)},   {5, milliseconds(1000)},
       {6, milliseconds(1000)}, {64, milliseconds(1000)}, {4000000000u, milliseconds(1000)},
   };
   for (const auto& [n, expected] : rows) EXPECT_EQ(backoff_ceiling(s, n), expected) << n;
@@ -117,10 +109,8 @@ TEST(DecideRetry, FullJitterBounds) {
 
 TEST(DecideRetry, OutOfRangeRandomIsClamped) {
   const retry_settings s;
-  EXPECT_EQ(decide_retry(s, "GET", failure_kind::upstream_5xx, 1, t0, far, -3.0).delay,
-            duration::zero());
-  EXPECT_LE(decide_retry(s, "GET", failure_kind::upstream_5xx, 1, t0, far, 7.0).delay,
-            backoff_ceiling(s, 1));
+  EXPECT_EQ(decide_retry(s, "GET", failure_kind::upstream_5xx, 1, t0, far, -3.0).delay, duration::zero());
+  EXPECT_LE(decide_retry(s, "GET", failure_kind::upstream_5xx, 1, t0, far, 7.0).delay, backoff_ceiling(s, 1));
 }
 
 TEST(DecideRetry, HugeBackoffStaysInRange) {

@@ -83,9 +83,8 @@ TEST_F(CertificateAuthorityTest, TwoCreatedCasDifferInSerialAndKey) {
   temp_dir other;
   const auto a = certificate_authority::load_or_create(cert_, key_);
   const auto b = certificate_authority::load_or_create(other.file("ca.crt"), other.file("ca.key"));
-  EXPECT_NE(ASN1_INTEGER_cmp(X509_get0_serialNumber(a.certificate()),
-                             X509_get0_serialNumber(b.certificate())),
-            0);
+  EXPECT_NE(
+      ASN1_INTEGER_cmp(X509_get0_serialNumber(a.certificate()), X509_get0_serialNumber(b.certificate())), 0);
   EXPECT_NE(EVP_PKEY_eq(a.private_key(), b.private_key()), 1);
 }
 
@@ -115,8 +114,7 @@ struct refusal_case {
 std::map<std::string, std::string> snapshot(const std::string& dir) {
   std::map<std::string, std::string> files;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    files[e.path().filename().string()] =
-        e.is_regular_file() ? read_text(e.path().string()) : "<dir>";
+    files[e.path().filename().string()] = e.is_regular_file() ? read_text(e.path().string()) : "<dir>";
   }
   return files;
 }
@@ -159,92 +157,87 @@ cert_spec spec_with(std::function<void(cert_spec&)> change) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, CertificateAuthorityRefusalTest,
-    ::testing::Values(refusal_case{"OnlyCertExists",
-                                   [](auto& cert, auto&) { write_file(cert, "x", 0644); }, false,
-                                   "provide both files"},
-                      refusal_case{"OnlyKeyExists",
-                                   [](auto&, auto& key) { write_file(key, "x", 0600); }, true,
-                                   "provide both files"},
-                      refusal_case{"WorldReadableKey",
-                                   [](auto& cert, auto& key) { write_pair(cert, key, {}, 0644); },
-                                   true, "chmod 600"},
-                      refusal_case{"GroupReadableKey",
-                                   [](auto& cert, auto& key) { write_pair(cert, key, {}, 0640); },
-                                   true, "mode 0640"},
-                      refusal_case{"GroupWritableKey",
-                                   [](auto& cert, auto& key) { write_pair(cert, key, {}, 0620); },
-                                   true, "chmod 600"},
-                      refusal_case{"GarbageKey",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, {});
-                                     write_file(key, "not a key\n", 0600);
-                                   },
-                                   true, "not an unencrypted PEM private key"},
-                      refusal_case{"EncryptedKeyIsNotPrompted",
-                                   [](auto& cert, auto& key) {
-                                     auto k = make_key();
-                                     write_file(cert, cert_pem(make_cert(k.get(), {}).get()), 0644);
-                                     write_file(key, key_pem(k.get(), "secret"), 0600);
-                                   },
-                                   true, "not an unencrypted PEM private key"},
-                      refusal_case{"GarbageCert",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, {});
-                                     write_file(cert,
-                                                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END "
-                                                "CERTIFICATE-----\n",
-                                                0644);
-                                   },
-                                   false, "not a PEM certificate"},
-                      refusal_case{"EmptyCert",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, {});
-                                     write_file(cert, "", 0644);
-                                   },
-                                   false, "not a PEM certificate"},
-                      refusal_case{"MismatchedKey",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, {});
-                                     write_file(key, key_pem(make_key().get()), 0600);
-                                   },
-                                   true, "does not match the certificate in"},
-                      refusal_case{"NotACa",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, spec_with([](cert_spec& s) {
-                                                  s.ca = false;
-                                                  s.key_usage = "critical,digitalSignature";
-                                                }));
-                                   },
-                                   false, "not a CA certificate"},
-                      refusal_case{"CaWithoutKeyCertSign",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, spec_with([](cert_spec& s) {
-                                                  s.key_usage = "critical,cRLSign";
-                                                }));
-                                   },
-                                   false, "keyCertSign"},
-                      refusal_case{"ExpiredCa",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, spec_with([](cert_spec& s) {
-                                                  s.not_before_offset = -86400 * 30;
-                                                  s.not_after_offset = -60;
-                                                }));
-                                   },
-                                   false, "has expired"},
-                      refusal_case{"NotYetValidCa",
-                                   [](auto& cert, auto& key) {
-                                     write_pair(cert, key, spec_with([](cert_spec& s) {
-                                                  s.not_before_offset = 86400;
-                                                  s.not_after_offset = 86400 * 30;
-                                                }));
-                                   },
-                                   false, "not valid yet"},
-                      refusal_case{"CertIsADirectory",
-                                   [](auto& cert, auto& key) {
-                                     std::filesystem::create_directory(cert);
-                                     write_file(key, "x", 0600);
-                                   },
-                                   false, "not a regular file"}),
+    ::testing::Values(
+        refusal_case{"OnlyCertExists", [](auto& cert, auto&) { write_file(cert, "x", 0644); }, false,
+                     "provide both files"},
+        refusal_case{"OnlyKeyExists", [](auto&, auto& key) { write_file(key, "x", 0600); }, true,
+                     "provide both files"},
+        refusal_case{"WorldReadableKey", [](auto& cert, auto& key) { write_pair(cert, key, {}, 0644); }, true,
+                     "chmod 600"},
+        refusal_case{"GroupReadableKey", [](auto& cert, auto& key) { write_pair(cert, key, {}, 0640); }, true,
+                     "mode 0640"},
+        refusal_case{"GroupWritableKey", [](auto& cert, auto& key) { write_pair(cert, key, {}, 0620); }, true,
+                     "chmod 600"},
+        refusal_case{"GarbageKey",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key, {});
+                       write_file(key, "not a key\n", 0600);
+                     },
+                     true, "not an unencrypted PEM private key"},
+        refusal_case{"EncryptedKeyIsNotPrompted",
+                     [](auto& cert, auto& key) {
+                       auto k = make_key();
+                       write_file(cert, cert_pem(make_cert(k.get(), {}).get()), 0644);
+                       write_file(key, key_pem(k.get(), "secret"), 0600);
+                     },
+                     true, "not an unencrypted PEM private key"},
+        refusal_case{"GarbageCert",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key, {});
+                       write_file(cert,
+                                  "-----BEGIN CERTIFICATE-----\nAAAA\n-----END "
+                                  "CERTIFICATE-----\n",
+                                  0644);
+                     },
+                     false, "not a PEM certificate"},
+        refusal_case{"EmptyCert",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key, {});
+                       write_file(cert, "", 0644);
+                     },
+                     false, "not a PEM certificate"},
+        refusal_case{"MismatchedKey",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key, {});
+                       write_file(key, key_pem(make_key().get()), 0600);
+                     },
+                     true, "does not match the certificate in"},
+        refusal_case{"NotACa",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key, spec_with([](cert_spec& s) {
+                                    s.ca = false;
+                                    s.key_usage = "critical,digitalSignature";
+                                  }));
+                     },
+                     false, "not a CA certificate"},
+        refusal_case{"CaWithoutKeyCertSign",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key,
+                                  spec_with([](cert_spec& s) { s.key_usage = "critical,cRLSign"; }));
+                     },
+                     false, "keyCertSign"},
+        refusal_case{"ExpiredCa",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key, spec_with([](cert_spec& s) {
+                                    s.not_before_offset = -86400 * 30;
+                                    s.not_after_offset = -60;
+                                  }));
+                     },
+                     false, "has expired"},
+        refusal_case{"NotYetValidCa",
+                     [](auto& cert, auto& key) {
+                       write_pair(cert, key, spec_with([](cert_spec& s) {
+                                    s.not_before_offset = 86400;
+                                    s.not_after_offset = 86400 * 30;
+                                  }));
+                     },
+                     false, "not valid yet"},
+        refusal_case{"CertIsADirectory",
+                     [](auto& cert, auto& key) {
+                       std::filesystem::create_directory(cert);
+                       write_file(key, "x", 0600);
+                     },
+                     false, "not a regular file"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST_F(CertificateAuthorityTest, CreationFailsNamingTheDirectoryWhenItCannotBeMade) {
@@ -266,9 +259,8 @@ TEST_F(CertificateAuthorityTest, FailedCertWriteLeavesNoLoneKeyBehind) {
     certificate_authority::load_or_create(dir_.file("ca.crt"), dir_.file("ca.key"));
     FAIL() << "accepted";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(
-        std::string(e.what()).find("ca.cert_file " + dir_.file("ca.crt") + ": cannot be created"),
-        std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("ca.cert_file " + dir_.file("ca.crt") + ": cannot be created"),
+              std::string::npos)
         << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(dir_.file("ca.key")));

@@ -40,8 +40,7 @@ class InterceptHandshakeTest : public ::testing::Test {
   }
 
   temp_dir dir_;
-  certificate_authority ca_ =
-      certificate_authority::load_or_create(dir_.file("ca.crt"), dir_.file("ca.key"));
+  certificate_authority ca_ = certificate_authority::load_or_create(dir_.file("ca.crt"), dir_.file("ca.key"));
   leaf_cache cache_{ca_};
   std::set<std::string> allowed_{"acme.okta.com", "other.okta.com"};
   std::vector<std::string> asked_;
@@ -106,8 +105,7 @@ TEST_F(InterceptHandshakeTest, SniRefusedByPredicateAbortsWithUnrecognizedName) 
   const auto result = handshake(client.get(), srv.get());
   EXPECT_FALSE(result.client_ok);
   EXPECT_FALSE(result.server_ok);
-  EXPECT_NE(result.client_error.find("unrecognized name"), std::string::npos)
-      << result.client_error;
+  EXPECT_NE(result.client_error.find("unrecognized name"), std::string::npos) << result.client_error;
   EXPECT_EQ(cache_.minted_count(), 0u);  // nothing minted for a refused name
 }
 
@@ -118,8 +116,7 @@ TEST_F(InterceptHandshakeTest, InvalidSniAbortsTheHandshake) {
   auto srv = server();
   const auto result = handshake(client.get(), srv.get());
   EXPECT_FALSE(result.client_ok);
-  EXPECT_NE(result.client_error.find("unrecognized name"), std::string::npos)
-      << result.client_error;
+  EXPECT_NE(result.client_error.find("unrecognized name"), std::string::npos) << result.client_error;
 }
 
 TEST_F(InterceptHandshakeTest, ClientWithoutSniGetsTheConnectHostLeaf) {
@@ -217,21 +214,20 @@ TEST_P(InterceptPolicyTest, ServerRefusesWeakClients) {
   const auto result = handshake(client.get(), srv.get());
   EXPECT_FALSE(result.server_ok);
   EXPECT_FALSE(result.client_ok);
-  EXPECT_NE(result.server_error.find(GetParam().server_says), std::string::npos)
-      << result.server_error;
+  EXPECT_NE(result.server_error.find(GetParam().server_says), std::string::npos) << result.server_error;
   client.reset();
   SSL_CTX_free(ctx);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, InterceptPolicyTest,
-    ::testing::Values(
-        refused_client_case{"Tls11", TLS1_1_VERSION, "ALL:@SECLEVEL=0", "unsupported protocol"},
-        refused_client_case{"Tls10", TLS1_VERSION, "ALL:@SECLEVEL=0", "unsupported protocol"},
-        refused_client_case{"Tls12CbcOnly", TLS1_2_VERSION,
-                            "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384", "no shared cipher"},
-        refused_client_case{"Tls12NoForwardSecrecy", TLS1_2_VERSION,
-                            "AES128-GCM-SHA256:AES256-GCM-SHA384", "no shared cipher"}),
+    ::testing::Values(refused_client_case{"Tls11", TLS1_1_VERSION, "ALL:@SECLEVEL=0", "unsupported protocol"},
+                      refused_client_case{"Tls10", TLS1_VERSION, "ALL:@SECLEVEL=0", "unsupported protocol"},
+                      refused_client_case{"Tls12CbcOnly", TLS1_2_VERSION,
+                                          "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384",
+                                          "no shared cipher"},
+                      refused_client_case{"Tls12NoForwardSecrecy", TLS1_2_VERSION,
+                                          "AES128-GCM-SHA256:AES256-GCM-SHA384", "no shared cipher"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST_F(InterceptHandshakeTest, ModernTls12ClientIsAccepted) {
@@ -249,15 +245,13 @@ TEST_F(InterceptHandshakeTest, IntermediateCaIsSentAsChain) {
   auto root_key = make_key();
   auto root = make_cert(root_key.get(), cert_spec{.cn = "root"});
   auto inter_key = make_key();
-  auto inter =
-      make_cert(inter_key.get(), cert_spec{.cn = "intermediate"}, root.get(), root_key.get());
+  auto inter = make_cert(inter_key.get(), cert_spec{.cn = "intermediate"}, root.get(), root_key.get());
   write_file(dir_.file("root.crt"), cert_pem(root.get()), 0644);
   write_file(dir_.file("inter.crt"), cert_pem(inter.get()), 0644);
   write_file(dir_.file("inter.key"), key_pem(inter_key.get()), 0600);
-  const auto inter_ca =
-      certificate_authority::load_or_create(dir_.file("inter.crt"), dir_.file("inter.key"));
+  const auto inter_ca = certificate_authority::load_or_create(dir_.file("inter.crt"), dir_.file("inter.key"));
   leaf_cache cache(inter_ca);
-  auto server_ctx = make_intercept_context(cache, nullptr);  // no predicate: every name
+  auto server_ctx = make_intercept_context(cache, nullptr);               // no predicate: every name
   auto client_ctx = make_upstream_context(dir_.file("root.crt"), false);  // trusts the root only
 
   auto client = client_for("acme.okta.com", client_ctx);

@@ -20,8 +20,7 @@ using std::chrono::seconds;
 class LeafCacheTest : public ::testing::Test {
  protected:
   temp_dir dir_;
-  certificate_authority ca_ =
-      certificate_authority::load_or_create(dir_.file("ca.crt"), dir_.file("ca.key"));
+  certificate_authority ca_ = certificate_authority::load_or_create(dir_.file("ca.crt"), dir_.file("ca.key"));
   // Whole seconds, as certificates store them, so validity windows compare exactly; "now"
   // because the freshly created CA is only valid from now on.
   const std::time_t start_time = std::time(nullptr);
@@ -43,8 +42,7 @@ TEST_F(LeafCacheTest, DnsLeafHasExactlyTheHostAsSanAndServerExtensions) {
   EXPECT_EQ(X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(ca_.certificate())), 0);
   // AKI names the CA's key, so chains build even when several sidecar CAs share a subject.
   ASSERT_NE(X509_get0_authority_key_id(x), nullptr);
-  EXPECT_EQ(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(x),
-                                  X509_get0_subject_key_id(ca_.certificate())),
+  EXPECT_EQ(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(x), X509_get0_subject_key_id(ca_.certificate())),
             0);
   // Every leaf certifies the one in-memory leaf key.
   EXPECT_EQ(EVP_PKEY_eq(X509_get0_pubkey(x), cache_.leaf_key()), 1);
@@ -73,12 +71,10 @@ TEST_F(LeafCacheTest, SerialsAreRandom128BitPositive) {
 TEST_F(LeafCacheTest, LeafVerifiesAgainstTheCaForItsHostOnly) {
   const auto leaf = cache_.get("acme.okta.com");
   ASSERT_NE(leaf, nullptr);
-  EXPECT_EQ(verify_leaf(leaf.get(), ca_.certificate(), "acme.okta.com", false, start_time),
-            X509_V_OK);
+  EXPECT_EQ(verify_leaf(leaf.get(), ca_.certificate(), "acme.okta.com", false, start_time), X509_V_OK);
   EXPECT_EQ(verify_leaf(leaf.get(), ca_.certificate(), "other.okta.com", false, start_time),
             X509_V_ERR_HOSTNAME_MISMATCH);
-  EXPECT_EQ(verify_leaf(leaf.get(), ca_.certificate(), "acme.okta.com", false,
-                        start_time + 7 * 86400 + 1),
+  EXPECT_EQ(verify_leaf(leaf.get(), ca_.certificate(), "acme.okta.com", false, start_time + 7 * 86400 + 1),
             X509_V_ERR_CERT_HAS_EXPIRED);
 }
 
@@ -94,15 +90,13 @@ TEST_P(LeafCacheIpTest, IpLiteralsGetAnIpSan) {
   const auto leaf = cache_.get(GetParam().input);
   ASSERT_NE(leaf, nullptr);
   EXPECT_EQ(subject_alt_names(leaf.get()), std::vector<std::string>{GetParam().san});
-  EXPECT_EQ(verify_leaf(leaf.get(), ca_.certificate(), GetParam().verify_as, true, start_time),
-            X509_V_OK);
+  EXPECT_EQ(verify_leaf(leaf.get(), ca_.certificate(), GetParam().verify_as, true, start_time), X509_V_OK);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, LeafCacheIpTest,
-    ::testing::Values(ip_case{"127.0.0.1", "IP:127.0.0.1", "127.0.0.1"},
-                      ip_case{"::1", "IP:::1", "::1"}, ip_case{"[::1]", "IP:::1", "::1"},
-                      ip_case{"[2001:DB8:0::1]", "IP:2001:db8::1", "2001:db8::1"}));
+INSTANTIATE_TEST_SUITE_P(Cases, LeafCacheIpTest,
+                         ::testing::Values(ip_case{"127.0.0.1", "IP:127.0.0.1", "127.0.0.1"},
+                                           ip_case{"::1", "IP:::1", "::1"}, ip_case{"[::1]", "IP:::1", "::1"},
+                                           ip_case{"[2001:DB8:0::1]", "IP:2001:db8::1", "2001:db8::1"}));
 
 TEST_F(LeafCacheTest, SpellingsOfOneHostShareOneLeaf) {
   const auto a = cache_.get("acme.okta.com");
@@ -171,8 +165,7 @@ TEST_F(LeafCacheTest, BoundaryLengthNamesAreAccepted) {
   EXPECT_NE(cache_.get("1password.com"), nullptr);
 }
 
-class LeafCacheInvalidHostTest : public LeafCacheTest,
-                                 public ::testing::WithParamInterface<std::string> {};
+class LeafCacheInvalidHostTest : public LeafCacheTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(LeafCacheInvalidHostTest, IsRefusedWithAMessage) {
   std::string error;
@@ -185,13 +178,13 @@ TEST_P(LeafCacheInvalidHostTest, IsRefusedWithAMessage) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, LeafCacheInvalidHostTest,
-    ::testing::Values("", ".", "[]", "-acme.okta.com", "acme-.okta.com", "acme..okta.com",
-                      ".okta.com", "ac me.okta.com", "acme_1.okta.com", "*.okta.com",
-                      "acme.okta.com/x", "acme.okta.com:443", "acme.okta.com,DNS:evil.com",
-                      std::string("acme\0.okta.com", 14), std::string(64, 'a') + ".com",
+    ::testing::Values("", ".", "[]", "-acme.okta.com", "acme-.okta.com", "acme..okta.com", ".okta.com",
+                      "ac me.okta.com", "acme_1.okta.com", "*.okta.com", "acme.okta.com/x",
+                      "acme.okta.com:443", "acme.okta.com,DNS:evil.com", std::string("acme\0.okta.com", 14),
+                      std::string(64, 'a') + ".com",
                       // 254 characters: one over the DNS limit (RFC 1035 §2.3.4)
-                      std::string(251, 'a').insert(63, ".").insert(127, ".").insert(191, "."),
-                      "10.1", "127.1", "1.2.3.256", "[::1", "fe80::1%eth0", "1:2:3:4:5:6:7:8:9",
+                      std::string(251, 'a').insert(63, ".").insert(127, ".").insert(191, "."), "10.1",
+                      "127.1", "1.2.3.256", "[::1", "fe80::1%eth0", "1:2:3:4:5:6:7:8:9",
                       "\xc3\xa9.okta.com"));
 
 TEST_F(LeafCacheTest, ConcurrentFirstUseMintsOnce) {
@@ -221,12 +214,10 @@ TEST_F(LeafCacheTest, RootCaIsNotSentAsChainButAnIntermediateIs) {
   auto root_key = make_key();
   auto root = make_cert(root_key.get(), cert_spec{.cn = "root"});
   auto inter_key = make_key();
-  auto inter =
-      make_cert(inter_key.get(), cert_spec{.cn = "intermediate"}, root.get(), root_key.get());
+  auto inter = make_cert(inter_key.get(), cert_spec{.cn = "intermediate"}, root.get(), root_key.get());
   write_file(dir_.file("inter.crt"), cert_pem(inter.get()), 0644);
   write_file(dir_.file("inter.key"), key_pem(inter_key.get()), 0600);
-  const auto inter_ca =
-      certificate_authority::load_or_create(dir_.file("inter.crt"), dir_.file("inter.key"));
+  const auto inter_ca = certificate_authority::load_or_create(dir_.file("inter.crt"), dir_.file("inter.key"));
   leaf_cache cache(inter_ca);
   ASSERT_NE(cache.chain_certificate(), nullptr);
   EXPECT_EQ(X509_cmp(cache.chain_certificate(), inter.get()), 0);

@@ -136,27 +136,25 @@ inline std::string key_pem(EVP_PKEY* key, const char* passphrase = nullptr) {
 }
 
 inline x509_ptr parse_cert(const std::string& pem) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
+                                                &BIO_free);
   return x509_ptr(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
 }
 
 // The SAN entries as "DNS:name" / "IP:address" strings.
 inline std::vector<std::string> subject_alt_names(X509* cert) {
   std::vector<std::string> out;
-  auto* names =
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
     if (name->type == GEN_DNS) {
-      out.push_back("DNS:" + std::string(reinterpret_cast<const char*>(
-                                             ASN1_STRING_get0_data(name->d.dNSName)),
-                                         ASN1_STRING_length(name->d.dNSName)));
+      out.push_back("DNS:" +
+                    std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(name->d.dNSName)),
+                                ASN1_STRING_length(name->d.dNSName)));
     } else if (name->type == GEN_IPADD) {
       const unsigned char* bytes = ASN1_STRING_get0_data(name->d.iPAddress);
       char text[64] = {};
-      inet_ntop(ASN1_STRING_length(name->d.iPAddress) == 4 ? AF_INET : AF_INET6, bytes, text,
-                sizeof text);
+      inet_ntop(ASN1_STRING_length(name->d.iPAddress) == 4 ? AF_INET : AF_INET6, bytes, text, sizeof text);
       out.push_back(std::string("IP:") + text);
     } else {
       out.push_back("other");
@@ -178,8 +176,7 @@ inline std::time_t asn1_to_time(const ASN1_TIME* t) {
 }
 
 // Chain verification as a TLS client does it: trust `ca`, purpose serverAuth, host or IP check.
-inline int verify_leaf(X509* leaf, X509* ca, const std::string& host, bool is_ip,
-                       std::time_t at = 0) {
+inline int verify_leaf(X509* leaf, X509* ca, const std::string& host, bool is_ip, std::time_t at = 0) {
   std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), &X509_STORE_free);
   X509_STORE_add_cert(store.get(), ca);
   std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(),

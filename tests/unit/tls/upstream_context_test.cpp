@@ -45,38 +45,38 @@ std::string a_ca_pem() {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, TrustFileTest,
-    ::testing::Values(
-        trust_file_case{"Missing", [](const temp_dir& d) { return d.file("absent.pem"); },
-                        "cannot be read (No such file or directory)"},
-        trust_file_case{"Directory", [](const temp_dir& d) { return d.path(); }, "is a directory"},
-        trust_file_case{"Empty",
-                        [](const temp_dir& d) {
-                          write_file(d.file("empty.pem"), "", 0644);
-                          return d.file("empty.pem");
-                        },
-                        "is empty"},
-        trust_file_case{"NotPem",
-                        [](const temp_dir& d) {
-                          write_file(d.file("junk.pem"), "hello\n", 0644);
-                          return d.file("junk.pem");
-                        },
-                        "contains no PEM certificate"},
-        trust_file_case{"OnlyAKey",
-                        [](const temp_dir& d) {
-                          write_file(d.file("key.pem"), key_pem(make_key().get()), 0644);
-                          return d.file("key.pem");
-                        },
-                        "contains no PEM certificate"},
-        trust_file_case{"BrokenSecondCertificate",
-                        [](const temp_dir& d) {
-                          write_file(d.file("bundle.pem"),
-                                     a_ca_pem() +
-                                         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END "
-                                         "CERTIFICATE-----\n",
-                                     0644);
-                          return d.file("bundle.pem");
-                        },
-                        "certificate #2 is not valid PEM"}),
+    ::testing::Values(trust_file_case{"Missing", [](const temp_dir& d) { return d.file("absent.pem"); },
+                                      "cannot be read (No such file or directory)"},
+                      trust_file_case{"Directory", [](const temp_dir& d) { return d.path(); },
+                                      "is a directory"},
+                      trust_file_case{"Empty",
+                                      [](const temp_dir& d) {
+                                        write_file(d.file("empty.pem"), "", 0644);
+                                        return d.file("empty.pem");
+                                      },
+                                      "is empty"},
+                      trust_file_case{"NotPem",
+                                      [](const temp_dir& d) {
+                                        write_file(d.file("junk.pem"), "hello\n", 0644);
+                                        return d.file("junk.pem");
+                                      },
+                                      "contains no PEM certificate"},
+                      trust_file_case{"OnlyAKey",
+                                      [](const temp_dir& d) {
+                                        write_file(d.file("key.pem"), key_pem(make_key().get()), 0644);
+                                        return d.file("key.pem");
+                                      },
+                                      "contains no PEM certificate"},
+                      trust_file_case{"BrokenSecondCertificate",
+                                      [](const temp_dir& d) {
+                                        write_file(d.file("bundle.pem"),
+                                                   a_ca_pem() +
+                                                       "-----BEGIN CERTIFICATE-----\nAAAA\n-----END "
+                                                       "CERTIFICATE-----\n",
+                                                   0644);
+                                        return d.file("bundle.pem");
+                                      },
+                                      "certificate #2 is not valid PEM"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(UpstreamContextTest, BundleWithSeveralCertificatesAndCommentsLoads) {
@@ -148,8 +148,7 @@ class UpstreamResumptionTest : public ::testing::Test {
   }
 
   temp_dir dir_;
-  certificate_authority ca_ =
-      certificate_authority::load_or_create(dir_.file("ca.crt"), dir_.file("ca.key"));
+  certificate_authority ca_ = certificate_authority::load_or_create(dir_.file("ca.crt"), dir_.file("ca.key"));
   leaf_cache cache_{ca_};
   ssl::context server_ctx_ = make_intercept_context(cache_, nullptr);
   ssl::context client_ctx_ = make_upstream_context(dir_.file("ca.crt"), false);

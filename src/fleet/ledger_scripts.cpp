@@ -1,0 +1,125 @@
+#include "okta_sidecar/fleet/ledger_scripts.hpp"
+
+namespace okta_sidecar::fleet {
+
+// Per (tenant host, bucket): the newest window's limit, reset (Okta's epoch seconds, which
+// orders windows the same way for every sidecar), its end on Redis's clock, the tokens leased
+// in it (`used`) and the part of Limit a 429 showed is not ours (`foreign`, the token share).
+// Observations merge as in bucket.cpp (after Okta's Terraform provider, okta/internal/apimutex):
+// a larger reset starts a new window; an older one is stale; the same window keeps the minimum
+// Remaining, i.e. the largest use. Leased tokens are never given
+// back: unused ones die with the window (its `used` is forgotten when the next one is adopted).
+// Unknown or just-ended windows are opened by one probe at a time, fleet-wide.
+const std::string_view lease_script = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local k = KEYS[1]
+local want = tonumber(ARGV[1])
+local window_ms = tonumber(ARGV[8])
+local probe_ms = tonumber(ARGV[9])
+local f = redis.call('HMGET', k, 'limit', 'used', 'reset', 'reset_at', 'probe_until', 'foreign')
+local limit = tonumber(f[1])
+local used = tonumber(f[2]) or 0
+local reset = tonumber(f[3])
+local reset_at = tonumber(f[4])
+local probe_until = tonumber(f[5]) or 0
+local foreign = tonumber(f[6]) or 0
+
+if ARGV[2] == '1' then
+  local ol = tonumber(ARGV[3])
+  local orem = tonumber(ARGV[4])
+  local oreset = tonumber(ARGV[5])
+  local oin = tonumber(ARGV[6])
+  local orej = ARGV[7] == '1'
+  if orej and orem > 0 then foreign = math.max(foreign, orem) end
+  if reset == nil or oreset > reset then
+    if ol > 0 then limit = ol elseif limit == nil then limit = orem end
+    reset = oreset
+    reset_at = now + oin
+    used = math.max(0, limit - orem)
+    probe_until = 0
+  elseif oreset < reset then
+    -- a slow answer from a past window (a window's reset never changes)
+  else
+    if limit == nil then limit = math.max(ol, orem) end
+    used = math.max(used, limit - orem)
+    if orej and reset_at ~= nil and reset_at <= now then reset_at = now + 1000 end
+  end
+end
+if limit ~= nil and foreign > limit - 1 then foreign = math.max(0, limit - 1) end
+
+local granted, probe, retry = 0, 0, 0
+if reset_at == nil or now >= reset_at then
+  if want > 0 then
+    if now >= probe_until then
+      granted = 1
+      probe = 1
+      probe_until = now + probe_ms
+    else
+      retry = math.min(probe_until - now, 20)
+    end
+  end
+else
+  local left = math.max(0, limit - foreign) - used
+  if want > 0 then
+    if left > 0 then
+      granted = math.min(want, left)
+      used = used + granted
+    else
+      retry = reset_at - now
+    end
+  end
+end
+
+local fields = {'used', used, 'probe_until', probe_until, 'foreign', foreign}
+if limit ~= nil then table.insert(fields, 'limit'); table.insert(fields, limit) end
+if reset ~= nil then table.insert(fields, 'reset'); table.insert(fields, reset) end
+if reset_at ~= nil then table.insert(fields, 'reset_at'); table.insert(fields, reset_at) end
+redis.call('HSET', k, unpack(fields))
+redis.call('PEXPIRE', k, window_ms * 10)
+
+local left_out, reset_in = 0, -1
+if reset_at ~= nil and now < reset_at then
+  left_out = math.max(0, math.max(0, limit - foreign) - used)
+  reset_in = reset_at - now
+end
+return {granted, probe, limit or -1, left_out, reset or -1, reset_in, retry}
+)lua";
+
+// Every sidecar is a member with an expiry; its in-flight count per host carries the same
+// expiry, so a sidecar that dies stops holding slots within ttl_ms. Each other member holds at
+// least its fair share (cap / members) or what it really has in flight, whichever is larger:
+// the sum of all allowances then stays within the tenant's cap.
+const std::string_view heartbeat_script = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local cap = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, id)
+redis.call('PEXPIRE', KEYS[1], ttl * 10)
+local n = redis.call('ZCARD', KEYS[1])
+local fair = math.floor(cap / n)
+local out = {n}
+for i = 2, #KEYS do
+  redis.call('HSET', KEYS[i], id, ARGV[i + 2] .. ':' .. (now + ttl))
+  redis.call('PEXPIRE', KEYS[i], ttl * 10)
+  local all = redis.call('HGETALL', KEYS[i])
+  local others = 0
+  for j = 1, #all, 2 do
+    if all[j] ~= id then
+      local c, exp = string.match(all[j + 1], '^(%d+):(%d+)$')
+      if c == nil or tonumber(exp) <= now then
+        redis.call('HDEL', KEYS[i], all[j])
+      else
+        others = others + math.max(tonumber(c), fair)
+      end
+    end
+  end
+  out[#out + 1] = others
+end
+return out
+)lua";
+
+}  // namespace okta_sidecar::fleet
