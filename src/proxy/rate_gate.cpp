@@ -24,29 +24,32 @@ rate_gate::rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, con
       timer_strand_(asio::make_strand(ioc)),
       wake_timer_(timer_strand_) {}
 
-asio::awaitable<rate_gate::result> rate_gate::admit(const ratelimit::admission_request& req) {
-  auto ex = co_await asio::this_coro::executor;
-  std::shared_ptr<waiter> w;
-  ratelimit::verdict v;
-  {
-    std::lock_guard lock(mu_);
-    const auto now = clock_.now();
-    v = scheduler_.submit(req, now);
-    if (v.kind == ratelimit::verdict_kind::queue) {
-      w = std::make_shared<waiter>(ex);
-      waiters_.emplace(v.id, w);
-    }
-    pump_locked(now);
-  }
+rate_gate::submitted rate_gate::submit(const ratelimit::admission_request& req, asio::any_io_executor ex) {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.now();
+  const auto v = scheduler_.submit(req, now);
+  submitted out;
   switch (v.kind) {
     case ratelimit::verdict_kind::admit:
-      co_return result{outcome::admitted, v.id, {}};
+      out.res = result{outcome::admitted, v.id, {}};
+      break;
     case ratelimit::verdict_kind::reject:
-      co_return result{outcome::rejected, v.id, v.retry_after};
+      out.res = result{outcome::rejected, v.id, v.retry_after};
+      break;
     case ratelimit::verdict_kind::queue:
+      // Registered under the same lock as the submit, so no verdict can slip past it.
+      out.parked = std::make_shared<waiter>(std::move(ex));
+      waiters_.emplace(v.id, out.parked);
+      out.res = result{outcome::queued, v.id, {}};
       break;
   }
-  co_return co_await wait(v.id, std::move(w));
+  pump_locked(now);
+  return out;
+}
+
+asio::awaitable<rate_gate::result> rate_gate::wait(const submitted& s) {
+  if (s.res.kind != outcome::queued) co_return s.res;
+  co_return co_await wait(s.res.id, s.parked);
 }
 
 asio::awaitable<rate_gate::result> rate_gate::wait_again(ratelimit::ticket id) {

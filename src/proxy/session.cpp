@@ -381,7 +381,6 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
       res.body().size = 0;
       res.body().more = false;
     }
-    const auto size = res.body().size;
     lowest(down).expires_after(idle);
     auto [wec, wn] = co_await bhttp::async_write(down, sr, use_tuple);
     if (wec == bhttp::error::need_buffer) wec = {};
@@ -620,7 +619,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     // Admission: now, after a wait in the queue, or a local 429.
     if (!admitted) {
       const auto queued_at = svc.clock.now();
-      auto res = co_await admit_watching(c, down, svc.gate.admit(areq));
+      auto sub = svc.gate.submit(areq, co_await asio::this_coro::executor);
+      auto res = sub.res;
+      if (res.kind == rate_gate::outcome::queued) res = co_await admit_watching(c, down, svc.gate.wait(sub));
       if (res.kind == rate_gate::outcome::cancelled) {
         svc.metrics.admissions.with({key.host, key.bucket, "cancelled"}).inc();
         rec.status = 499;

@@ -22,7 +22,7 @@ namespace asio = boost::asio;
 
 class rate_gate {
  public:
-  enum class outcome { admitted, rejected, cancelled };
+  enum class outcome { admitted, rejected, cancelled, queued };
   struct result {
     outcome kind = outcome::admitted;
     ratelimit::ticket id = 0;
@@ -34,9 +34,17 @@ class rate_gate {
   rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, const clock_source& clock,
             std::unique_ptr<ratelimit::bucket_store> store = nullptr);
 
-  // Submits and, when queued, waits for the scheduler's verdict. Cancelling the awaiting
-  // operation (the client went away) removes the request from the queue.
-  asio::awaitable<result> admit(const ratelimit::admission_request&);
+  struct waiter;
+  // The scheduler's verdict now: admitted, rejected, or queued with `parked` set, to be
+  // awaited with wait(). Most requests are admitted at once and never suspend.
+  struct submitted {
+    result res;
+    std::shared_ptr<waiter> parked;
+  };
+  submitted submit(const ratelimit::admission_request&, asio::any_io_executor ex);
+  // Waits for a queued request's verdict. Cancelling the awaiting operation (the client went
+  // away) removes the request from the queue.
+  asio::awaitable<result> wait(const submitted&);
   // After on_response said `requeued`: waits for the ticket's turn again.
   asio::awaitable<result> wait_again(ratelimit::ticket);
 
@@ -54,7 +62,6 @@ class rate_gate {
   void drain();
 
  private:
-  struct waiter;
   asio::awaitable<result> wait(ratelimit::ticket, std::shared_ptr<waiter>);
   void pump_locked(time_point now);
   void finish_locked(ratelimit::ticket, outcome, duration retry_after);
