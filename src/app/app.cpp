@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <csignal>
 #include <optional>
 #include <thread>
 
@@ -248,14 +249,6 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   server->start();
   admin_srv->start();
   if (fleet) fleet->start();
-  log.info(event("ready")
-               .with("listen", endpoint_text(server->local_endpoint()))
-               .with("admin_listen", endpoint_text(admin_srv->local_endpoint()))
-               .with("version", version)
-               .with("threads", threads)
-               .with("ca_cert", cfg.ca.cert_file));
-  admin::notify_ready();
-  admin::notify_status("serving");
 
   // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings. The pings go
   // on through the drain (it ends with ioc.stop()): systemd keeps the watchdog armed while the
@@ -277,12 +270,18 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
 
   int exit_code = 0;
   auto drain = [&]() -> asio::awaitable<void> {
+    // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
+    // "draining" must not find the port still taking connections.
+    server->stop_accepting();
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (!server->listener_closed()) {
+      t.expires_after(milliseconds(1));
+      co_await t.async_wait(use_tuple);
+    }
     svc.draining.store(true);
     admin::notify_stopping();
     log.info(
         event("draining").with("open_connections", server->active_sessions()).with("queued", gate.queued()));
-    server->stop_accepting();
-    asio::steady_timer t(co_await asio::this_coro::executor);
     const auto deadline = clock.now() + milliseconds(svc.rt.load()->cfg.client.drain_timeout_ms);
     while (server->active_sessions() > 0 && clock.now() < deadline) {
       server->close_idle_sessions();
@@ -355,6 +354,16 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   };
   signals.async_wait(on_signal);
 
+  // Ready only once SIGTERM/SIGHUP are handled: a supervisor may signal right after READY=1.
+  log.info(event("ready")
+               .with("listen", endpoint_text(server->local_endpoint()))
+               .with("admin_listen", endpoint_text(admin_srv->local_endpoint()))
+               .with("version", version)
+               .with("threads", threads)
+               .with("ca_cert", cfg.ca.cert_file));
+  admin::notify_ready();
+  admin::notify_status("serving");
+
   std::vector<std::thread> pool_threads;
   for (unsigned i = 1; i < threads; ++i) {
     pool_threads.emplace_back([&ioc, &log, &exit_code] {
@@ -375,6 +384,12 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     ioc.stop();
   }
   for (auto& t : pool_threads) t.join();
+  // The drain is over and we are tearing down: a repeated SIGTERM/SIGINT (supervisors resend
+  // them) must not turn a clean exit into death by signal once the signal_set is gone.
+  boost::system::error_code ignored;
+  signals.clear(ignored);  // Asio restores SIG_DFL here, so ignore after it
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
   log.flush();
   return exit_code;
 }

@@ -85,6 +85,7 @@ void server::stop_accepting() {
   asio::post(acceptor_.get_executor(), [this] {
     boost::system::error_code ec;
     acceptor_.close(ec);
+    listener_closed_.store(true);
   });
 }
 

@@ -393,6 +393,10 @@ class StreamingTest(unittest.TestCase):
         # Streaming relays 16 KiB at a time; a body that was buffered instead would add at
         # least 10 MiB (20 if both ways). 3 MiB leaves room for the allocator keeping freed
         # TLS record buffers and the 1 MiB replay buffer's high-water mark, but not for a copy.
+        if os.environ.get("OKTA_SIDECAR_SANITIZED"):
+            # ASan's allocator quarantines freed memory, so the high-water mark measures the
+            # quarantine, not the relay; the release stage asserts the bound.
+            self.skipTest(f"memory bound not meaningful under a sanitizer (growth {growth_kib} KiB)")
         self.assertLess(growth_kib, 3 * 1024)
 
 

@@ -33,6 +33,8 @@ class server {
   asio::ip::tcp::endpoint local_endpoint() const { return local_; }
   void start();
   void stop_accepting();
+  // True once the listening socket is closed (stop_accepting() closes it on its strand).
+  bool listener_closed() const { return listener_closed_.load(); }
   void close_idle_sessions();
   void cancel_all_sessions();
   std::size_t active_sessions() const { return active_.load(); }
@@ -46,6 +48,7 @@ class server {
   asio::ip::tcp::endpoint local_;
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> accepting_{true};
+  std::atomic<bool> listener_closed_{false};
   mutable std::mutex mu_;
   std::unordered_map<std::uint64_t, std::shared_ptr<session_control>> sessions_;
   std::uint64_t next_id_ = 1;
