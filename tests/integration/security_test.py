@@ -299,7 +299,9 @@ class SmugglingTest(unittest.TestCase):
                 self.assertEqual(status, 400, f"{name}: {body[:200]!r}")
                 self.assertEqual(hdr(headers, "X-Okta-Sidecar-Error"), "bad_request")
                 self.assertTrue(closed, "the connection cannot be trusted after a bad head")
-        self.assertEqual(upstream_seen(), before)
+        # "Never forwarded" is the simulator's request count; its connection count can move
+        # when an earlier test's pooled connection is re-established, which forwards nothing.
+        self.assertEqual(upstream_seen()[0], before[0], f"forwarded: {before} -> {upstream_seen()}")
         print(f"\n[figure] smuggling head vectors tried: {len(HEAD_VECTORS)} (absolute-form)")
 
     def test_head_vectors_inside_intercepted_tunnel(self) -> None:

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,8 +14,12 @@ namespace okta_sidecar::config {
 namespace {
 
 std::string read_example() {
-  const auto path =
-      std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." / "config" / "okta-sidecar.json";
+  // ctest passes the source tree; __FILE__ is only a fallback, since ccache's base_dir makes
+  // it relative to the build directory.
+  const char* root = std::getenv("OKTA_SIDECAR_SOURCE_DIR");
+  const auto path = root ? std::filesystem::path(root) / "config" / "okta-sidecar.json"
+                         : std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." / "config" /
+                               "okta-sidecar.json";
   std::ifstream in(path);
   EXPECT_TRUE(in) << "cannot open " << path;
   std::stringstream ss;

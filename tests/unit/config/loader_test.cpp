@@ -91,7 +91,7 @@ constexpr std::string_view every_key = R"({
             "budget_fraction": 0.5},
   "auth": {"reject_expired_locally": true},
   "fleet": {"redis": "redis://u:p@redis:6379/2", "key_prefix": "acme:", "lease_size": 7,
-            "timeout_ms": 80, "expected_replicas": 3},
+            "timeout_ms": 80, "expected_replicas": 3, "fallback_share": 0.5},
   "log": {"level": "debug", "format": "text"},
   "client": {
     "header_timeout_ms": 4001,
@@ -155,6 +155,7 @@ TEST(ParseConfig, AcceptsEveryKey) {
   EXPECT_EQ(c.fleet->lease_size, 7u);
   EXPECT_EQ(c.fleet->timeout_ms, 80u);
   EXPECT_EQ(c.fleet->expected_replicas, 3u);
+  EXPECT_DOUBLE_EQ(c.fleet->fallback_share, 0.5);
   EXPECT_EQ(c.log.level, "debug");
   EXPECT_EQ(c.log.format, "text");
   EXPECT_EQ(c.client.header_timeout_ms, 4001u);
