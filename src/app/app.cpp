@@ -258,7 +258,8 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     asio::co_spawn(
         control,
         [interval]() -> asio::awaitable<void> {
-          asio::steady_timer t(co_await asio::this_coro::executor);
+          const auto t_ex = co_await asio::this_coro::executor;
+          asio::steady_timer t(t_ex);
           for (;;) {
             admin::notify_watchdog();
             t.expires_after(*interval);
@@ -273,7 +274,8 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
     // "draining" must not find the port still taking connections.
     server->stop_accepting();
-    asio::steady_timer t(co_await asio::this_coro::executor);
+    const auto t_ex = co_await asio::this_coro::executor;
+    asio::steady_timer t(t_ex);
     while (!server->listener_closed()) {
       t.expires_after(milliseconds(1));
       co_await t.async_wait(use_tuple);

@@ -162,7 +162,8 @@ asio::awaitable<void> watch_client_gone(tcp::socket& sock) {
   char byte;
   const ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
-  asio::steady_timer forever(co_await asio::this_coro::executor, time_point::max());
+  const auto forever_ex = co_await asio::this_coro::executor;
+  asio::steady_timer forever(forever_ex, time_point::max());
   co_await forever.async_wait(use_tuple);
 }
 
@@ -619,7 +620,10 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     // Admission: now, after a wait in the queue, or a local 429.
     if (!admitted) {
       const auto queued_at = svc.clock.now();
-      auto sub = svc.gate.submit(areq, co_await asio::this_coro::executor);
+      // The executor is a named local: GCC 12 may destroy a temporary that lives inside a
+      // co_await expression twice (the tunnel crash found earlier).
+      const auto ex = co_await asio::this_coro::executor;
+      auto sub = svc.gate.submit(areq, ex);
       auto res = sub.res;
       if (res.kind == rate_gate::outcome::queued) res = co_await admit_watching(c, down, svc.gate.wait(sub));
       if (res.kind == rate_gate::outcome::cancelled) {
@@ -738,7 +742,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                         .with("retry", may_retry));
       if (may_retry) {
         svc.metrics.retries.with({d.reason}).inc();
-        asio::steady_timer t(co_await asio::this_coro::executor, d.delay);
+        const auto t_ex = co_await asio::this_coro::executor;
+        asio::steady_timer t(t_ex, d.delay);
         co_await t.async_wait(use_tuple);
         continue;
       }
@@ -822,7 +827,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                                           svc.clock.now(), request_deadline, random01());
         if (d.retry && svc.breakers.try_spend_retry(svc.clock.now())) {
           svc.metrics.retries.with({d.reason}).inc();
-          asio::steady_timer t(co_await asio::this_coro::executor, d.delay);
+          const auto t_ex = co_await asio::this_coro::executor;
+          asio::steady_timer t(t_ex, d.delay);
           co_await t.async_wait(use_tuple);
           continue;
         }
