@@ -54,6 +54,13 @@ void append_decoded(std::string& out, std::string_view segment) {
         continue;
       }
     }
+    if (c == '%') {
+      // A '%' that starts no valid escape is written as "%25": kept bare, it could join a
+      // decoded neighbour into a new escape ("%3%31" -> "%31"), and normalising twice would
+      // then differ from normalising once (found by fuzz_classifier).
+      out += "%25";
+      continue;
+    }
     out.push_back(c);
   }
 }

@@ -41,8 +41,10 @@ INSTANTIATE_TEST_SUITE_P(
         // encoded dots are dots (decoded before segment resolution)
         path_case{"/api/v1/x/%2e%2e/users", "/api/v1/users"}, path_case{"/a/%2E/b", "/a/b"},
         // malformed escapes are kept as they are
-        path_case{"/a%", "/a%"}, path_case{"/a%4", "/a%4"}, path_case{"/a%zz", "/a%zz"},
-        path_case{"/a%%41", "/a%A"},
+        // A '%' that starts no valid escape becomes "%25", so the output is itself normal
+        // ("/%3%31" once gave "/%31", which a second pass turned into "/1": fuzz_classifier).
+        path_case{"/a%", "/a%25"}, path_case{"/a%4", "/a%254"}, path_case{"/a%zz", "/a%25zz"},
+        path_case{"/a%%41", "/a%25A"}, path_case{"/%3%31", "/%2531"}, path_case{"/%2531", "/%2531"},
         // absolute-form (RFC 9112 §3.2.2)
         path_case{"https://acme.okta.com/api/v1/users?x=1", "/api/v1/users"},
         path_case{"http://acme.okta.com", "/"}, path_case{"http://acme.okta.com?x", "/"}));
