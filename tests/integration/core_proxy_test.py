@@ -321,8 +321,23 @@ class KeepAliveTest(unittest.TestCase):
                 f"GET http://{HOST}/api/v1/users/p{i} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
                 for i in range(3))
             s.sendall(reqs)
+            # One buffered reader for all three answers: HTTPResponse(sock) makes a new buffer
+            # each time, and the first would swallow the bytes of the next answer.
+            reader = s.makefile("rb")
+
+            class _KeepOpen:  # HTTPResponse closes its reader after each body
+                def __getattr__(self, name):
+                    return getattr(reader, name)
+
+                def close(self):
+                    pass
+
+            class _Shared:
+                def makefile(self, *args, **kwargs):
+                    return _KeepOpen()
+
             for i in range(3):
-                resp = http.client.HTTPResponse(s)
+                resp = http.client.HTTPResponse(_Shared())
                 resp.begin()
                 self.assertEqual(resp.status, 200)
                 self.assertEqual(json.loads(resp.read())["path"], f"/api/v1/users/p{i}")
