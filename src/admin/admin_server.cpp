@@ -15,6 +15,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <condition_variable>
 #include <mutex>
 #include <okta_sidecar/embedded_dashboard_html.hpp>
 #include <string_view>
@@ -135,7 +136,9 @@ struct admin_server::state : std::enable_shared_from_this<admin_server::state> {
   const admin_options opts;
 
   std::mutex mu;
+  std::condition_variable listener_closed_cv;
   bool stopped = false;
+  bool listener_closed = false;
   bool started = false;
   std::unordered_map<admin_connection*, std::weak_ptr<admin_connection>> conns;
 };
@@ -275,11 +278,21 @@ void admin_server::stop() {
   asio::dispatch(state_->strand, [st = state_] {
     beast::error_code ignored;
     st->acceptor.close(ignored);
+    {
+      std::lock_guard lock(st->mu);
+      st->listener_closed = true;
+    }
+    st->listener_closed_cv.notify_all();
   });
   // Each close runs on its connection's strand, so it never races the session coroutine.
   for (auto& c : open) {
     asio::post(c->stream.get_executor(), [c] { close_connection(*c); });
   }
+}
+
+bool admin_server::wait_listener_closed(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mu);
+  return state_->listener_closed_cv.wait_for(lock, timeout, [&] { return state_->listener_closed; });
 }
 
 }  // namespace okta_sidecar::admin

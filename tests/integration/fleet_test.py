@@ -12,6 +12,7 @@ Run: cd tests/integration && OKTA_SIDECAR_BIN=.../okta-sidecar PYTHONPATH=../sup
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -279,6 +280,18 @@ class FleetTest(unittest.TestCase):
             batch.stop()
         return batch, bucket_figures(since)
 
+    def assert_no_client_errors(self, batch: Batch) -> None:
+        """Every request got a response; on failure, say which errors and what each sidecar logged."""
+        if not batch.errors:
+            return
+        lines = [f"{len(batch.errors)} client errors: {collections.Counter(batch.errors).most_common(5)}"]
+        for sc in batch.sidecars:
+            recs = sc.log_records()
+            notable = collections.Counter((r.get("level"), r.get("msg"), r.get("sidecar_error"), r.get("status"))
+                                          for r in recs)
+            lines.append(f"sidecar {sc.listen}: {notable.most_common(12)}")
+        self.fail("\n".join(lines))
+
     def report(self, name: str, batch: Batch, fig: dict) -> None:
         print(f"\n[fleet figures] {name}: clients {dict(sorted(batch.statuses.items()))} "
               f"errors {len(batch.errors)}; upstream {json.dumps(fig)}", file=sys.stderr)
@@ -290,7 +303,7 @@ class FleetTest(unittest.TestCase):
         self.wait_mode(scs, "shared", 10)
         batch, fig = self.run_batch(scs, WINDOW_S * BATCH_WINDOWS + 1.5)
         self.report("with redis", batch, fig)
-        self.assertEqual(batch.errors, [])
+        self.assert_no_client_errors(batch)
         self.assertEqual(set(batch.statuses), {200}, "no client-visible 429 or other error")
         self.assertGreaterEqual(fig["windows"], BATCH_WINDOWS - 1)
         self.assertLessEqual(fig["upstream_429_pct"], 0.5)
@@ -336,7 +349,7 @@ class FleetTest(unittest.TestCase):
         batch, fig = self.run_batch(scs, 0, during=chaos)
         fig["rejoin_s"] = timeline.get("rejoin_s")
         self.report("redis killed mid-batch", batch, fig)
-        self.assertEqual(batch.errors, [])
+        self.assert_no_client_errors(batch)
         self.assertEqual(set(batch.statuses), {200}, "no request fails because Redis failed")
         self.assertLessEqual(fig["upstream_429_pct"], 5.0)
         for sc in scs:

@@ -47,7 +47,7 @@ TENANTS = {
     "neighbour.okta.com": dict(limits={"users": 40}, latency=0.1),
     "deadline.okta.com": dict(limits={"users": 10}, window_seconds=5.0, skew=30.0),
     "config.okta.com": dict(limits={"users": 10}, window_seconds=5.0),
-    "concurrency.okta.com": dict(limits={"users": 100000}, concurrency_limit=20, latency=0.05),
+    "concurrency.okta.com": dict(limits={"users": 100000}, concurrency_limit=20, latency=0.25),
     "gone.okta.com": dict(limits={"users": 5}),
     "fair.okta.com": dict(limits={"users": 10}),
     "retry.okta.com": dict(limits={"users": 10}, record_headers=True),

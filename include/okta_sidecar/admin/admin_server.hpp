@@ -50,6 +50,9 @@ class admin_server {
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   void start();  // spawns the accept loop
   void stop();   // closes the acceptor and every open admin connection; idempotent, thread-safe
+  // stop() closes the listener on its strand, asynchronously; this waits (up to `timeout`)
+  // until it has, and says whether it has. Call it from outside the io_context's threads.
+  bool wait_listener_closed(std::chrono::milliseconds timeout);
 
   struct state;
 
