@@ -49,13 +49,13 @@ nlohmann::json opt(const std::optional<std::int64_t>& v) { return v ? nlohmann::
 fleet_service_settings fleet_service_settings::from_config(const config::config& c) {
   if (!c.fleet) throw std::runtime_error("fleet: not configured");
   fleet_service_settings s;
-  std::string why;
-  auto url = redis_url::parse(c.fleet->redis, &why);
-  if (!url) throw std::runtime_error("fleet.redis: " + why);
-  s.url = *url;
+  auto url = config::explain_redis_url(c.fleet->redis);
+  if (!url) throw std::runtime_error("fleet.redis: " + url.error);
+  s.url = *url.value;
+  s.redacted_url = config::redact_redis_url(c.fleet->redis);
   // Kubernetes hands secrets over as environment variables: the password need not sit in a
   // ConfigMap with the rest of the file.
-  if (s.url.password.empty()) {
+  if (s.url.password.value_or("").empty()) {
     if (const char* p = std::getenv("OKTA_SIDECAR_REDIS_PASSWORD"); p && *p) s.url.password = p;
   }
   s.key_prefix = c.fleet->key_prefix;
@@ -205,7 +205,7 @@ void fleet_service::wake() {
 
 void fleet_service::start() {
   log_.info(logging::event("fleet mode: sharing budgets through Redis")
-                .with("redis", settings_.url.redacted())
+                .with("redis", settings_.redacted_url)
                 .with("sidecar_id", settings_.sidecar_id)
                 .with("lease_size", settings_.store.lease_size)
                 .with("local_share", settings_.store.share()));
@@ -230,10 +230,9 @@ asio::awaitable<boost::system::error_code> fleet_service::setup() {
   auto ec = co_await conn_->connect(settings_.url, now + settings_.connect_timeout);
   if (ec) co_return ec;
   std::vector<std::string> cmds;
-  if (!settings_.url.password.empty()) {
-    cmds.push_back(settings_.url.user.empty()
-                       ? format_command({"AUTH", settings_.url.password})
-                       : format_command({"AUTH", settings_.url.user, settings_.url.password}));
+  if (const auto& pw = settings_.url.password; pw && !pw->empty()) {
+    cmds.push_back(settings_.url.user.empty() ? format_command({"AUTH", *pw})
+                                              : format_command({"AUTH", settings_.url.user, *pw}));
   }
   if (settings_.url.db != 0) cmds.push_back(format_command({"SELECT", std::to_string(settings_.url.db)}));
   cmds.push_back(format_command({"SCRIPT", "LOAD", lease_script}));
@@ -267,11 +266,11 @@ asio::awaitable<void> fleet_service::run() {
     const auto& h = shared_->core.health();
     if (h.mode() == fleet_mode::shared) {
       log_.info(logging::event("fleet: shared mode, budgets leased from Redis")
-                    .with("redis", settings_.url.redacted())
+                    .with("redis", settings_.redacted_url)
                     .with("rejoins", h.rejoins()));
     } else {
       log_.warn(logging::event("fleet: Redis unusable, local mode with a conservative share")
-                    .with("redis", settings_.url.redacted())
+                    .with("redis", settings_.redacted_url)
                     .with("reason", ratelimit::to_string(h.last_reason()))
                     .with("share", settings_.store.share())
                     .with("error", last_error_)
@@ -295,7 +294,7 @@ asio::awaitable<void> fleet_service::run() {
             // Once per outage (transitions are logged above; this covers a Redis down at start).
             log_.warn(
                 logging::event("fleet: cannot reach Redis, serving in local mode; retrying with backoff")
-                    .with("redis", settings_.url.redacted())
+                    .with("redis", settings_.redacted_url)
                     .with("error", last_error_));
             reported_down = true;
           }
@@ -436,7 +435,7 @@ nlohmann::json fleet_service::status() const {
   const auto& c = core.counters();
   nlohmann::json j;
   j["mode"] = ratelimit::to_string(h.mode());
-  j["redis"] = settings_.url.redacted();
+  j["redis"] = settings_.redacted_url;
   j["connected"] = connected_.load();
   j["sidecar_id"] = settings_.sidecar_id;
   j["replicas_seen"] = core.replicas_seen();

@@ -117,14 +117,14 @@ void redis_connection::close() {
   reader_ = std::make_unique<resp_reader>();
 }
 
-asio::awaitable<boost::system::error_code> redis_connection::connect(const redis_url& url,
+asio::awaitable<boost::system::error_code> redis_connection::connect(const config::redis_url& url,
                                                                      time_point deadline) {
   close();
   tcp::resolver resolver(ex_);
   // A named string, not a temporary inside the co_await: GCC 12 may destroy such temporaries
   // twice (the crash session.cpp's tunnel code hit).
-  const std::string port = std::to_string(url.port);
-  auto [rec, endpoints] = co_await resolver.async_resolve(url.host, port, use_tuple);
+  const std::string port = std::to_string(url.server.port);
+  auto [rec, endpoints] = co_await resolver.async_resolve(url.server.host, port, use_tuple);
   if (rec) co_return rec;
   beast::tcp_stream stream(ex_);
   stream.expires_at(deadline);
@@ -138,9 +138,9 @@ asio::awaitable<boost::system::error_code> redis_connection::connect(const redis
   if (!tls_ctx_) co_return asio::error::no_protocol_option;
   auto s = std::make_unique<asio::ssl::stream<beast::tcp_stream>>(std::move(stream), *tls_ctx_);
   // SNI and a certificate for the name we dialled (RFC 6125), as for Okta itself.
-  if (!SSL_set_tlsext_host_name(s->native_handle(), url.host.c_str()))
+  if (!SSL_set_tlsext_host_name(s->native_handle(), url.server.host.c_str()))
     co_return asio::error::invalid_argument;
-  s->set_verify_callback(asio::ssl::host_name_verification(url.host));
+  s->set_verify_callback(asio::ssl::host_name_verification(url.server.host));
   s->next_layer().expires_at(deadline);
   auto [hec] = co_await s->async_handshake(asio::ssl::stream_base::client, use_tuple);
   if (hec) co_return hec;

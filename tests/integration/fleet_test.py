@@ -250,9 +250,15 @@ class FleetTest(unittest.TestCase):
             cfg = {"threads": 2, "fleet": fleet,
                    "retry": {"max_attempts": 1}, "circuit_breaker": {"failure_threshold": 1000}}
             sc = sidecar.Sidecar(cfg, upstream_port=SIM.port, trust_file=PKI.ca_cert, env=env).start()
-            self.addCleanup(sc.stop)
+            self.addCleanup(self.stop_cleanly, sc)
             out.append(sc)
         return out
+
+    def stop_cleanly(self, sc: sidecar.Sidecar) -> None:
+        """A sidecar that died early (a crash, a sanitizer report) or did not drain fails the test."""
+        code = sc.stop()
+        if code != 0:
+            self.fail(f"okta-sidecar {sc.listen} exited with {code}; last log lines:\n" + "\n".join(sc.logs()[-60:]))
 
     def fleet_config(self, redis: RedisServer) -> dict:
         return {"redis": redis.url, "key_prefix": f"fleet-test-{uuid.uuid4().hex[:8]}:",
@@ -438,7 +444,7 @@ class FleetTest(unittest.TestCase):
         f = sc.admin_json("/status")["fleet"]
         self.assertTrue(f["connected"])
         self.assertNotIn("fleet-pw", json.dumps(f))
-        self.assertTrue(f["redis"].startswith("rediss://default:***@127.0.0.1:"), f["redis"])
+        self.assertTrue(f["redis"].startswith("rediss://default:****@127.0.0.1:"), f["redis"])
         self.assertGreater(f["lease_grants"], 0)
         w = wrong.admin_json("/status")["fleet"]
         self.assertEqual(w["mode"], "local", "a refused AUTH keeps the sidecar local, still serving")

@@ -20,7 +20,6 @@
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/config/config.hpp"
 #include "okta_sidecar/fleet/redis_connection.hpp"
-#include "okta_sidecar/fleet/redis_url.hpp"
 #include "okta_sidecar/logging/log.hpp"
 #include "okta_sidecar/metrics/registry.hpp"
 #include "okta_sidecar/ratelimit/bucket_store.hpp"
@@ -29,7 +28,8 @@
 namespace okta_sidecar::fleet {
 
 struct fleet_service_settings {
-  redis_url url;
+  config::redis_url url;     // fleet.redis, as the config loader validated it
+  std::string redacted_url;  // for logs and /status: the password never appears
   std::string key_prefix = "okta-sidecar:";
   ratelimit::fleet_settings store{};
   duration heartbeat_interval = std::chrono::milliseconds(100);

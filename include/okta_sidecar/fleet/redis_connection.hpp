@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "okta_sidecar/clock.hpp"
-#include "okta_sidecar/fleet/redis_url.hpp"
+#include "okta_sidecar/config/syntax.hpp"
 
 namespace okta_sidecar::fleet {
 
@@ -67,7 +67,7 @@ class redis_connection {
   ~redis_connection();
 
   // Resolves, connects (and does the TLS handshake) before `deadline`.
-  asio::awaitable<boost::system::error_code> connect(const redis_url& url, time_point deadline);
+  asio::awaitable<boost::system::error_code> connect(const config::redis_url& url, time_point deadline);
   // Writes every (formatted) command, then reads as many replies.
   asio::awaitable<boost::system::error_code> exec(const std::vector<std::string>& commands,
                                                   std::vector<redis_value>& replies, time_point deadline);
