@@ -408,11 +408,13 @@ asio::awaitable<void> send_buffered(conn_ctx& c, Stream& down, bhttp::response<b
   ok = !ec;
 }
 
-ratelimit::observation observe(conn_ctx& c, const bhttp::fields& f) {
+ratelimit::observation observe(conn_ctx& c, const std::string& host, const bhttp::fields& f) {
   auto v = views(f);
   std::vector<ratelimit::header_view> rv(v.begin(), v.end());
-  auto obs = ratelimit::parse_rate_limit_headers(rv, c.svc.clock.now(), c.svc.clock.wall_now());
-  if (obs.server_date_epoch) c.svc.okta_clock.observe(*obs.server_date_epoch, c.svc.clock.wall_now());
+  const auto wall = c.svc.clock.wall_now();
+  auto obs =
+      ratelimit::parse_rate_limit_headers(rv, c.svc.clock.now(), wall, c.svc.okta_clock.offset_bound(host));
+  if (obs.server_date_epoch) c.svc.okta_clock.observe(host, *obs.server_date_epoch, wall);
   return obs;
 }
 
@@ -770,7 +772,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     svc.metrics.upstream_responses.with({key.host, key.bucket, std::to_string(status)}).inc();
     svc.metrics.upstream_latency.with({key.host})
         .observe(std::chrono::duration<double>(svc.clock.now() - start).count());
-    const auto obs = observe(c, res);
+    const auto obs = observe(c, dest.origin.host, res);
     const auto outcome = resilience::classify_status(status);
     svc.breakers.record(dest.origin.host, outcome, guard.probe, svc.clock.now());
     guard.probe = false;

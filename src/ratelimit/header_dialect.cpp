@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cmath>
 #include <optional>
 
 #include "okta_sidecar/ratelimit/http_date.hpp"
+#include "okta_sidecar/ratelimit/okta_clock.hpp"
 
 namespace okta_sidecar::ratelimit {
 namespace {
@@ -73,8 +76,8 @@ bool has_letter(std::string_view s) {
 
 }  // namespace
 
-observation parse_rate_limit_headers(std::span<const header_view> headers, time_point now,
-                                     wall_time wall_now) {
+observation parse_rate_limit_headers(std::span<const header_view> headers, time_point now, wall_time wall_now,
+                                     std::optional<double> okta_offset) {
   observation o;
   std::optional<std::int64_t> reset, retry_seconds, retry_date;
   for (const auto& [name, raw_value] : headers) {
@@ -105,11 +108,13 @@ observation parse_rate_limit_headers(std::span<const header_view> headers, time_
     }
   }
 
-  // Okta's epoch values are read against Okta's own Date, as all four official SDKs do, so the
+  // Okta's epoch values are read against Okta's own clock, as all four official SDKs do, so the
   // skew between this machine's wall clock and Okta's cancels out; the local steady clock then
   // carries the remaining interval. Date is truncated to the second, so Okta's true time was
-  // up to 1 s later than Date says and (reset - Date) over-estimates the wait by up to 1 s
-  // (plus the response's one-way latency): the estimate errs late, which is the safe side.
+  // up to 1 s later than Date says: (reset - Date) over-estimates the wait by up to 1 s (plus
+  // the response's one-way latency), erring late, the safe side. The host's offset bound from
+  // earlier responses (okta_offset_bound) narrows that to milliseconds and still errs late;
+  // it is used only while it agrees with this Date (a stepped clock falls back to Date).
   // Without Date the local wall clock is the only reference and its skew goes uncorrected.
   // Seconds from the reference instant to `epoch`, or nullopt past the horizon (checked on
   // whole seconds first so that no duration arithmetic can overflow).
@@ -117,6 +122,15 @@ observation parse_rate_limit_headers(std::span<const header_view> headers, time_
     if (o.server_date_epoch) {
       const std::int64_t d = epoch - *o.server_date_epoch;
       if (d < -max_horizon_seconds || d > max_horizon_seconds) return std::nullopt;
+      if (okta_offset) {
+        const double wall = std::chrono::duration<double>(wall_now.time_since_epoch()).count();
+        const double own = static_cast<double>(*o.server_date_epoch) - wall;  // this Date's bound
+        if (std::fabs(*okta_offset - own) <= okta_offset_bound::step_seconds) {
+          const double okta_now = wall + std::max(own, *okta_offset);
+          return std::chrono::duration_cast<duration>(
+              std::chrono::duration<double>(static_cast<double>(epoch) - okta_now));
+        }
+      }
       return seconds{d};
     }
     const auto wall = std::chrono::floor<seconds>(wall_now.time_since_epoch()).count();

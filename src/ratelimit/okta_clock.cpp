@@ -39,4 +39,24 @@ std::int64_t okta_clock::okta_now_epoch(wall_time wall_now) const {
   return static_cast<std::int64_t>(std::floor(to_seconds(wall_now) + offset_.value_or(0.0)));
 }
 
+void okta_offset_bound::observe(std::int64_t server_date_epoch, wall_time received_at) {
+  const double received = to_seconds(received_at);
+  const double sample = static_cast<double>(server_date_epoch) - received;
+  const auto minute = static_cast<std::int64_t>(std::floor(received / 60.0));
+  if (const auto b = seconds(); b && std::fabs(sample - *b) > step_seconds) {
+    current_ = previous_ = slot{};  // a clock was stepped: the old samples say nothing now
+  }
+  if (!current_.set || minute != current_.minute) {
+    previous_ = current_.set && minute == current_.minute + 1 ? current_ : slot{};
+    current_ = slot{minute, sample, true};
+    return;
+  }
+  current_.bound = std::max(current_.bound, sample);
+}
+
+std::optional<double> okta_offset_bound::seconds() const {
+  if (!current_.set) return std::nullopt;
+  return previous_.set ? std::max(current_.bound, previous_.bound) : current_.bound;
+}
+
 }  // namespace okta_sidecar::ratelimit

@@ -9,7 +9,9 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/logging/log.hpp"
@@ -66,12 +68,27 @@ class diagnosis_log {
   std::deque<nlohmann::json> entries_;
 };
 
-// Okta's clock as estimated from Date headers, shared by rate limiting and auth diagnostics.
+// Okta's clock as estimated from Date headers: the smoothed estimate auth diagnostics read,
+// and each host's offset bound that places rate-limit resets.
 class shared_okta_clock {
  public:
-  void observe(std::int64_t server_date_epoch, wall_time received_at) {
+  static constexpr std::size_t max_hosts = 1024;  // hosts are allowlisted; this only bounds memory
+
+  // The host's bound before this response (what the response's headers are read with).
+  std::optional<double> offset_bound(const std::string& host) const {
+    std::lock_guard lock(mu_);
+    auto it = bounds_.find(host);
+    return it == bounds_.end() ? std::nullopt : it->second.seconds();
+  }
+  void observe(const std::string& host, std::int64_t server_date_epoch, wall_time received_at) {
     std::lock_guard lock(mu_);
     clock_.observe(server_date_epoch, received_at);
+    auto it = bounds_.find(host);
+    if (it == bounds_.end()) {
+      if (bounds_.size() >= max_hosts) return;
+      it = bounds_.emplace(host, ratelimit::okta_offset_bound{}).first;
+    }
+    it->second.observe(server_date_epoch, received_at);
   }
   std::int64_t now_epoch(wall_time wall_now) const {
     std::lock_guard lock(mu_);
@@ -81,6 +98,7 @@ class shared_okta_clock {
  private:
   mutable std::mutex mu_;
   ratelimit::okta_clock clock_;
+  std::unordered_map<std::string, ratelimit::okta_offset_bound> bounds_;
 };
 
 // Metric handles created once at start; hot paths use family::with() on these.

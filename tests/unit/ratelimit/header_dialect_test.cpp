@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -278,6 +279,46 @@ TEST_P(ParseRateLimitHeaders, Normalises) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ParseRateLimitHeaders, ::testing::ValuesIn(cases),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// The host's offset bound from earlier responses places the reset to the millisecond; this
+// response's Date alone would place it up to a second late.
+class ParseWithOffsetBound : public ::testing::Test {
+ protected:
+  // Okta answered at okta_t + 0.7 (Date says okta_t); the local clock is 30 s behind Okta.
+  const wall_time received{std::chrono::duration_cast<wall_clock::duration>(
+      std::chrono::duration<double>(static_cast<double>(okta_t) + 0.7 - 30.0))};
+  std::vector<std::pair<std::string, std::string>> headers{{"X-Rate-Limit-Limit", "100"},
+                                                           {"X-Rate-Limit-Remaining", "0"},
+                                                           {"X-Rate-Limit-Reset", num(okta_t + 10)},
+                                                           {"Date", date_at(okta_t)}};
+  observation parse(std::optional<double> bound) {
+    std::vector<header_view> views;
+    for (const auto& [n, v] : headers) views.emplace_back(n, v);
+    return parse_rate_limit_headers(views, now, received, bound);
+  }
+};
+
+TEST_F(ParseWithOffsetBound, WithoutABoundTheWholeSecondDateErrsLate) {
+  EXPECT_EQ(parse(std::nullopt).reset_at, now + seconds(10));
+}
+
+TEST_F(ParseWithOffsetBound, ABoundFromEarlierResponsesPlacesTheResetPrecisely) {
+  // Earlier responses showed okta - local >= 29.99 s: Okta's clock now reads >= okta_t + 0.69.
+  const auto got = parse(29.99).reset_at;
+  ASSERT_TRUE(got.has_value());
+  EXPECT_NEAR(std::chrono::duration<double>(*got - now).count(), 9.31, 1e-3);
+}
+
+TEST_F(ParseWithOffsetBound, ThisResponsesOwnDateStillBoundsAWeakerEstimate) {
+  // A bound below this Date's own (29.3 s) cannot move the reset later than Date does.
+  EXPECT_EQ(parse(29.0).reset_at, now + seconds(10));
+}
+
+TEST_F(ParseWithOffsetBound, ABoundThatDisagreesWithDateIsIgnored) {
+  // A clock was stepped since the bound was learned: Date decides.
+  EXPECT_EQ(parse(35.0).reset_at, now + seconds(10));
+  EXPECT_EQ(parse(20.0).reset_at, now + seconds(10));
+}
 
 }  // namespace
 }  // namespace okta_sidecar::ratelimit
