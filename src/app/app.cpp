@@ -233,7 +233,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   std::unique_ptr<proxy::server> server;
   std::unique_ptr<admin::admin_server> admin_srv;
   try {
-    server = std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen));
+    server = std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen), threads == 1);
     admin::handlers h;
     h.ready = [&svc] { return !svc.draining.load(); };
     // Without it a draining sidecar's /readyz said "starting" (DESIGN.md: 503 while draining).

@@ -13,8 +13,8 @@ namespace okta_sidecar::proxy {
 
 using tcp = asio::ip::tcp;
 
-server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep)
-    : ioc_(ioc), svc_(svc), acceptor_(asio::make_strand(ioc)) {
+server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep, bool one_thread)
+    : ioc_(ioc), one_thread_(one_thread), svc_(svc), acceptor_(asio::make_strand(ioc)) {
   boost::system::error_code ec;
   acceptor_.open(ep.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
@@ -41,7 +41,9 @@ void server::start() {
 asio::awaitable<void> server::accept_loop() {
   constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
   while (accepting_.load()) {
-    auto [ec, sock] = co_await acceptor_.async_accept(asio::make_strand(ioc_), use_tuple);
+    const asio::any_io_executor session_ex = one_thread_ ? asio::any_io_executor(ioc_.get_executor())
+                                                         : asio::any_io_executor(asio::make_strand(ioc_));
+    auto [ec, sock] = co_await acceptor_.async_accept(session_ex, use_tuple);
     if (ec) {
       if (!accepting_.load() || ec == asio::error::operation_aborted) break;
       // Out of descriptors or a transient error: log it and breathe instead of spinning.

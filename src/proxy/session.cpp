@@ -15,6 +15,7 @@
 #include <charconv>
 #include <optional>
 #include <random>
+#include <tuple>
 
 #include "okta_sidecar/auth/diagnosis.hpp"
 #include "okta_sidecar/auth/token_info.hpp"
@@ -225,6 +226,39 @@ struct outgoing {
   bhttp::error client_body_error{};
 };
 
+// A message head as one contiguous string, the way it goes on the wire. Beast's serializer
+// hands the kernel one iovec per field piece, and Asio's ssl::stream encrypts only the first
+// buffer of a sequence per record: copying a few hundred bytes is cheaper than either.
+void append_head(std::string& out, const bhttp::request_header<>& h) {
+  out += h.method_string();
+  out += ' ';
+  out += h.target();
+  out += h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  for (const auto& f : h) {
+    out += f.name_string();
+    out += ": ";
+    out += f.value();
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+void append_head(std::string& out, const bhttp::response_header<>& h) {
+  out += h.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out += std::to_string(h.result_int());
+  out += ' ';
+  const auto reason = h.reason();
+  out += reason.empty() ? bhttp::obsolete_reason(h.result()) : reason;
+  out += "\r\n";
+  for (const auto& f : h) {
+    out += f.name_string();
+    out += ": ";
+    out += f.value();
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
 // Writes the request (relaying a streamed body from the client) and reads the response head.
 template <class Down, class Up>
 asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
@@ -234,8 +268,13 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   head_result r;
   if (!out.streamed) {
+    // Framed by Content-Length (or bodiless): the message goes out exactly as it is held.
+    std::string wire;
+    wire.reserve(512 + out.head_and_body.body().size());
+    append_head(wire, out.head_and_body.base());
+    wire += out.head_and_body.body();
     lowest(up).expires_after(idle);
-    auto [ec, n] = co_await bhttp::async_write(up, out.head_and_body, use_tuple);
+    auto [ec, n] = co_await asio::async_write(up, asio::buffer(wire), use_tuple);
     if (ec) {
       r.status = send_status::write_failed_before_body;
       r.ec = ec;
@@ -348,15 +387,48 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
     }
   }
   res.keep_alive(keep_alive);
-  bhttp::response_serializer<bhttp::buffer_body> sr{res};
-  if (!body) {
-    lowest(down).expires_after(idle);
-    auto [hec, hn] = co_await bhttp::async_write_header(down, sr, use_tuple);
-    if (hec) co_return relay_status::client_failed;
-    rec.bytes_out += hn;
+  if (!body || (has_length && !chunked_in)) {
+    // Content-Length framing (or no body) passes through unchanged: the head goes out with the
+    // first piece of the body in one write, later pieces as they arrive.
+    std::string wire;
+    append_head(wire, res.base());
+    std::array<char, relay_chunk> chunk;
+    bool first = true;
+    while (first || (body && !p.is_done())) {
+      std::size_t piece = 0;
+      if (body && !p.is_done()) {
+        res.body().data = chunk.data();
+        res.body().size = chunk.size();
+        lowest(up).expires_after(idle);
+        auto [rec_ec, rn] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+        if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
+        if (rec_ec) {
+          c.svc.metrics.timeouts
+              .with({rec_ec == beast::error::timeout ? "upstream_body_idle" : "upstream_body_error"})
+              .inc();
+          co_return relay_status::upstream_failed;
+        }
+        piece = chunk.size() - res.body().size;
+      }
+      lowest(down).expires_after(idle);
+      std::size_t wn = 0;
+      boost::system::error_code wec;
+      if (first) {
+        wire.append(chunk.data(), piece);
+        std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
+      } else {
+        std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(chunk.data(), piece), use_tuple);
+      }
+      if (wec) co_return relay_status::client_failed;
+      rec.bytes_out += wn;
+      first = false;
+    }
     upstream_reusable = upstream_keep_alive && p.is_done();
+    c.svc.metrics.bytes.with({"downstream"}).inc(static_cast<double>(rec.bytes_out));
     co_return relay_status::ok;
   }
+  // Re-framed as chunked (or close-delimited for HTTP/1.0) by Beast's serializer.
+  bhttp::response_serializer<bhttp::buffer_body> sr{res};
   // The head goes out with the first piece of the body (Beast's relay pattern): one write
   // instead of two for the typical small JSON answer, which usually arrived with its head.
   std::array<char, relay_chunk> chunk;

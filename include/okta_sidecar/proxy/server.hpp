@@ -29,7 +29,9 @@ asio::awaitable<void> run_session(services&, asio::ip::tcp::socket, std::uint64_
 class server {
  public:
   // Binds now; throws std::system_error naming the address when it cannot.
-  server(asio::io_context&, services&, const asio::ip::tcp::endpoint&);
+  // `one_thread`: the io_context runs on one thread, so sessions need no strand (each strand
+  // hop costs a lock and a polymorphic executor copy per completion).
+  server(asio::io_context&, services&, const asio::ip::tcp::endpoint&, bool one_thread = false);
   asio::ip::tcp::endpoint local_endpoint() const { return local_; }
   void start();
   void stop_accepting();
@@ -43,6 +45,7 @@ class server {
   asio::awaitable<void> accept_loop();
 
   asio::io_context& ioc_;
+  bool one_thread_;
   services& svc_;
   asio::ip::tcp::acceptor acceptor_;
   asio::ip::tcp::endpoint local_;
