@@ -28,6 +28,11 @@ std::vector<std::string> hop_by_hop_names(std::span<const header_view> headers) 
   return out;
 }
 
+bool is_fixed_hop_by_hop(std::string_view name) {
+  return std::any_of(fixed_names.begin(), fixed_names.end(),
+                     [&](std::string_view f) { return iequals(name, f); });
+}
+
 bool wants_close(unsigned version, std::span<const header_view> headers) {
   bool close = false;
   bool keep_alive = false;

@@ -259,6 +259,65 @@ void append_head(std::string& out, const bhttp::response_header<>& h) {
   out += "\r\n";
 }
 
+// Writes a streamed request: the head, then the client's body as it arrives, re-framed. Its own
+// coroutine so that the relay buffer is allocated only while a body is being streamed, not
+// for every request waiting for its response head.
+template <class Down, class Up>
+asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
+                                           outgoing& out) {
+  const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
+  head_result r;
+  // RFC 9112 §7: we re-frame the body; the message we send shares the parser's buffer.
+  bhttp::request<bhttp::buffer_body> msg;
+  msg.base() = out.head_and_body.base();
+  bhttp::request_serializer<bhttp::buffer_body> sr{msg};
+  lowest(up).expires_after(idle);
+  auto [hec, hn] = co_await bhttp::async_write_header(up, sr, use_tuple);
+  if (hec) {
+    r.status = send_status::write_failed_before_body;
+    r.ec = hec;
+    co_return r;
+  }
+  auto& p = *out.stream_parser;
+  std::array<char, relay_chunk> chunk;
+  while (!p.is_done()) {
+    p.get().body().data = chunk.data();
+    p.get().body().size = chunk.size();
+    lowest(down).expires_after(idle);
+    auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
+    if (rec == bhttp::error::need_buffer) rec = {};
+    if (rec) {
+      out.client_body_failed = true;
+      r.status = send_status::client_body_error;
+      r.ec = rec;
+      co_return r;
+    }
+    msg.body().data = chunk.data();
+    msg.body().size = chunk.size() - p.get().body().size;
+    msg.body().more = !p.is_done();
+    lowest(up).expires_after(idle);
+    auto [wec, wn] = co_await bhttp::async_write(up, sr, use_tuple);
+    if (wec == bhttp::error::need_buffer) wec = {};
+    if (wec) {
+      r.status = send_status::write_failed;
+      r.ec = wec;
+      co_return r;
+    }
+  }
+  if (!sr.is_done()) {
+    msg.body().data = nullptr;
+    msg.body().size = 0;
+    msg.body().more = false;
+    auto [fec, fn] = co_await bhttp::async_write(up, sr, use_tuple);
+    if (fec && fec != bhttp::error::need_buffer) {
+      r.status = send_status::write_failed;
+      r.ec = fec;
+      co_return r;
+    }
+  }
+  co_return r;
+}
+
 // Writes the request (relaying a streamed body from the client) and reads the response head.
 template <class Down, class Up>
 asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
@@ -281,54 +340,8 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::
       co_return r;
     }
   } else {
-    // RFC 9112 §7: we re-frame the body; the message we send shares the parser's buffer.
-    bhttp::request<bhttp::buffer_body> msg;
-    msg.base() = out.head_and_body.base();
-    bhttp::request_serializer<bhttp::buffer_body> sr{msg};
-    lowest(up).expires_after(idle);
-    auto [hec, hn] = co_await bhttp::async_write_header(up, sr, use_tuple);
-    if (hec) {
-      r.status = send_status::write_failed_before_body;
-      r.ec = hec;
-      co_return r;
-    }
-    auto& p = *out.stream_parser;
-    std::array<char, relay_chunk> chunk;
-    while (!p.is_done()) {
-      p.get().body().data = chunk.data();
-      p.get().body().size = chunk.size();
-      lowest(down).expires_after(idle);
-      auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
-      if (rec == bhttp::error::need_buffer) rec = {};
-      if (rec) {
-        out.client_body_failed = true;
-        r.status = send_status::client_body_error;
-        r.ec = rec;
-        co_return r;
-      }
-      msg.body().data = chunk.data();
-      msg.body().size = chunk.size() - p.get().body().size;
-      msg.body().more = !p.is_done();
-      lowest(up).expires_after(idle);
-      auto [wec, wn] = co_await bhttp::async_write(up, sr, use_tuple);
-      if (wec == bhttp::error::need_buffer) wec = {};
-      if (wec) {
-        r.status = send_status::write_failed;
-        r.ec = wec;
-        co_return r;
-      }
-    }
-    if (!sr.is_done()) {
-      msg.body().data = nullptr;
-      msg.body().size = 0;
-      msg.body().more = false;
-      auto [fec, fn] = co_await bhttp::async_write(up, sr, use_tuple);
-      if (fec && fec != bhttp::error::need_buffer) {
-        r.status = send_status::write_failed;
-        r.ec = fec;
-        co_return r;
-      }
-    }
+    r = co_await send_streamed(c, down, down_buf, up, out);
+    if (r.status != send_status::ok) co_return r;
   }
   lowest(up).expires_at(header_deadline);
   const auto before = conn.buffer().size();
@@ -358,6 +371,13 @@ bool status_has_body(unsigned status) { return !(status / 100 == 1 || status == 
 // Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded.
 template <class Fields>
 void strip_hop_by_hop(Fields& f) {
+  if (f.find(bhttp::field::connection) == f.end()) {
+    // The common case, without allocating: only the fixed names can be present.
+    for (auto it = f.begin(); it != f.end();) {
+      it = http::is_fixed_hop_by_hop(it->name_string()) ? f.erase(it) : std::next(it);
+    }
+    return;
+  }
   for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
 }
 
@@ -387,12 +407,12 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
     }
   }
   res.keep_alive(keep_alive);
+  std::array<char, relay_chunk> chunk;
   if (!body || (has_length && !chunked_in)) {
     // Content-Length framing (or no body) passes through unchanged: the head goes out with the
     // first piece of the body in one write, later pieces as they arrive.
     std::string wire;
     append_head(wire, res.base());
-    std::array<char, relay_chunk> chunk;
     bool first = true;
     while (first || (body && !p.is_done())) {
       std::size_t piece = 0;
@@ -431,7 +451,6 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
   bhttp::response_serializer<bhttp::buffer_body> sr{res};
   // The head goes out with the first piece of the body (Beast's relay pattern): one write
   // instead of two for the typical small JSON answer, which usually arrived with its head.
-  std::array<char, relay_chunk> chunk;
   int final_writes = 0;  // a finished parser needs one empty write to end the serializer
   do {
     if (!p.is_done()) {

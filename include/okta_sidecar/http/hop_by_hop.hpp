@@ -3,6 +3,7 @@
 // before forwarding in either direction.
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "okta_sidecar/http/text.hpp"
@@ -15,6 +16,10 @@ namespace okta_sidecar::http {
 // listed: the proxy routes and frames by them, and RFC 9110 §7.6.1 forbids listing fields meant
 // for every recipient. No duplicates.
 std::vector<std::string> hop_by_hop_names(std::span<const header_view> headers);
+
+// Whether `name` is one of the fixed hop-by-hop fields above (any case). A message without a
+// Connection field has no other hop-by-hop fields: this is the whole test then.
+bool is_fixed_hop_by_hop(std::string_view name);
 
 // Whether the client asked to close after this exchange: a "close" option in Connection (or the
 // legacy Proxy-Connection), or HTTP/1.0 without "keep-alive" (RFC 9112 §9.3).

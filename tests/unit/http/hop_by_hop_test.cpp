@@ -71,4 +71,14 @@ TEST(WantsClose, Table) {
 }
 
 }  // namespace
+TEST(IsFixedHopByHop, EveryFixedNameInAnyCaseAndNothingElse) {
+  for (const char* n : {"Connection", "proxy-connection", "KEEP-ALIVE", "te", "Trailer", "Transfer-Encoding",
+                        "upgrade", "Proxy-Authorization", "proxy-authenticate"}) {
+    EXPECT_TRUE(is_fixed_hop_by_hop(n)) << n;
+  }
+  for (const char* n : {"Host", "Content-Length", "Authorization", "Trailers", "te2", "", "X-Connection"}) {
+    EXPECT_FALSE(is_fixed_hop_by_hop(n)) << n;
+  }
+}
+
 }  // namespace okta_sidecar::http
