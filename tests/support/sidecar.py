@@ -102,6 +102,10 @@ class Sidecar:
             base["upstream"]["resolve"] = {f"{h}:443": f"127.0.0.1:{upstream_port}"
                                            for h in hosts}
         self.config = deep_merge(base, config or {})
+        # ctest runs some suites again with OKTA_SIDECAR_TEST_THREADS=1: one io thread, where
+        # sessions run without strands (the default, 0, is one thread per core).
+        if "threads" not in self.config and os.environ.get("OKTA_SIDECAR_TEST_THREADS"):
+            self.config["threads"] = int(os.environ["OKTA_SIDECAR_TEST_THREADS"])
         self.config_path = os.path.join(self.state_dir, "config.json")
         self.log_level = log_level
         self.extra_args = list(extra_args)
