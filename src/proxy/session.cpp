@@ -407,53 +407,24 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
     }
   }
   res.keep_alive(keep_alive);
-  std::array<char, relay_chunk> chunk;
-  if (!body || (has_length && !chunked_in)) {
-    // Content-Length framing (or no body) passes through unchanged: the head goes out with the
-    // first piece of the body in one write, later pieces as they arrive.
-    std::string wire;
+  // Content-Length framing (or no body) passes through unchanged: the head goes out as one flat
+  // buffer with the first piece of the body, later pieces as they arrive. Otherwise Beast's
+  // serializer re-frames the body (chunked, or close-delimited for HTTP/1.0), also sending the
+  // head with the first piece.
+  const bool passthrough = !body || (has_length && !chunked_in);
+  std::string wire;
+  std::optional<bhttp::response_serializer<bhttp::buffer_body>> sr;
+  if (passthrough) {
     append_head(wire, res.base());
-    bool first = true;
-    while (first || (body && !p.is_done())) {
-      std::size_t piece = 0;
-      if (body && !p.is_done()) {
-        res.body().data = chunk.data();
-        res.body().size = chunk.size();
-        lowest(up).expires_after(idle);
-        auto [rec_ec, rn] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
-        if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
-        if (rec_ec) {
-          c.svc.metrics.timeouts
-              .with({rec_ec == beast::error::timeout ? "upstream_body_idle" : "upstream_body_error"})
-              .inc();
-          co_return relay_status::upstream_failed;
-        }
-        piece = chunk.size() - res.body().size;
-      }
-      lowest(down).expires_after(idle);
-      std::size_t wn = 0;
-      boost::system::error_code wec;
-      if (first) {
-        wire.append(chunk.data(), piece);
-        std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
-      } else {
-        std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(chunk.data(), piece), use_tuple);
-      }
-      if (wec) co_return relay_status::client_failed;
-      rec.bytes_out += wn;
-      first = false;
-    }
-    upstream_reusable = upstream_keep_alive && p.is_done();
-    c.svc.metrics.bytes.with({"downstream"}).inc(static_cast<double>(rec.bytes_out));
-    co_return relay_status::ok;
+  } else {
+    sr.emplace(res);
   }
-  // Re-framed as chunked (or close-delimited for HTTP/1.0) by Beast's serializer.
-  bhttp::response_serializer<bhttp::buffer_body> sr{res};
-  // The head goes out with the first piece of the body (Beast's relay pattern): one write
-  // instead of two for the typical small JSON answer, which usually arrived with its head.
+  std::array<char, relay_chunk> chunk;
   int final_writes = 0;  // a finished parser needs one empty write to end the serializer
-  do {
-    if (!p.is_done()) {
+  for (bool first = true;; first = false) {
+    const bool reading = body && !p.is_done();
+    std::size_t piece = 0;
+    if (reading) {
       res.body().data = chunk.data();
       res.body().size = chunk.size();
       lowest(up).expires_after(idle);
@@ -465,20 +436,29 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
             .inc();
         co_return relay_status::upstream_failed;
       }
-      res.body().size = chunk.size() - res.body().size;
-      res.body().data = chunk.data();
-      res.body().more = !p.is_done();
-    } else {
-      res.body().data = nullptr;
-      res.body().size = 0;
-      res.body().more = false;
+      piece = chunk.size() - res.body().size;
     }
     lowest(down).expires_after(idle);
-    auto [wec, wn] = co_await bhttp::async_write(down, sr, use_tuple);
-    if (wec == bhttp::error::need_buffer) wec = {};
+    boost::system::error_code wec;
+    std::size_t wn = 0;
+    if (!passthrough) {
+      res.body().data = reading ? chunk.data() : nullptr;
+      res.body().size = piece;
+      res.body().more = !p.is_done();
+      std::tie(wec, wn) = co_await bhttp::async_write(down, *sr, use_tuple);
+      if (wec == bhttp::error::need_buffer) wec = {};
+    } else if (first) {
+      wire.append(chunk.data(), piece);
+      std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
+    } else {
+      std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(chunk.data(), piece), use_tuple);
+    }
     if (wec) co_return relay_status::client_failed;
     rec.bytes_out += wn;
-  } while (!p.is_done() || (!sr.is_done() && ++final_writes < 2));
+    const bool more =
+        passthrough ? body && !p.is_done() : !p.is_done() || (!sr->is_done() && ++final_writes < 2);
+    if (!more) break;
+  }
   upstream_reusable = upstream_keep_alive && p.is_done();
   c.svc.metrics.bytes.with({"downstream"}).inc(static_cast<double>(rec.bytes_out));
   co_return relay_status::ok;
