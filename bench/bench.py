@@ -419,16 +419,20 @@ max_filedescriptors 65536
 """
 
 
+def _run_squid(env: Env, d: str, port: int, port_line: str) -> tuple:
+    with open(f"{d}/squid.conf", "w", encoding="ascii") as f:
+        f.write(_squid_common(env, d, port_line))
+    p = env.procs.start(["squid", "-N", "-f", f"{d}/squid.conf"], log_file=f"{d}/stderr.log")
+    wait_port(port, 30, proc=p)
+    return p, port
+
+
 def start_squid(env: Env, name: str) -> tuple:
     port = free_port()
     d = env.path(name)
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o777)
-    with open(f"{d}/squid.conf", "w", encoding="ascii") as f:
-        f.write(_squid_common(env, d, f"http_port 127.0.0.1:{port}"))
-    p = env.procs.start(["squid", "-N", "-f", f"{d}/squid.conf"], log_file=f"{d}/stderr.log")
-    wait_port(port, 30, proc=p)
-    return p, port
+    return _run_squid(env, d, port, f"http_port 127.0.0.1:{port}")
 
 
 def start_squid_bump(env: Env, name: str) -> tuple:
@@ -451,11 +455,7 @@ def start_squid_bump(env: Env, name: str) -> tuple:
                  f"sslcrtd_children 2 startup=1 idle=1\n"
                  f"ssl_bump bump all\n"
                  f"tls_outgoing_options cafile={env.pki.ca_cert}\n")
-    with open(f"{d}/squid.conf", "w", encoding="ascii") as f:
-        f.write(_squid_common(env, d, port_line))
-    p = env.procs.start(["squid", "-N", "-f", f"{d}/squid.conf"], log_file=f"{d}/stderr.log")
-    wait_port(port, 30, proc=p)
-    return p, port
+    return _run_squid(env, d, port, port_line)
 
 
 def start_tinyproxy(env: Env, name: str) -> tuple:

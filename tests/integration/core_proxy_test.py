@@ -27,6 +27,8 @@ import okta_sim
 import sidecar
 import test_pki
 
+metric = sidecar.metric
+
 HOST = "acme.okta.com"
 FIXED_HOST = "fixed.okta.com"        # served by a raw TLS server with a fixed byte-exact answer
 TUNNEL_HOST = "tunnel.example.com"   # tunnel_hosts: the sidecar must not look inside
@@ -139,20 +141,6 @@ def tearDownModule() -> None:
     SIM.stop()
     shutil.rmtree(TMP, ignore_errors=True)
 
-
-def metric(sc: sidecar.Sidecar, name: str, **labels: str) -> float:
-    """Sum of a Prometheus series over the samples whose labels include `labels`."""
-    total = 0.0
-    for line in sc.get_admin("/metrics").body.decode().splitlines():
-        if not line.startswith(name):
-            continue
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
 
 
 def raw_exchange(sc: sidecar.Sidecar, data: bytes, timeout: float = 5.0):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import html.parser
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -26,6 +25,7 @@ import unittest
 import okta_sim
 import sidecar
 import test_pki
+from tools import free_port as closed_port, require_tool
 
 ACME = "acme.okta.com"
 BROKEN = "broken.okta.com"
@@ -36,18 +36,6 @@ CHROMIUM_TIMEOUT_S = 60
 VIRTUAL_TIME_MS = 2500
 
 
-def require_tool(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise AssertionError(f"`{tool}` not found: install the Debian package `{package}` "
-                             "(scripts/deps.sh TEST_PACKAGES lists it)")
-    return path
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Dom(html.parser.HTMLParser):

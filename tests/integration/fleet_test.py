@@ -31,6 +31,7 @@ import uuid
 import okta_sim
 import sidecar
 import test_pki
+from tools import free_port
 
 HOST = "acme.okta.com"
 WINDOW_S = 3.0
@@ -43,11 +44,6 @@ PKI: test_pki.Pki
 TMP: str
 SIM: okta_sim.OktaSimulator
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:

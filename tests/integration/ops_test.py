@@ -15,7 +15,6 @@ import http.client
 import math
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import unittest
@@ -23,24 +22,12 @@ import unittest
 import okta_sim
 import sidecar
 import test_pki
+from tools import free_port as closed_port, require_tool
 
 ACME = "acme.okta.com"
 BROKEN = "broken.okta.com"   # resolved to a closed port: its breaker opens
 
 
-def require_tool(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise AssertionError(f"`{tool}` not found: install the Debian package `{package}` "
-                             "(scripts/deps.sh TEST_PACKAGES lists it)")
-    return path
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')

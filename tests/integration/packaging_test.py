@@ -30,6 +30,7 @@ import tempfile
 import unittest
 
 import sidecar
+from tools import require_tool
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOCKER = os.path.join(REPO, "docker")
@@ -39,13 +40,6 @@ SECURITY_THRESHOLD = 2
 # Present in every Debian image, slim included (apt itself needs them).
 BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
 
-
-def require_tool(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise AssertionError(f"`{tool}` not found: install the Debian package `{package}` "
-                             "(scripts/deps.sh TEST_PACKAGES lists it)")
-    return path
 
 
 def require_yaml():

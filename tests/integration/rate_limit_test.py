@@ -19,7 +19,6 @@ import http.client
 import json
 import math
 import queue
-import re
 import shutil
 import socket
 import ssl
@@ -32,6 +31,9 @@ from typing import Callable, Optional
 import okta_sim
 import sidecar
 import test_pki
+
+metric = sidecar.metric
+wait_until = sidecar.wait_until
 
 WINDOW_S = 2.0
 LIMIT = 30
@@ -221,18 +223,6 @@ def access_records(sc: sidecar.Sidecar, host: str) -> list:
             if r.get("msg") == "access" and r.get("host") == host and r.get("method") != "CONNECT"]
 
 
-def metric(sc: sidecar.Sidecar, name: str, **labels: str) -> float:
-    """Sum of a Prometheus series over the samples whose labels include `labels`."""
-    total = 0.0
-    for line in sc.get_admin("/metrics").body.decode().splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
-
 
 def bucket_status(sc: sidecar.Sidecar, host: str) -> Optional[dict]:
     for b in sc.admin_json("/status")["buckets"]:
@@ -240,14 +230,6 @@ def bucket_status(sc: sidecar.Sidecar, host: str) -> Optional[dict]:
             return b
     return None
 
-
-def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def windows_of(sim: okta_sim.OktaSimulator) -> list:

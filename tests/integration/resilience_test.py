@@ -11,7 +11,6 @@ Run: cd tests/integration && OKTA_SIDECAR_BIN=.../okta-sidecar PYTHONPATH=../sup
 from __future__ import annotations
 
 import http.client
-import re
 import shutil
 import socket
 import statistics
@@ -23,6 +22,9 @@ import unittest
 import okta_sim
 import sidecar
 import test_pki
+
+metric = sidecar.metric
+wait_until = sidecar.wait_until
 
 HOST = "acme.okta.com"
 PKI: test_pki.Pki
@@ -42,17 +44,6 @@ def tearDownModule() -> None:
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-def metric(sc: sidecar.Sidecar, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in sc.get_admin("/metrics").body.decode().splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
-
 
 def breaker_state(sc: sidecar.Sidecar, host: str = HOST) -> str:
     for b in sc.admin_json("/status").get("breakers", []):
@@ -60,14 +51,6 @@ def breaker_state(sc: sidecar.Sidecar, host: str = HOST) -> str:
             return b["state"]
     return "closed"
 
-
-def wait_until(pred, timeout: float, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 class Base(unittest.TestCase):

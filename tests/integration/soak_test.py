@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import os
 import random
-import re
 import shutil
 import socket
 import ssl
@@ -28,6 +27,8 @@ import okta_sim
 import sidecar
 import test_pki
 
+metric = sidecar.metric
+
 HOST = "acme.okta.com"
 SECONDS = float(os.environ.get("OKTA_SOAK_SECONDS", "20"))
 CLIENTS = 24
@@ -35,17 +36,6 @@ CLIENT_TIMEOUT_S = 20.0   # far above any answer the sidecar owes (response time
 # Answers a client may see: Okta's own statuses and the sidecar's contract answers.
 EXPECTED_STATUSES = {200, 400, 413, 500, 502, 503, 504}
 
-
-def metric(sc: sidecar.Sidecar, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in sc.get_admin("/metrics").body.decode().splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
 
 
 def accounted_socket_fds(pid: int, local_ports: set, remote_ports: set) -> int:

@@ -13,6 +13,7 @@ import dataclasses
 import http.client
 import json
 import os
+import re
 import shutil
 import signal as signal_module
 import ssl
@@ -310,6 +311,29 @@ class Sidecar:
                "--cacert", self.ca_cert_path, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5,
                               env=env, check=False)
+
+
+def metric(sc: "Sidecar", name: str, **labels: str) -> float:
+    """Sum of a Prometheus series over the samples whose labels include `labels`."""
+    total = 0.0
+    for line in sc.get_admin("/metrics").body.decode().splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
+    """Polls pred until it holds or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
 
 
 def request(conn: http.client.HTTPConnection, method: str, target: str,
