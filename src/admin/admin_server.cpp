@@ -158,7 +158,9 @@ awaitable<void> serve(std::shared_ptr<admin_server::state> st, std::shared_ptr<a
     ~unregister() { st.remove(c); }
   } guard{*st, c.get()};
 
-  beast::flat_buffer buffer;
+  // Bounded: Beast parses a chunked trailer only once it is whole in the buffer, and throws
+  // (out of the I/O thread) on a field longer than 64 KiB; a full buffer is an error instead.
+  beast::flat_buffer buffer(st->opts.max_header_bytes + st->opts.max_body_bytes);
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(st->opts.max_header_bytes));
@@ -170,7 +172,7 @@ awaitable<void> serve(std::shared_ptr<admin_server::state> st, std::shared_ptr<a
     bool keep_alive = false;
     unsigned version = 11;
     http::verb method = http::verb::get;
-    if (ec == http::error::header_limit) {
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
       r = text(http::status::request_header_fields_too_large, "request header too large");
     } else if (ec == http::error::body_limit) {
       r = text(http::status::payload_too_large, "request body too large");

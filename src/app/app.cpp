@@ -1,5 +1,6 @@
 #include "okta_sidecar/app/app.hpp"
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -26,6 +27,15 @@ namespace okta_sidecar::app {
 namespace {
 
 namespace asio = boost::asio;
+
+// An io_context whose pending work can be destroyed early. Suspended coroutines live in the
+// handlers it holds; left to ~io_context they would be destroyed after the objects declared
+// after it (the upstream pool: a heap-use-after-free when SIGTERM met a hung request).
+class app_io_context : public asio::io_context {
+ public:
+  using io_context::io_context;
+  void destroy_pending_work() { shutdown(); }
+};
 using tcp = asio::ip::tcp;
 using logging::event;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -155,6 +165,11 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
                          "Requests that reused a pooled connection", {}, [&svc]() {
                            return samples{{{}, static_cast<double>(svc.pool.stats().reused)}};
                          });
+  r.add_callback_counter("okta_sidecar_upstream_connections_unsolicited_total",
+                         "Idle upstream connections discarded because the server sent bytes nobody asked for",
+                         {}, [&svc]() {
+                           return samples{{{}, static_cast<double>(svc.pool.stats().unsolicited)}};
+                         });
   r.add_callback_counter("okta_sidecar_leaf_certificates_minted_total", "Leaf certificates minted", {},
                          [&leaves]() {
                            return samples{{{}, static_cast<double>(leaves.minted_count())}};
@@ -206,7 +221,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   }
 
   const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-  asio::io_context ioc(static_cast<int>(threads));
+  app_io_context ioc(static_cast<int>(threads));
   metrics::registry registry;
   proxy::proxy_metrics pm(registry);
   upstream::connection_pool pool(*upstream_ctx, upstream::connection_pool::from_config(cfg));
@@ -269,7 +284,6 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
         asio::detached);
   }
 
-  int exit_code = 0;
   auto drain = [&]() -> asio::awaitable<void> {
     // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
     // "draining" must not find the port still taking connections.
@@ -366,26 +380,33 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   admin::notify_ready();
   admin::notify_status("serving");
 
-  std::vector<std::thread> pool_threads;
-  for (unsigned i = 1; i < threads; ++i) {
-    pool_threads.emplace_back([&ioc, &log, &exit_code] {
+  // No input may end the process: an exception out of a handler (a bug; every parser limit is
+  // an error code) is logged and counted, and the thread goes back to serving. Asio allows
+  // run() to be called again after it threw.
+  std::atomic<std::uint64_t> internal_errors{0};
+  registry.add_callback_counter(
+      "okta_sidecar_internal_errors_total", "Exceptions caught out of I/O handlers (each one is a bug)", {},
+      [&internal_errors]() {
+        return std::vector<metrics::registry::sample>{{{}, static_cast<double>(internal_errors.load())}};
+      });
+  auto serve = [&ioc, &log, &internal_errors] {
+    for (;;) {
       try {
         ioc.run();
+        return;
       } catch (const std::exception& e) {
-        log.error(event("I/O thread failed").with("error", e.what()));
-        exit_code = 1;
-        ioc.stop();
+        ++internal_errors;
+        log.error(event("I/O handler failed; serving on").with("error", e.what()));
       }
-    });
-  }
-  try {
-    ioc.run();
-  } catch (const std::exception& e) {
-    log.error(event("I/O thread failed").with("error", e.what()));
-    exit_code = 1;
-    ioc.stop();
-  }
+    }
+  };
+  std::vector<std::thread> pool_threads;
+  for (unsigned i = 1; i < threads; ++i) pool_threads.emplace_back(serve);
+  serve();
   for (auto& t : pool_threads) t.join();
+  // Sessions still suspended (on a hung upstream, say) are destroyed now, while the pool, gate
+  // and breakers they give their leases back to still exist.
+  ioc.destroy_pending_work();
   // The drain is over and we are tearing down: a repeated SIGTERM/SIGINT (supervisors resend
   // them) must not turn a clean exit into death by signal once the signal_set is gone.
   boost::system::error_code ignored;
@@ -393,7 +414,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   log.flush();
-  return exit_code;
+  return 0;
 }
 
 }  // namespace okta_sidecar::app

@@ -368,6 +368,7 @@ void apply_document(const json& doc, reader& r, config& c) {
     o.value("base_backoff_ms", c.retry.base_backoff_ms);
     o.value("max_backoff_ms", c.retry.max_backoff_ms);
     o.value("budget_fraction", c.retry.budget_fraction);
+    o.value("on_timeout", c.retry.on_timeout);
   });
   section(r, top, "auth",
           [&](object_reader& o) { o.value("reject_expired_locally", c.auth.reject_expired_locally); });
@@ -620,6 +621,12 @@ std::vector<std::string> validate(const config& c) {
   ck.positive_ms("client.request_timeout_ms", c.client.request_timeout_ms);
   // Smaller than this cannot hold a request line plus Host and Proxy-Authorization.
   ck.at_least("client.max_header_bytes", c.client.max_header_bytes, 1024);
+  // Beast stores a field in at most 64 KiB and throws on a longer one; the connection buffers
+  // are bounded by this value, so no head or chunked trailer can hold such a field.
+  if (c.client.max_header_bytes > max_head_bytes) {
+    ck.error("client.max_header_bytes", "must be at most " + std::to_string(max_head_bytes) + ", got " +
+                                            std::to_string(c.client.max_header_bytes));
+  }
   ck.at_least("client.max_header_count", c.client.max_header_count, 1);
 
   ck.non_empty_if_set("access.proxy_auth_file", c.access.proxy_auth_file);
@@ -689,7 +696,8 @@ nlohmann::ordered_json to_json(const config& c, secrets mode) {
   out["retry"] = {{"max_attempts", c.retry.max_attempts},
                   {"base_backoff_ms", c.retry.base_backoff_ms},
                   {"max_backoff_ms", c.retry.max_backoff_ms},
-                  {"budget_fraction", c.retry.budget_fraction}};
+                  {"budget_fraction", c.retry.budget_fraction},
+                  {"on_timeout", c.retry.on_timeout}};
   out["auth"] = {{"reject_expired_locally", c.auth.reject_expired_locally}};
   out["fleet"] = fleet;
   out["log"] = {{"level", c.log.level}, {"format", c.log.format}};

@@ -1,5 +1,10 @@
 #include "okta_sidecar/proxy/services.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 namespace okta_sidecar::proxy {
 
 resilience::circuit_breaker& breaker_board::get_locked(const std::string& host) {
@@ -18,11 +23,36 @@ resilience::permit breaker_board::try_acquire(const std::string& host, time_poin
 void breaker_board::record(const std::string& host, resilience::outcome o, bool probe, time_point now) {
   std::lock_guard lock(mu_);
   get_locked(host).record(o, probe, now);
+  if (probe) wake_locked(host);
 }
 
 void breaker_board::release_probe(const std::string& host, time_point now) {
   std::lock_guard lock(mu_);
   get_locked(host).release_probe(now);
+  wake_locked(host);
+}
+
+void breaker_board::wake_locked(const std::string& host) {
+  auto it = held_.find(host);
+  if (it == held_.end()) return;
+  // Each timer belongs to its session's strand: expire it there (like the pool's waiters), which
+  // also wakes a waiter that has not started waiting yet.
+  for (auto& t : it->second) asio::post(t->get_executor(), [t] { t->expires_at(time_point::min()); });
+  held_.erase(it);
+}
+
+asio::awaitable<void> breaker_board::wait_for_probe(const std::string& host, time_point deadline) {
+  auto t = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
+  {
+    std::lock_guard lock(mu_);
+    held_[host].push_back(t);
+  }
+  co_await t->async_wait(asio::as_tuple(asio::use_awaitable));
+  std::lock_guard lock(mu_);
+  if (auto it = held_.find(host); it != held_.end()) {
+    std::erase(it->second, t);
+    if (it->second.empty()) held_.erase(it);
+  }
 }
 
 void breaker_board::on_request(time_point now) {
@@ -99,6 +129,10 @@ proxy_metrics::proxy_metrics(metrics::registry& r)
                                       "Upstream failures without a response", {"host", "kind"})),
       breaker_rejections(r.add_counter("okta_sidecar_breaker_rejections_total",
                                        "Requests answered 503 circuit_open", {"host"})),
+      upstream_discards(r.add_counter(
+          "okta_sidecar_upstream_connections_discarded_total",
+          "Upstream connections closed instead of reused because bytes were left after a response",
+          {"reason"})),
       auth_failures(r.add_counter("okta_sidecar_auth_failures_total",
                                   "Upstream 401/403 responses (and local token rejections) by diagnosis",
                                   {"reason"})),

@@ -88,6 +88,7 @@ struct request_record {
   int status = 0;
   int upstream_status = 0;
   std::string local_reason;
+  std::string error;  // what went wrong after the response began (truncated body...)
   std::uint64_t bytes_out = 0;
   std::string okta_request_id;
   std::uint32_t attempts = 0;
@@ -123,6 +124,9 @@ asio::awaitable<bool> send_local(conn_ctx& c, Stream& s, http::local_error err, 
   res.body() = std::move(reply.body);
   res.keep_alive(keep_alive);
   res.prepare_payload();
+  // RFC 9110 §9.3.2: a response to HEAD has the GET's header fields and no content; a body here
+  // would be read by a pipelining client as the start of its next response.
+  if (rec.method == "HEAD") res.body().clear();
   rec.status = reply.status;
   rec.local_reason = reply.reason;
   rec.bytes_out += res.body().size();
@@ -149,9 +153,16 @@ void access_log(conn_ctx& c, const request_record& r) {
       .with("attempts", r.attempts);
   if (r.upstream_status) e.with("upstream_status", r.upstream_status);
   if (!r.local_reason.empty()) e.with("sidecar_error", r.local_reason);
+  if (!r.error.empty()) e.with("error", r.error);
   if (!r.okta_request_id.empty()) e.with("okta_request_id", r.okta_request_id);
   if (r.queue_wait_ms > 0) e.with("queue_wait_ms", std::round(r.queue_wait_ms * 1000) / 1000);
   c.svc.log.info(e);
+}
+
+// How much the next read may add to a client buffer: flat_buffer::prepare throws past the
+// buffer's bound (which keeps Beast from ever meeting a field it cannot store).
+std::size_t read_room(const beast::flat_buffer& b) {
+  return std::min<std::size_t>(4096, b.max_size() - b.size());
 }
 
 // Resolves when the client closes its side (EOF or error), so a queued request can leave the
@@ -207,23 +218,44 @@ enum class send_status {
   write_failed_before_body,
   write_failed,
   client_body_error,
+  client_gone,  // the client went away while we relayed an interim response
   response_timeout,
-  response_failed
+  response_failed,
+  protocol_error,  // 101, or more interim responses than any real server sends
 };
 
 struct head_result {
   send_status status = send_status::ok;
   boost::system::error_code ec;
   bool anything_received = false;
+  bool request_incomplete = false;  // the upstream answered before our request was all sent
 };
 
-// The upstream request, either whole in memory (replayable) or streamed from the client.
+// The upstream request: the head, and the body as far as it was read. A body up to
+// client.max_buffered_body_bytes is read (and so validated) whole before anything goes
+// upstream, so it can be replayed; only the rest of a larger one streams from the client.
 struct outgoing {
-  bhttp::request<bhttp::string_body> head_and_body;  // target, fields, buffered body
+  bhttp::request<bhttp::string_body> head_and_body;  // target, fields, the body read so far
   bool streamed = false;
   bhttp::request_parser<bhttp::buffer_body>* stream_parser = nullptr;
   bool client_body_failed = false;
-  bhttp::error client_body_error{};
+};
+
+// The parser of the upstream's response head; a fresh one for each interim (1xx) response.
+struct response_head {
+  std::uint32_t header_limit = 0;
+  bool head_request = false;
+  std::optional<bhttp::response_parser<bhttp::empty_body>> parser;
+
+  bhttp::response_parser<bhttp::empty_body>& fresh() {
+    parser.emplace();
+    parser->header_limit(header_limit);
+    // The body is streamed, never held: without this, Beast's default 8 MiB limit rejects a
+    // larger Content-Length already while the head is parsed (a 502 for a 10 MiB body).
+    parser->body_limit(boost::none);
+    if (head_request) parser->skip(true);
+    return *parser;
+  }
 };
 
 // A message head as one contiguous string, the way it goes on the wire. Beast's serializer
@@ -259,12 +291,32 @@ void append_head(std::string& out, const bhttp::response_header<>& h) {
   out += "\r\n";
 }
 
-// Writes a streamed request: the head, then the client's body as it arrives, re-framed. Its own
-// coroutine so that the relay buffer is allocated only while a body is being streamed, not
-// for every request waiting for its response head.
+// Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded.
+template <class Fields>
+void strip_hop_by_hop(Fields& f) {
+  if (f.find(bhttp::field::connection) == f.end()) {
+    // The common case, without allocating: only the fixed names can be present.
+    for (auto it = f.begin(); it != f.end();) {
+      it = http::is_fixed_hop_by_hop(it->name_string()) ? f.erase(it) : std::next(it);
+    }
+    return;
+  }
+  for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
+}
+
+// True when the peer has sent something (or closed) that nobody has read yet.
+bool has_unread_input(beast::tcp_stream& s) {
+  char byte;
+  const ssize_t n = ::recv(s.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// Writes a streamed request: the head, the part of the body already read, then the rest as it
+// arrives from the client, re-framed. Its own coroutine so that the relay buffer is allocated
+// only while a body is being streamed, not for every request waiting for its response head.
 template <class Down, class Up>
 asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
-                                           outgoing& out) {
+                                           const upstream::connection& conn, outgoing& out) {
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   head_result r;
   // RFC 9112 §7: we re-frame the body; the message we send shares the parser's buffer.
@@ -279,21 +331,39 @@ asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_
     co_return r;
   }
   auto& p = *out.stream_parser;
+  auto& prefix = out.head_and_body.body();
+  const bool peek_for_answer = !conn.is_tls() || conn.requests() > 1;
   std::array<char, relay_chunk> chunk;
-  while (!p.is_done()) {
-    p.get().body().data = chunk.data();
-    p.get().body().size = chunk.size();
-    lowest(down).expires_after(idle);
-    auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
-    if (rec == bhttp::error::need_buffer) rec = {};
-    if (rec) {
-      out.client_body_failed = true;
-      r.status = send_status::client_body_error;
-      r.ec = rec;
+  for (bool first = true; !p.is_done(); first = false) {
+    std::size_t piece = 0;
+    const char* data = chunk.data();
+    if (first && !prefix.empty()) {
+      data = prefix.data();
+      piece = prefix.size();
+    } else {
+      p.get().body().data = chunk.data();
+      p.get().body().size = chunk.size();
+      lowest(down).expires_after(idle);
+      auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
+      if (rec == bhttp::error::need_buffer) rec = {};
+      if (rec) {
+        out.client_body_failed = true;
+        r.status = send_status::client_body_error;
+        r.ec = rec;
+        co_return r;
+      }
+      piece = chunk.size() - p.get().body().size;
+    }
+    // An upstream that answers before it has read the body (RFC 9112 §9.3) stops reading it:
+    // look for its answer between pieces instead of blocking on a write that never drains. On
+    // a TLS connection's first request the raw bytes may be TLS 1.3 session tickets, not an
+    // answer, so there the check waits until the connection has served a response.
+    if (peek_for_answer && has_unread_input(lowest(up))) {
+      r.request_incomplete = true;
       co_return r;
     }
-    msg.body().data = chunk.data();
-    msg.body().size = chunk.size() - p.get().body().size;
+    msg.body().data = const_cast<char*>(data);
+    msg.body().size = piece;
     msg.body().more = !p.is_done();
     lowest(up).expires_after(idle);
     auto [wec, wn] = co_await bhttp::async_write(up, sr, use_tuple);
@@ -318,12 +388,17 @@ asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_
   co_return r;
 }
 
-// Writes the request (relaying a streamed body from the client) and reads the response head.
+// Interim responses that may precede a final one; more is a broken or hostile upstream.
+constexpr int max_interim_responses = 8;
+// How long to look for an upstream's answer after our request could not be written whole.
+constexpr auto early_response_grace = std::chrono::seconds(1);
+
+// Writes the request (relaying a streamed body from the client) and reads the final response
+// head, relaying interim ones to the client (RFC 9110 §15.2).
 template <class Down, class Up>
 asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
-                                                upstream::connection& conn, outgoing& out,
-                                                bhttp::response_parser<bhttp::empty_body>& rp,
-                                                time_point header_deadline) {
+                                                upstream::connection& conn, outgoing& out, response_head& rh,
+                                                time_point header_deadline, unsigned client_version) {
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   head_result r;
   if (!out.streamed) {
@@ -335,51 +410,91 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::
     lowest(up).expires_after(idle);
     auto [ec, n] = co_await asio::async_write(up, asio::buffer(wire), use_tuple);
     if (ec) {
-      r.status = send_status::write_failed_before_body;
+      r.status = n == 0 ? send_status::write_failed_before_body : send_status::write_failed;
+      r.ec = ec;
+    }
+  } else {
+    r = co_await send_streamed(c, down, down_buf, up, conn, out);
+  }
+  if (r.status == send_status::client_body_error) co_return r;
+  if (r.status != send_status::ok) {
+    // Part of the request went out: the upstream may have answered early and closed (a 413,
+    // say). Its answer is worth more than a guess; without one the failure stands.
+    if (r.status == send_status::write_failed_before_body) co_return r;
+    header_deadline = std::min(header_deadline, steady_clock::now() + early_response_grace);
+  }
+  const head_result write_result = r;
+  lowest(up).expires_at(header_deadline);
+  for (int interim = 0;; ++interim) {
+    auto& rp = rh.fresh();
+    const auto before = conn.buffer().size();
+    auto [ec, n] = co_await bhttp::async_read_header(up, conn.buffer(), rp, use_tuple);
+    r.anything_received = r.anything_received || n > 0 || conn.buffer().size() != before;
+    if (ec) {
+      if (write_result.status != send_status::ok) co_return write_result;
+      r.status = ec == beast::error::timeout ? send_status::response_timeout : send_status::response_failed;
       r.ec = ec;
       co_return r;
     }
-  } else {
-    r = co_await send_streamed(c, down, down_buf, up, out);
-    if (r.status != send_status::ok) co_return r;
+    if (write_result.status != send_status::ok) {
+      r.status = send_status::ok;
+      r.request_incomplete = true;
+    }
+    const unsigned status = rp.get().result_int();
+    if (status >= 200) co_return r;
+    // We never forward Upgrade, so a 101 is a protocol violation, as is an endless 1xx stream.
+    if (status == 101 || interim == max_interim_responses) {
+      r.status = send_status::protocol_error;
+      co_return r;
+    }
+    // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2). A 100 Continue answers
+    // the expectation we removed (the sidecar answers the client's Expect itself): ours to drop.
+    if (status == 100 || client_version != 11) continue;
+    auto& interim_head = rp.get();
+    strip_hop_by_hop(interim_head);
+    interim_head.version(11);
+    std::string wire;
+    append_head(wire, interim_head.base());
+    lowest(down).expires_after(idle);
+    auto [wec, wn] = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
+    lowest(up).expires_at(header_deadline);
+    if (wec) {
+      r.status = send_status::client_gone;
+      co_return r;
+    }
   }
-  lowest(up).expires_at(header_deadline);
-  const auto before = conn.buffer().size();
-  auto [ec, n] = co_await bhttp::async_read_header(up, conn.buffer(), rp, use_tuple);
-  r.anything_received = n > 0 || conn.buffer().size() != before;
-  if (ec) {
-    r.status = ec == beast::error::timeout ? send_status::response_timeout : send_status::response_failed;
-    r.ec = ec;
+}
+
+// Whether a connection whose response was read to its end may serve another request: the
+// response said keep-alive and was framed by length (not by the close), and not one byte
+// beyond it is buffered. A byte the upstream sent unasked would become the next client's
+// response (RFC 9112 §9.3.2: a client must not reuse a connection it cannot keep in step).
+template <class Parser>
+bool reusable_after(conn_ctx& c, const Parser& p, upstream::connection& conn) {
+  if (!p.is_done() || !p.keep_alive()) return false;
+  if (conn.buffer().size() != 0) {
+    c.svc.metrics.upstream_discards.with({"unread_bytes"}).inc();
+    return false;
   }
-  co_return r;
+  return true;
 }
 
 // Reads a whole (small) response body: 429s we absorb and 401/403s we diagnose.
 template <class Up>
 asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_body(
-    conn_ctx& c, Up& up, upstream::connection& conn, bhttp::response_parser<bhttp::empty_body>& rp) {
+    conn_ctx& c, Up& up, upstream::connection& conn, bhttp::response_parser<bhttp::empty_body>& rp,
+    bool& reusable) {
   bhttp::response_parser<bhttp::string_body> p{std::move(rp)};
   p.body_limit(small_body_limit);
   lowest(up).expires_after(milliseconds(c.rt->cfg.upstream.idle_timeout_ms));
   auto [ec, n] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+  reusable = false;
   if (ec) co_return std::nullopt;
+  reusable = reusable_after(c, p, conn);
   co_return p.release();
 }
 
 bool status_has_body(unsigned status) { return !(status / 100 == 1 || status == 204 || status == 304); }
-
-// Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded.
-template <class Fields>
-void strip_hop_by_hop(Fields& f) {
-  if (f.find(bhttp::field::connection) == f.end()) {
-    // The common case, without allocating: only the fixed names can be present.
-    for (auto it = f.begin(); it != f.end();) {
-      it = http::is_fixed_hop_by_hop(it->name_string()) ? f.erase(it) : std::next(it);
-    }
-    return;
-  }
-  for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
-}
 
 enum class relay_status { ok, upstream_failed, client_failed };
 
@@ -390,7 +505,6 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
                                              bool keep_alive, unsigned version, request_record& rec,
                                              bool& upstream_reusable) {
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
-  const bool upstream_keep_alive = rp.get().keep_alive();
   bhttp::response_parser<bhttp::buffer_body> p{std::move(rp)};
   p.body_limit(boost::none);
   auto& res = p.get();
@@ -410,7 +524,8 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
   // Content-Length framing (or no body) passes through unchanged: the head goes out as one flat
   // buffer with the first piece of the body, later pieces as they arrive. Otherwise Beast's
   // serializer re-frames the body (chunked, or close-delimited for HTTP/1.0), also sending the
-  // head with the first piece.
+  // head with the first piece. Either way nothing reaches the client before the first piece
+  // of the body did reach us, so a response that fails at once can still be answered 502.
   const bool passthrough = !body || (has_length && !chunked_in);
   std::string wire;
   std::optional<bhttp::response_serializer<bhttp::buffer_body>> sr;
@@ -431,9 +546,12 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
       auto [rec_ec, rn] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
       if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
       if (rec_ec) {
+        // A body shorter than its framing, or a TLS connection closed without close_notify
+        // (stream_truncated): the client must not take what it got for the whole body.
         c.svc.metrics.timeouts
             .with({rec_ec == beast::error::timeout ? "upstream_body_idle" : "upstream_body_error"})
             .inc();
+        rec.error = rec_ec == beast::error::timeout ? "upstream_body_timeout" : "upstream_body_truncated";
         co_return relay_status::upstream_failed;
       }
       piece = chunk.size() - res.body().size;
@@ -453,13 +571,13 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
     } else {
       std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(chunk.data(), piece), use_tuple);
     }
-    if (wec) co_return relay_status::client_failed;
     rec.bytes_out += wn;
+    if (wec) co_return relay_status::client_failed;
     const bool more =
         passthrough ? body && !p.is_done() : !p.is_done() || (!sr->is_done() && ++final_writes < 2);
     if (!more) break;
   }
-  upstream_reusable = upstream_keep_alive && p.is_done();
+  upstream_reusable = reusable_after(c, p, conn);
   c.svc.metrics.bytes.with({"downstream"}).inc(static_cast<double>(rec.bytes_out));
   co_return relay_status::ok;
 }
@@ -576,8 +694,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                                   keep_alive && hp.is_done(), version, {}, {}, "token_expired");
   }
 
-  // Request body: small bodies are read whole so that the request can be replayed after a 429
-  // or a failure; larger or chunked ones are streamed (and so can't be retried once sent).
+  // Request body: a body up to max_buffered_body_bytes is read and validated whole before
+  // anything goes upstream (a malformed one never reaches Okta) and kept, so the request can be
+  // replayed after a 429 or a failure; only a larger one streams (and cannot be retried).
   outgoing out;
   // Chunk extensions are never forwarded meaning-for-meaning by us (we re-frame), and Beast
   // bounds them only by the body limit: cap them so they cannot carry smuggled bytes or
@@ -585,7 +704,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   auto limit_chunk_ext = [](std::uint64_t, std::string_view extensions, boost::system::error_code& ec) {
     if (extensions.size() > max_chunk_extension_bytes) ec = bhttp::error::bad_chunk_extension;
   };
-  std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser;
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> body_parser;
   const bool expect_continue = beast::iequals(req[bhttp::field::expect], "100-continue");
   out.head_and_body.method_string(method);
   out.head_and_body.target(dest.path_and_query);
@@ -602,46 +721,64 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   }
   out.head_and_body.keep_alive(true);
 
+  bool continue_sent = false;
   auto send_continue = [&]() -> asio::awaitable<bool> {
-    if (!expect_continue) co_return true;
+    if (!expect_continue || continue_sent) co_return true;
+    continue_sent = true;
     static constexpr std::string_view line = "HTTP/1.1 100 Continue\r\n\r\n";
     auto [ec, n] = co_await asio::async_write(down, asio::buffer(line.data(), line.size()), use_tuple);
     co_return !ec;
   };
+  // A chunk line or trailer that does not fit the connection's buffer (client.max_header_bytes)
+  // is as malformed as a bad chunk size: 400.
+  auto body_error = [](const boost::system::error_code& ec) {
+    return ec == bhttp::error::body_limit ? http::local_error::payload_too_large
+                                          : http::local_error::bad_request;
+  };
 
-  switch (valid.body.kind) {
-    case http::framing_kind::none:
-      break;
-    case http::framing_kind::content_length:
-      if (valid.body.length <= rt.cfg.client.max_buffered_body_bytes) {
-        if (!co_await send_continue()) co_return false;
-        bhttp::request_parser<bhttp::string_body> bp{std::move(hp)};
-        bp.body_limit(rt.cfg.client.max_body_bytes);
-        lowest(down).expires_after(milliseconds(rt.cfg.client.header_timeout_ms));
-        auto [ec, n] = co_await bhttp::async_read(down, buf, bp, use_tuple);
+  if (valid.body.kind != http::framing_kind::none) {
+    body_parser.emplace(std::move(hp));
+    body_parser->body_limit(rt.cfg.client.max_body_bytes);
+    body_parser->on_chunk_header(limit_chunk_ext);
+    const std::uint64_t keep = rt.cfg.client.max_buffered_body_bytes;
+    const bool known_large =
+        valid.body.kind == http::framing_kind::content_length && valid.body.length > keep;
+    // A large upload is invited (100 Continue) only once it has somewhere to go, below.
+    if (!known_large) {
+      if (!co_await send_continue()) co_return false;
+      auto& body = out.head_and_body.body();
+      const auto body_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
+      while (!body_parser->is_done() && body.size() <= keep) {
+        const std::size_t used = body.size();
+        const std::size_t room = std::min<std::uint64_t>(relay_chunk, keep + 1 - used);
+        body.resize(used + room);
+        body_parser->get().body().data = body.data() + used;
+        body_parser->get().body().size = room;
+        lowest(down).expires_at(
+            std::min(body_deadline, svc.clock.now() + milliseconds(rt.cfg.client.header_timeout_ms)));
+        auto [ec, n] = co_await bhttp::async_read(down, buf, *body_parser, use_tuple);
+        body.resize(used + room - body_parser->get().body().size);
+        if (ec == bhttp::error::need_buffer) ec = {};
         if (ec) {
-          co_return co_await send_local(c, down,
-                                        ec == bhttp::error::body_limit ? http::local_error::payload_too_large
-                                                                       : http::local_error::bad_request,
-                                        "could not read the request body", rec, false, version);
+          co_return co_await send_local(c, down, body_error(ec), "could not read the request body", rec,
+                                        false, version);
         }
-        out.head_and_body.body() = std::move(bp.get().body());
-        out.head_and_body.content_length(valid.body.length);
-        break;
       }
-      [[fallthrough]];
-    case http::framing_kind::chunked:
-      stream_parser.emplace(std::move(hp));
-      stream_parser->body_limit(rt.cfg.client.max_body_bytes);
-      stream_parser->on_chunk_header(limit_chunk_ext);
+    }
+    if (body_parser->is_done()) {
+      // Read and checked whole: sent with a Content-Length, whatever framing it came with
+      // (RFC 9112 §7.1.2: a recipient that removes chunked may discard the trailer fields).
+      out.head_and_body.erase(bhttp::field::transfer_encoding);
+      out.head_and_body.content_length(out.head_and_body.body().size());
+    } else {
       out.streamed = true;
-      out.stream_parser = &*stream_parser;
+      out.stream_parser = &*body_parser;
       if (valid.body.kind == http::framing_kind::chunked) {
         out.head_and_body.chunked(true);
       } else {
         out.head_and_body.content_length(valid.body.length);
       }
-      break;
+    }
   }
   const bool replayable = !out.streamed;
 
@@ -680,8 +817,13 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
 
   for (;;) {
     ++rec.attempts;
-    // Breaker: an open circuit answers at once, without touching Okta.
+    // Breaker: an open circuit answers at once, without touching Okta. While a half-open
+    // breaker's probe is in flight, its outcome decides (within this request's deadline).
     auto permit = svc.breakers.try_acquire(dest.origin.host, svc.clock.now());
+    while (permit.hold && svc.clock.now() < request_deadline) {
+      co_await svc.breakers.wait_for_probe(dest.origin.host, request_deadline);
+      permit = svc.breakers.try_acquire(dest.origin.host, svc.clock.now());
+    }
     if (!permit.allowed) {
       svc.metrics.breaker_rejections.with({dest.origin.host}).inc();
       co_return co_await send_local(c, down, http::local_error::circuit_open,
@@ -741,35 +883,37 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
             .inc();
       }
     }
-    std::optional<bhttp::response_parser<bhttp::empty_body>> rp;
+    response_head rh{static_cast<std::uint32_t>(rt.cfg.client.max_header_bytes), head_request, {}};
     head_result hr;
     if (!failed) {
       lease.conn = std::move(acq.conn);
       lease.conn->count_request();
-      rp.emplace();
-      rp->header_limit(static_cast<std::uint32_t>(rt.cfg.client.max_header_bytes));
-      // The body is streamed, never held: without this, Beast's default 8 MiB limit rejects
-      // a larger Content-Length already while the head is parsed (a 502 for a 10 MiB body).
-      rp->body_limit(boost::none);
-      if (head_request) rp->skip(true);
       const auto header_deadline =
           std::min(request_deadline, svc.clock.now() + milliseconds(rt.cfg.upstream.response_timeout_ms));
       if (out.streamed && !co_await send_continue()) co_return false;
       auto& conn = *lease.conn;
       if (conn.is_tls()) {
-        hr = co_await send_and_read_head(c, down, buf, conn.secure(), conn, out, *rp, header_deadline);
+        hr =
+            co_await send_and_read_head(c, down, buf, conn.secure(), conn, out, rh, header_deadline, version);
       } else {
-        hr = co_await send_and_read_head(c, down, buf, conn.plain(), conn, out, *rp, header_deadline);
+        hr = co_await send_and_read_head(c, down, buf, conn.plain(), conn, out, rh, header_deadline, version);
       }
       switch (hr.status) {
         case send_status::ok:
           break;
         case send_status::client_body_error:
-          co_return co_await send_local(c, down,
-                                        hr.ec == bhttp::error::body_limit
-                                            ? http::local_error::payload_too_large
-                                            : http::local_error::bad_request,
-                                        "could not read the request body", rec, false, version);
+          // The upstream saw an incomplete request on a connection we now close: it cannot act on it.
+          co_return co_await send_local(c, down, body_error(hr.ec), "could not read the request body", rec,
+                                        false, version);
+        case send_status::client_gone:
+          rec.status = 499;
+          rec.local_reason = "client_gone";
+          co_return false;
+        case send_status::protocol_error:
+          failed = true;
+          failure = resilience::failure_kind::reset_after_send;
+          failure_detail = "bad_response: interim responses without a final one, or 101";
+          break;
         case send_status::write_failed_before_body:
           failed = true;
           // The head could not be written whole (typically a pooled connection the server had
@@ -833,8 +977,12 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
 
     // A response head arrived.
     auto& conn = *lease.conn;
-    auto& res = rp->get();
+    auto& rp = *rh.parser;
+    auto& res = rp.get();
     const int status = res.result_int();
+    // An upstream that answered before it read all of our request leaves the connection out of
+    // step, and a client whose streamed body we stopped reading leaves its own out of step too.
+    const bool client_in_step = !out.streamed || out.stream_parser->is_done();
     rec.upstream_status = status;
     if (auto id = res.find("X-Okta-Request-Id"); id != res.end()) {
       rec.okta_request_id = std::string(id->value());
@@ -859,12 +1007,13 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     if (retry_429 || retry_5xx || status == 401 || status == 403) {
       // Read the small body whole: to discard it (retry) or to diagnose it.
       std::optional<bhttp::response<bhttp::string_body>> whole;
+      bool reusable = false;
       if (conn.is_tls()) {
-        whole = co_await read_small_body(c, conn.secure(), conn, *rp);
+        whole = co_await read_small_body(c, conn.secure(), conn, rp, reusable);
       } else {
-        whole = co_await read_small_body(c, conn.plain(), conn, *rp);
+        whole = co_await read_small_body(c, conn.plain(), conn, rp, reusable);
       }
-      lease.reusable = whole.has_value() && whole->keep_alive();
+      lease.reusable = reusable && !hr.request_incomplete;
       lease.give_back();
       if (retry_429) {
         // Okta did not process it (okta-facts.md): safe to send again for any method.
@@ -941,8 +1090,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       }
       rec.status = status;
       bool ok = false;
-      co_await send_buffered(c, down, *whole, head_request, keep_alive, version, rec, ok);
-      co_return ok&& keep_alive;
+      co_await send_buffered(c, down, *whole, head_request, keep_alive && client_in_step, version, rec, ok);
+      co_return ok&& keep_alive&& client_in_step;
     }
 
     // The common case: stream the response through.
@@ -953,22 +1102,33 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     rec.status = status;
     bool upstream_reusable = false;
     relay_status rs;
+    const bool client_keep_alive = keep_alive && client_in_step && !out.client_body_failed;
     if (conn.is_tls()) {
-      rs = co_await relay_response(c, down, conn.secure(), conn, *rp, head_request, keep_alive, version, rec,
-                                   upstream_reusable);
+      rs = co_await relay_response(c, down, conn.secure(), conn, rp, head_request, client_keep_alive, version,
+                                   rec, upstream_reusable);
     } else {
-      rs = co_await relay_response(c, down, conn.plain(), conn, *rp, head_request, keep_alive, version, rec,
-                                   upstream_reusable);
+      rs = co_await relay_response(c, down, conn.plain(), conn, rp, head_request, client_keep_alive, version,
+                                   rec, upstream_reusable);
     }
-    lease.reusable = rs == relay_status::ok && upstream_reusable;
+    lease.reusable = rs == relay_status::ok && upstream_reusable && !hr.request_incomplete;
     if (rs != relay_status::ok) {
       svc.log.info(logging::event("response relay interrupted")
                        .with("conn", c.id)
                        .with("req", rec.id)
-                       .with("side", rs == relay_status::client_failed ? "downstream" : "upstream"));
+                       .with("side", rs == relay_status::client_failed ? "downstream" : "upstream")
+                       .with("error", rec.error));
+      if (rs == relay_status::upstream_failed) {
+        svc.metrics.upstream_failures.with({dest.origin.host, "body_truncated"}).inc();
+        // Nothing reached the client yet: it gets a well-formed error rather than an empty reply.
+        if (rec.bytes_out == 0) {
+          co_return co_await send_local(c, down, http::local_error::upstream_unreachable,
+                                        "the upstream response ended before its body did", rec, false,
+                                        version);
+        }
+      }
       co_return false;
     }
-    co_return keep_alive && !out.client_body_failed;
+    co_return client_keep_alive;
   }
 }
 
@@ -998,7 +1158,7 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   if (buf.size() == 0) {
     c.ctl.idle = true;
     lowest(s).expires_after(milliseconds(cfg.idle_timeout_ms));
-    auto [ec, n] = co_await s.async_read_some(buf.prepare(4096), use_tuple);
+    auto [ec, n] = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
     c.ctl.idle = false;
     if (ec) co_return head_status::closed;
     buf.commit(n);
@@ -1022,9 +1182,9 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
       access_log(c, rec);
       co_return head_status::replied;
     }
-    if (st == raw_head::complete || buf.size() >= cfg.max_header_bytes) break;
+    if (st == raw_head::complete || buf.size() >= cfg.max_header_bytes || read_room(buf) == 0) break;
     scanned = raw.empty() ? 0 : raw.size() - 1;
-    auto [rec_ec, rn] = co_await s.async_read_some(buf.prepare(4096), use_tuple);
+    auto [rec_ec, rn] = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
     if (rec_ec) {
       if (rec_ec == beast::error::timeout) c.svc.metrics.timeouts.with({"client_header"}).inc();
       co_return head_status::closed;
@@ -1043,7 +1203,7 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   }
   rec.started = c.svc.clock.now();
   rec.id = c.svc.next_request_id++;
-  if (ec == bhttp::error::header_limit) {
+  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
     co_await send_local(c, s, http::local_error::headers_too_large, "request head too large", rec, false);
   } else if (ec == bhttp::error::body_limit) {
     // Beast checks Content-Length against body_limit while parsing the head.
@@ -1272,7 +1432,7 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
   // The first byte tells TLS (a handshake record, 0x16) from plain HTTP inside the tunnel.
   if (buf.size() == 0) {
     down.expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
-    auto [ec, n] = co_await down.async_read_some(buf.prepare(4096), use_tuple);
+    auto [ec, n] = co_await down.async_read_some(buf.prepare(read_room(buf)), use_tuple);
     if (ec) co_return;
     buf.commit(n);
   }
@@ -1315,7 +1475,9 @@ asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t
   conn_ctx c{svc, conn_id, ctl, ec ? std::string() : remote.address().to_string(), svc.rt.load()};
   sock.set_option(tcp::no_delay(true), ec);
   beast::tcp_stream down(std::move(sock));
-  beast::flat_buffer buf;
+  // Bounded by the head limit: requests are parsed in place and bodies pass through in pieces,
+  // so only a head, a chunk header or a trailer ever has to fit (see config::max_head_bytes).
+  beast::flat_buffer buf(c.rt->cfg.client.max_header_bytes);
   if (!c.rt->clients.empty() && !c.rt->clients.contains(c.peer)) {
     request_record rec;
     rec.started = svc.clock.now();

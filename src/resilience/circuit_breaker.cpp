@@ -48,7 +48,7 @@ permit circuit_breaker::try_acquire(time_point now) {
         ++probes_in_flight_;
         return permit{true, true, duration{}};
       }
-      return permit{false, false, half_open_busy_retry_after};
+      return permit{false, false, half_open_busy_retry_after, true};
   }
   return permit{};
 }

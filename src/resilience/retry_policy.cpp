@@ -39,6 +39,9 @@ retry_decision decide_retry(const retry_settings& settings, std::string_view met
                             std::uint32_t attempts_done, time_point now, time_point deadline,
                             double random01) {
   if (attempts_done >= settings.max_attempts) return {false, {}, retry_reason::attempts_exhausted};
+  if (kind == failure_kind::response_timeout && !settings.retry_on_timeout) {
+    return {false, {}, retry_reason::timeout};
+  }
   // Only a request that cannot have reached Okta, or one that Okta may safely see twice,
   // is sent again: a POST that may have been processed could create a user twice.
   if (!failed_before_send(kind) && !is_idempotent(method)) {

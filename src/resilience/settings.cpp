@@ -17,6 +17,7 @@ retry_settings to_retry_settings(const config::retry_config& c) {
   s.base_backoff = std::chrono::milliseconds(c.base_backoff_ms);
   s.max_backoff = std::chrono::milliseconds(c.max_backoff_ms);
   s.budget_fraction = c.budget_fraction;
+  s.retry_on_timeout = c.on_timeout;
   return s;
 }
 

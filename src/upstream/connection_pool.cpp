@@ -62,16 +62,21 @@ connection_pool::connection_pool(asio::ssl::context& tls_ctx, settings s)
 
 namespace {
 
-// A pooled connection the server has closed shows EOF (or an error) to a non-blocking peek.
-// Pending bytes are fine: a TLS 1.3 server may have sent session tickets after the response.
-bool looks_alive(connection& c) {
+enum class idle_check { alive, closed, unsolicited };
+
+// What arrived on an idle pooled connection. Nothing: it may serve the next request. EOF or an
+// error: the server closed it. A byte: the server sent something nobody asked for (stray bytes,
+// a late response, a TLS alert or close_notify) that the next request would read as its
+// response, so the connection is discarded. TLS 1.3 session tickets do not count: servers send
+// them right after the handshake, and they were consumed with the first response.
+idle_check check_idle(connection& c) {
   auto& sock = c.lowest().socket();
-  if (!sock.is_open()) return false;
+  if (!sock.is_open()) return idle_check::closed;
   char byte;
   ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0) return false;
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return false;
-  return true;
+  if (n == 0) return idle_check::closed;
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? idle_check::alive : idle_check::closed;
+  return idle_check::unsolicited;
 }
 
 void close_quietly(connection& c) {
@@ -95,11 +100,13 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
       while (!s.idle.empty()) {
         auto c = std::move(s.idle.back());
         s.idle.pop_back();
-        if (now - c->idle_since < settings_.idle_timeout && looks_alive(*c)) {
+        const auto state = now - c->idle_since < settings_.idle_timeout ? check_idle(*c) : idle_check::closed;
+        if (state == idle_check::alive) {
           ++s.active;
           ++stats_.reused;
           co_return acquired{std::move(c), connect_status::ok, {}, true};
         }
+        if (state == idle_check::unsolicited) ++stats_.unsolicited;
         ++stats_.closed;
         close_quietly(*c);
       }

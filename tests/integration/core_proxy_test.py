@@ -347,6 +347,23 @@ class StreamingTest(unittest.TestCase):
             conn.close()
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b"".join(pieces))
+        # A body up to client.max_buffered_body_bytes is read and checked whole before it goes
+        # upstream (issue 12), so it leaves with a Content-Length, and can be replayed.
+        self.assertEqual(r.header("X-Sim-Request-Chunked"), "0")
+
+    def test_large_chunked_request_body_streams_upstream_chunked(self) -> None:
+        SIM.add_fault("echo", path="/api/v1/users/chunked-large", count=1)
+        conn = SC.connection(HOST)
+        pieces = [os.urandom(64 * 1024) for _ in range(20)]  # 1.25 MiB > 1 MiB kept in memory
+        try:
+            conn.request("POST", "/api/v1/users/chunked-large", body=iter(pieces),
+                         headers={"Content-Type": "application/octet-stream"},
+                         encode_chunked=True)
+            r = sidecar.read_response(conn.getresponse())
+        finally:
+            conn.close()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"".join(pieces))
         self.assertEqual(r.header("X-Sim-Request-Chunked"), "1")
 
     def test_chunked_response_body_reaches_client(self) -> None:

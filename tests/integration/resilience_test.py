@@ -10,6 +10,7 @@ Run: cd tests/integration && OKTA_SIDECAR_BIN=.../okta-sidecar PYTHONPATH=../sup
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import shutil
 import socket
@@ -99,9 +100,26 @@ class TimeoutTest(Base):
         # for it notices the peer is gone and ends the hang.
         self.assertTrue(wait_until(lambda: SIM.stats()["inflight"] == 0, 3))
 
+    def test_hung_get_is_not_retried_by_default(self) -> None:
+        # Envoy's way: response_timeout_ms is per try, and a try that timed out is not tried
+        # again unless retry.on_timeout says so: a hung endpoint is an overloaded one.
+        sc = self.start({"upstream": {"response_timeout_ms": 2000}})
+        SIM.add_fault("hang", path="/api/v1/users/hung-get")
+        before = SIM.stats()["requests"]
+        t0 = time.monotonic()
+        r = sc.https_via_proxy("GET", f"https://{HOST}/api/v1/users/hung-get")
+        elapsed = time.monotonic() - t0
+        self.assertEqual((r.status, r.header("X-Okta-Sidecar-Error")), (504, "upstream_timeout"))
+        self.assertGreaterEqual(elapsed, 1.95)
+        self.assertLess(elapsed, 2.0 + 0.5, "within response_timeout_ms + 0.5 s")
+        print(f"\n[figure] hung GET, defaults: 504 after {elapsed * 1000:.0f} ms "
+              f"(response_timeout_ms=2000, one try)")
+        self.assertEqual(SIM.stats()["requests"], before + 1)
+        self.assertEqual(metric(sc, "okta_sidecar_retries_total", reason="retry"), 0)
+
     def test_hang_on_get_is_retried_once_and_succeeds(self) -> None:
         sc = self.start({"upstream": {"response_timeout_ms": 500},
-                         "retry": {"max_attempts": 2, "base_backoff_ms": 10}})
+                         "retry": {"max_attempts": 2, "base_backoff_ms": 10, "on_timeout": True}})
         SIM.add_fault("hang", path="/api/v1/users/hang-once", count=1)
         before = SIM.stats()["requests"]
         t0 = time.monotonic()
@@ -148,6 +166,35 @@ class TimeoutTest(Base):
         self.assertLess(elapsed, 1.0 + 0.6)
         self.assertEqual(metric(sc, "okta_sidecar_timeouts_total", kind="client_header"), 1)
         self.assertEqual(SIM.stats()["requests"], before)
+
+
+class ShutdownTest(Base):
+    def test_sigterm_while_a_request_waits_on_a_hung_upstream(self) -> None:
+        # The first black-box run found a heap-use-after-free here under ASan: the session's
+        # upstream lease was released after the pool was gone. The process must exit 0 with
+        # the sanitizers silent (this suite also runs against the ASan build).
+        sc = sidecar.Sidecar({"client": {"drain_timeout_ms": 300}},
+                             upstream_port=SIM.port, trust_file=PKI.ca_cert).start()
+        SIM.add_fault("hang", path="/api/v1/users/hung-at-exit")
+        result: dict = {}
+
+        def call() -> None:
+            try:
+                result["r"] = sc.https_via_proxy("GET", f"https://{HOST}/api/v1/users/hung-at-exit",
+                                                 timeout=15)
+            except (OSError, http.client.HTTPException) as e:
+                result["error"] = e
+
+        t = threading.Thread(target=call)
+        t.start()
+        self.assertTrue(wait_until(lambda: SIM.stats()["inflight"] >= 1, 5))
+        code = sc.stop()
+        t.join(10)
+        SIM.clear_faults()
+        marks = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+        self.assertEqual([l for l in sc.logs() if any(m in l for m in marks)], [])
+        self.assertEqual(code, 0)
+        self.assertFalse(t.is_alive(), "the client was let go")
 
 
 class RetryTest(Base):
@@ -223,8 +270,9 @@ class BreakerTest(Base):
         self.assertGreaterEqual(metric(sc, "okta_sidecar_breaker_rejections_total", host=HOST), 40)
         self.assertEqual(metric(sc, "okta_sidecar_breaker_state", host=HOST), 2)
 
-        # After open_ms: exactly one probe goes through while the others still get 503. The
-        # probe is held by Okta for a moment (hang with seconds) so the others overlap it.
+        # After open_ms: exactly one probe goes through; requests that arrive while it is in
+        # flight wait for its outcome instead of failing (issue 12: half-open holds). The probe
+        # is held by Okta for a moment (hang with seconds) so the others overlap it.
         SIM.clear_faults()
         SIM.add_fault("hang", path="/api/v1/users/probe", count=1, seconds=0.6)
         self.assertTrue(wait_until(lambda: breaker_state(sc) == "half_open", open_ms / 1000 + 1))
@@ -233,15 +281,40 @@ class BreakerTest(Base):
             "r", sc.https_via_proxy("GET", f"https://{HOST}/api/v1/users/probe")))
         t.start()
         self.assertTrue(wait_until(lambda: SIM.stats()["inflight"] == 1, 3))
-        others = [sidecar.request(conn, "GET", f"/api/v1/users/during{i}") for i in range(5)]
-        self.assertEqual([r.status for r in others], [503] * 5)
-        self.assertEqual(SIM.stats()["requests"], upstream_before + 1, "one probe only")
-        t.join(5)
-        self.assertEqual(probe["r"].status, 200)
+        with concurrent.futures.ThreadPoolExecutor(5) as ex:
+            held = [ex.submit(sc.https_via_proxy, "GET", f"https://{HOST}/api/v1/users/during{i}")
+                    for i in range(5)]
+            time.sleep(0.3)  # the probe is still held upstream (0.6 s)
+            self.assertEqual(SIM.stats()["requests"], upstream_before + 1, "one probe only")
+            self.assertFalse(any(f.done() for f in held), "held, neither answered nor sent")
+            t.join(5)
+            self.assertEqual(probe["r"].status, 200)
+            self.assertEqual([f.result(5).status for f in held], [200] * 5,
+                             "no client sees an error once the outage is over")
         self.assertEqual(breaker_state(sc), "closed")
         r = sidecar.request(conn, "GET", "/api/v1/users/after")
         self.assertEqual(r.status, 200)
         self.assertEqual(metric(sc, "okta_sidecar_breaker_state", host=HOST), 0)
+
+    def test_requests_held_behind_a_failing_probe_get_circuit_open(self) -> None:
+        sc = self.start({"circuit_breaker": {"failure_threshold": 2, "open_ms": 500},
+                         "retry": {"max_attempts": 1}, "upstream": {"response_timeout_ms": 700}})
+        SIM.add_fault("status", path="/api/v1/users*", status=503)
+        for _ in range(2):
+            sc.https_via_proxy("GET", f"https://{HOST}/api/v1/users/x")
+        self.assertEqual(breaker_state(sc), "open")
+        SIM.clear_faults()
+        SIM.add_fault("hang", path="/api/v1/users/*")  # the probe times out: Okta still down
+        self.assertTrue(wait_until(lambda: breaker_state(sc) == "half_open", 2))
+        with concurrent.futures.ThreadPoolExecutor(6) as ex:
+            probe = ex.submit(sc.https_via_proxy, "GET", f"https://{HOST}/api/v1/users/probe")
+            self.assertTrue(wait_until(lambda: SIM.stats()["inflight"] == 1, 3))
+            held = [ex.submit(sc.https_via_proxy, "GET", f"https://{HOST}/api/v1/users/h{i}")
+                    for i in range(5)]
+            self.assertEqual(probe.result(5).status, 504)
+            replies = [f.result(5) for f in held]
+        self.assertEqual([(r.status, r.header("X-Okta-Sidecar-Error")) for r in replies],
+                         [(503, "circuit_open")] * 5)
 
     def test_failed_probe_reopens(self) -> None:
         sc = self.start({"circuit_breaker": {"failure_threshold": 2, "open_ms": 500},

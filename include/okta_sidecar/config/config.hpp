@@ -9,6 +9,10 @@
 
 namespace okta_sidecar::config {
 
+// The largest request or response head (and chunked trailer) a connection buffers: Beast keeps
+// a field in at most 64 KiB, so client.max_header_bytes may not exceed it.
+inline constexpr std::uint64_t max_head_bytes = 64 * 1024;
+
 // "host:port" split; host may be a bracketed IPv6 literal in the text form.
 struct endpoint {
   std::string host;
@@ -64,6 +68,7 @@ struct retry_config {
   std::uint32_t base_backoff_ms = 100;
   std::uint32_t max_backoff_ms = 2000;
   double budget_fraction = 0.2;
+  bool on_timeout = false;  // retry a try that timed out waiting for its response head
 
   bool operator==(const retry_config&) const = default;
 };

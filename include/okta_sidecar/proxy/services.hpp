@@ -2,7 +2,9 @@
 // The object graph a session works with, built by the app and passed down by reference:
 // no globals. Reloadable settings live in `runtime` behind an atomic shared_ptr.
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -36,6 +38,9 @@ class breaker_board {
   // Returns the state after recording, so the caller can count transitions.
   void record(const std::string& host, resilience::outcome, bool probe, time_point now);
   void release_probe(const std::string& host, time_point now);
+  // For a `hold` permit: resumes once the host's probes report (record or release_probe), or
+  // at `deadline`; the caller asks try_acquire again.
+  asio::awaitable<void> wait_for_probe(const std::string& host, time_point deadline);
   void on_request(time_point now);
   bool try_spend_retry(time_point now);
   struct host_state {
@@ -49,7 +54,9 @@ class breaker_board {
 
  private:
   resilience::circuit_breaker& get_locked(const std::string& host);
+  void wake_locked(const std::string& host);
   mutable std::mutex mu_;
+  std::map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> held_;
   resilience::breaker_settings settings_;
   std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
   resilience::retry_budget budget_;
@@ -116,6 +123,7 @@ struct proxy_metrics {
   metrics::family<metrics::counter>& retries;             // reason
   metrics::family<metrics::counter>& upstream_failures;   // host, kind
   metrics::family<metrics::counter>& breaker_rejections;  // host
+  metrics::family<metrics::counter>& upstream_discards;   // reason
   metrics::family<metrics::counter>& auth_failures;       // reason
   metrics::family<metrics::counter>& client_connections;  // kind (plain|intercept|tunnel)
   metrics::family<metrics::gauge>& open_connections;      // (none)

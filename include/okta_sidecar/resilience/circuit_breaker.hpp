@@ -32,13 +32,17 @@ enum class outcome { success, failure, neutral };
 // 100..599 is protocol garbage from the upstream and counts as a failure.
 outcome classify_status(int status);
 
-// Answer of try_acquire. When !allowed the shell answers 503 circuit_open with
-// Retry-After = retry_after (rounded up to whole seconds). probe == true obliges the shell to
-// report the attempt with record(..., was_probe = true, ...) or release_probe().
+// Answer of try_acquire. When !allowed and !hold the shell answers 503 circuit_open with
+// Retry-After = retry_after (rounded up to whole seconds). hold: the breaker is half-open and
+// its probes are in flight; the shell waits for their outcome (bounded by the request's
+// deadline) and asks again, instead of failing a request that the probe may soon let through.
+// probe == true obliges the shell to report the attempt with record(..., was_probe = true,
+// ...) or release_probe().
 struct permit {
   bool allowed = true;
   bool probe = false;
   duration retry_after{};
+  bool hold = false;
 };
 
 // Per-host breaker: closed -> open after failure_threshold consecutive failures (or the

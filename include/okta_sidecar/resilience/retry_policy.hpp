@@ -15,6 +15,9 @@ struct retry_settings {
   double budget_fraction = 0.2;  // retries allowed per recent downstream request
   duration budget_window = std::chrono::seconds(10);
   std::uint32_t budget_min_retries = 10;  // floor per window, so a quiet host can still retry
+  // A try that got no response head in time is not tried again unless this is set: a hung
+  // endpoint is an overloaded one, and another try only doubles the wait (Envoy's default).
+  bool retry_on_timeout = false;
 };
 
 // How an attempt failed, ordered by how far the request got. 429s are not here: the rate
@@ -46,6 +49,7 @@ inline constexpr const char* retry = "retry";
 inline constexpr const char* attempts_exhausted = "attempts_exhausted";
 inline constexpr const char* not_idempotent = "not_idempotent";
 inline constexpr const char* deadline = "deadline";
+inline constexpr const char* timeout = "timeout";
 }  // namespace retry_reason
 
 // attempts_done: attempts already made (>= 1). random01 in [0,1) gives full jitter:

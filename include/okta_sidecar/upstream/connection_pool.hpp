@@ -54,7 +54,9 @@ class connection {
   std::uint64_t id_;
   std::unique_ptr<plain_stream> plain_;
   std::unique_ptr<tls_stream> tls_;
-  beast::flat_buffer buffer_;
+  // Bounded like the client side: only a response head, chunk header or trailer must fit, and
+  // Beast throws on a field it cannot store (see config::max_head_bytes).
+  beast::flat_buffer buffer_{config::max_head_bytes};
   std::uint32_t requests_ = 0;
 };
 
@@ -79,6 +81,7 @@ struct acquired {
 
 struct pool_stats {
   std::uint64_t opened = 0, reused = 0, closed = 0;
+  std::uint64_t unsolicited = 0;  // idle connections discarded because the server sent bytes unasked
   std::size_t idle = 0, active = 0;
 };
 

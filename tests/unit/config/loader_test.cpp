@@ -88,7 +88,7 @@ constexpr std::string_view every_key = R"({
   "circuit_breaker": {"failure_threshold": 9, "open_ms": 3001, "max_open_ms": 3002,
                       "half_open_probes": 2},
   "retry": {"max_attempts": 5, "base_backoff_ms": 50, "max_backoff_ms": 5000,
-            "budget_fraction": 0.5},
+            "budget_fraction": 0.5, "on_timeout": true},
   "auth": {"reject_expired_locally": true},
   "fleet": {"redis": "redis://u:p@redis:6379/2", "key_prefix": "acme:", "lease_size": 7,
             "timeout_ms": 80, "expected_replicas": 3, "fallback_share": 0.5},
@@ -148,6 +148,7 @@ TEST(ParseConfig, AcceptsEveryKey) {
   EXPECT_EQ(c.retry.base_backoff_ms, 50u);
   EXPECT_EQ(c.retry.max_backoff_ms, 5000u);
   EXPECT_DOUBLE_EQ(c.retry.budget_fraction, 0.5);
+  EXPECT_TRUE(c.retry.on_timeout);
   EXPECT_TRUE(c.auth.reject_expired_locally);
   ASSERT_TRUE(c.fleet);
   EXPECT_EQ(c.fleet->redis, "redis://u:p@redis:6379/2");
@@ -542,6 +543,8 @@ INSTANTIATE_TEST_SUITE_P(
                       "retry.max_backoff_ms: must be at least retry.base_backoff_ms (100), got 99"},
         validate_case{"BudgetAboveOne", [](config& c) { c.retry.budget_fraction = 1.5; },
                       "retry.budget_fraction: must be from 0 to 1, got 1.5"},
+        validate_case{"HeadLimitAboveBeastsFieldLimit", [](config& c) { c.client.max_header_bytes = 65537; },
+                      "client.max_header_bytes: must be at most 65536, got 65537"},
         validate_case{"FleetWithoutRedis", [](config& c) { c.fleet = fleet_config{}; },
                       "fleet.redis: is required when fleet is set (or set \"fleet\": null for "
                       "local mode)"},

@@ -123,7 +123,34 @@ TEST(CircuitBreaker, ProbeSlotsAreLimited) {
   EXPECT_TRUE(b.try_acquire(t).probe);
   const permit third = b.try_acquire(t);
   EXPECT_FALSE(third.allowed);
+  EXPECT_TRUE(third.hold);  // waits for the probes' outcome instead of failing
   EXPECT_EQ(third.retry_after, seconds(1));
+}
+
+TEST(CircuitBreaker, HoldOnlyWhileProbesAreInFlight) {
+  circuit_breaker b(small_settings());
+  open_it(b, t0);
+  EXPECT_FALSE(b.try_acquire(t0 + seconds(1)).hold);  // open: answer at once, no hold
+  const time_point t = t0 + seconds(10);
+  ASSERT_TRUE(b.try_acquire(t).probe);
+  EXPECT_TRUE(b.try_acquire(t).hold);
+  b.record(outcome::success, true, t);
+  const permit after = b.try_acquire(t);
+  EXPECT_TRUE(after.allowed);  // the held request goes through once the probe succeeded
+  EXPECT_FALSE(after.hold);
+}
+
+TEST(CircuitBreaker, HeldRequestIsRefusedWhenTheProbeFails) {
+  circuit_breaker b(small_settings());
+  open_it(b, t0);
+  const time_point t = t0 + seconds(10);
+  ASSERT_TRUE(b.try_acquire(t).probe);
+  ASSERT_TRUE(b.try_acquire(t).hold);
+  b.record(outcome::failure, true, t);
+  const permit after = b.try_acquire(t);
+  EXPECT_FALSE(after.allowed);
+  EXPECT_FALSE(after.hold);
+  EXPECT_GT(after.retry_after, seconds(0));
 }
 
 TEST(CircuitBreaker, ReleaseProbeFreesTheSlot) {

@@ -39,13 +39,26 @@ TEST(DecideRetry, SafetyTable) {
       {"PUT", failure_kind::upstream_5xx, true},       {"DELETE", failure_kind::response_timeout, true},
       {"HEAD", failure_kind::reset_after_send, true},  {"OPTIONS", failure_kind::upstream_5xx, true},
   };
-  const retry_settings s;
+  retry_settings s;
+  s.retry_on_timeout = true;  // the safety table, with timeouts opted in
   for (const auto& r : rows) {
     const retry_decision d = decide_retry(s, r.method, r.kind, 1, t0, far, 0.5);
     EXPECT_EQ(d.retry, r.retry) << r.method << " " << to_string(r.kind);
     EXPECT_STREQ(d.reason, r.retry ? retry_reason::retry : retry_reason::not_idempotent)
         << r.method << " " << to_string(r.kind);
   }
+}
+
+TEST(DecideRetry, TimeoutsAreNotRetriedByDefault) {
+  const retry_settings s;  // retry.on_timeout: false
+  for (const char* m : {"GET", "HEAD", "PUT", "POST"}) {
+    const auto d = decide_retry(s, m, failure_kind::response_timeout, 1, t0, far, 0.5);
+    EXPECT_FALSE(d.retry) << m;
+    EXPECT_STREQ(d.reason, retry_reason::timeout) << m;
+  }
+  // Other failures keep their rules.
+  EXPECT_TRUE(decide_retry(s, "GET", failure_kind::upstream_5xx, 1, t0, far, 0.5).retry);
+  EXPECT_TRUE(decide_retry(s, "POST", failure_kind::connect_failed, 1, t0, far, 0.5).retry);
 }
 
 TEST(DecideRetry, AttemptsBoundary) {
