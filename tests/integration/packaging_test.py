@@ -10,7 +10,9 @@ Docker engine.
   0600) and the hardening the issue asks for.
 - `cpack -G DEB` builds a package; `dpkg-deb` shows its control files (conffile, sysusers
   postinst, dependencies); `dpkg -i` installs it (the test runs as root on a throwaway CI
-  machine), the installed unit passes `systemd-analyze verify`, `dpkg -r` removes it again.
+  machine), the installed unit passes `systemd-analyze verify`, the installed binary run as
+  the package's user with the unit's umask leaves ca.crt and ca-bundle.pem readable by
+  another user and ca.key not, and `dpkg -r` removes it again.
 - docker/Dockerfile: the build stage installs exactly scripts/deps.sh BUILD_PACKAGES; the
   runtime stage is slim, non-root, has the CA volume, copies paths the install really
   produces, and installs a package for every shared library the binary needs.
@@ -297,6 +299,24 @@ class DebPackageTest(unittest.TestCase):
         tool = require_tool("systemd-analyze", "systemd")
         v = run([tool, "verify", "--man=no", unit], timeout=60)
         self.assertEqual((v.returncode, v.stdout + v.stderr), (0, ""))
+        # What the unit sets up, by hand (no systemd as PID 1 here): the package's user, a 0755
+        # state directory, UMask=0077. Another user can read the CA certificate and the bundle
+        # it must trust, not the key.
+        setpriv = require_tool("setpriv", "util-linux")
+        runner = [setpriv, "--reuid=okta-sidecar", "--regid=okta-sidecar", "--clear-groups",
+                  "sh", "-c", 'umask 077; exec /usr/bin/okta-sidecar "$@"', "okta-sidecar"]
+        sc = sidecar.Sidecar({}, binary=runner)
+        shutil.chown(sc.state_dir, "okta-sidecar", "okta-sidecar")
+        os.chmod(sc.state_dir, 0o755)
+        with sc:
+            for name, mode in (("ca.crt", 0o644), ("ca-bundle.pem", 0o644), ("ca.key", 0o600)):
+                st = os.stat(os.path.join(sc.state_dir, name))
+                self.assertEqual((oct(st.st_mode & 0o777), st.st_uid),
+                                 (oct(mode), int(run(["id", "-u", "okta-sidecar"]).stdout)), name)
+            as_nobody = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"]
+            self.assertEqual(run(as_nobody + [os.path.join(sc.state_dir, "ca.crt")]).returncode, 0)
+            self.assertEqual(run(as_nobody + [os.path.join(sc.state_dir, "ca-bundle.pem")]).returncode, 0)
+            self.assertNotEqual(run(as_nobody + [os.path.join(sc.state_dir, "ca.key")]).returncode, 0)
         # An edited configuration survives reinstalling the package (a dpkg conffile).
         cfg = "/etc/okta-sidecar/okta-sidecar.json"
         with open(cfg, encoding="utf-8") as f:
