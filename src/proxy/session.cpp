@@ -103,7 +103,7 @@ struct conn_ctx {
   session_control& ctl;
   std::string peer;
   std::shared_ptr<const runtime> rt;
-  std::string user;  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
+  std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
 };
 
 // Sends one of the sidecar's own answers (DESIGN.md "responses the sidecar itself produces").
@@ -1328,7 +1328,7 @@ asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t
   co_await asio::this_coro::throw_if_cancelled(false);
   boost::system::error_code ec;
   auto remote = sock.remote_endpoint(ec);
-  conn_ctx c{svc, conn_id, ctl, ec ? std::string() : remote.address().to_string(), svc.rt.load(), {}};
+  conn_ctx c{svc, conn_id, ctl, ec ? std::string() : remote.address().to_string(), svc.rt.load()};
   sock.set_option(tcp::no_delay(true), ec);
   beast::tcp_stream down(std::move(sock));
   beast::flat_buffer buf;
