@@ -22,9 +22,18 @@ BUILD_PACKAGES=(cmake g++ make ninja-build ccache pkg-config libboost1.81-dev nl
 # What the tests need on top: real clients and tools the tests drive.
 # chromium + fonts-dejavu-core: dashboard test (headless browser, readable screenshot);
 # prometheus: promtool check metrics; systemd: systemd-analyze verify/security;
-# python3-yaml: compose/Kubernetes YAML parsing.
+# python3-yaml: compose/Kubernetes YAML parsing; python3-requests: the Python client recipe;
+# dpkg-dev: dpkg-shlibdeps for the .deb CPack builds.
 TEST_PACKAGES=(curl openssl python3 redis-server clang-14 libclang-rt-14-dev chromium fonts-dejavu-core
-               prometheus systemd python3-yaml)
+               prometheus systemd python3-yaml python3-requests dpkg-dev)
+
+# Node.js and npm for the Node client recipes (tests/integration/recipes_test.py installs the
+# Okta Node SDK and undici from npm): Debian's nodejs + npm, unless a Node.js with npm is
+# already there (NodeSource's nodejs package bundles npm and conflicts with Debian's).
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  ensure_packages nodejs npm
+}
 
 # ccache keyed on paths relative to the checkout, so a fresh clone elsewhere (CI) still hits.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=true

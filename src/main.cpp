@@ -47,6 +47,11 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return report({e.what()});
   }
+  if (auto missing = config::check_ca_files(built.cfg); !missing.empty()) return report(missing);
+  if (cli.options.print_config) {
+    std::cout << config::to_json(built.cfg, config::secrets::redact).dump(2) << "\n";
+    return 0;
+  }
   if (cli.options.check_config) {
     std::cout << "configuration OK\n";
     return 0;

@@ -85,6 +85,17 @@ reply route(const handlers& h, http::verb method, std::string_view target) {
     if (path == "/status" && h.status_json) {
       return reply{http::status::ok, "application/json", h.status_json()};
     }
+    if (path == "/status/history" && h.history_json) {
+      return reply{http::status::ok, "application/json", h.history_json()};
+    }
+    if (path == "/config" && h.config_json) {
+      return reply{http::status::ok, "application/json", h.config_json()};
+    }
+    if (path == "/ca-bundle.pem" && h.ca_bundle_pem) {
+      std::string pem = h.ca_bundle_pem();
+      if (pem.empty()) return text(http::status::not_found, "no CA bundle");
+      return reply{http::status::ok, "application/x-pem-file", std::move(pem)};
+    }
     if (path == "/ca.crt" && h.ca_pem) {
       std::string pem = h.ca_pem();
       if (pem.empty()) return text(http::status::not_found, "no CA certificate loaded");

@@ -11,14 +11,18 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
 #include "okta_sidecar/admin/admin_server.hpp"
 #include "okta_sidecar/admin/systemd_notify.hpp"
+#include "okta_sidecar/app/process_metrics.hpp"
 #include "okta_sidecar/fleet/fleet_service.hpp"
+#include "okta_sidecar/metrics/history.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/ratelimit/http_date.hpp"
+#include "okta_sidecar/tls/ca_bundle.hpp"
 #include "okta_sidecar/tls/certificate_authority.hpp"
 #include "okta_sidecar/tls/intercept_context.hpp"
 #include "okta_sidecar/tls/upstream_context.hpp"
@@ -179,6 +183,41 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
   });
 }
 
+// One point per bucket for the dashboard's charts: the scheduler's figures plus the bucket's
+// absorbed-429 and queue-wait totals (the history turns totals into per-interval figures).
+std::vector<metrics::history::bucket_sample> sample_buckets(proxy::services& svc) {
+  std::vector<metrics::history::bucket_sample> out;
+  for (const auto& b : svc.gate.buckets()) {
+    const auto waits = svc.metrics.queue_wait.with({b.key.host, b.key.bucket}).read();
+    out.push_back({b.key.host, b.key.bucket, b.limit, b.remaining, b.queued, b.inflight,
+                   svc.metrics.absorbed_429.with({b.key.host, b.key.bucket}).value(), waits.sum,
+                   static_cast<double>(waits.count)});
+  }
+  return out;
+}
+
+// <state_dir>/ca-bundle.pem, next to ca.crt, for tools that replace their trust store. A
+// failure costs only the file (GET /ca-bundle.pem still serves the bundle), so it is logged.
+std::string publish_ca_bundle(const config::config& cfg, const tls::certificate_authority& ca,
+                              const logging::log& log) {
+  std::string roots;
+  const std::string roots_file = tls::read_system_roots(roots);
+  if (roots.empty()) {
+    log.warn(event("no system trust store found; ca-bundle.pem holds only the local CA"));
+  }
+  std::string bundle = tls::make_ca_bundle(roots, ca.certificate_pem());
+  const std::filesystem::path file = std::filesystem::path(cfg.state_dir) / "ca-bundle.pem";
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.state_dir, ec);
+    tls::write_public_file(file.string(), bundle);
+  } catch (const std::exception& e) {
+    log.warn(event("cannot write the CA bundle").with("error", e.what()));
+  }
+  log.info(event("CA bundle").with("file", file.string()).with("system_roots", roots_file));
+  return bundle;
+}
+
 }  // namespace
 
 int run(const config::config& cfg, const logging::log& log, std::function<config::parse_result()> reload) {
@@ -200,6 +239,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     return 1;
   }
   tls::leaf_cache leaves(*ca);
+  const std::string ca_bundle = publish_ca_bundle(cfg, *ca, log);
   proxy::services* svc_ptr = nullptr;
   auto intercept_ctx = tls::make_intercept_context(leaves, [&svc_ptr](std::string_view host) {
     // SNI must name a host we intercept; the CONNECT host is checked separately.
@@ -244,6 +284,22 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   svc.rt.store(rt);
   svc_ptr = &svc;
   add_scrape_gauges(registry, svc, leaves);
+  add_process_metrics(registry, version);
+  auto& reload_ok =
+      registry
+          .add_gauge("okta_sidecar_config_last_reload_successful",
+                     "1 if the last configuration reload (SIGHUP) was applied, 0 if it was rejected")
+          .with({});
+  auto& reload_ok_at = registry
+                           .add_gauge("okta_sidecar_config_last_reload_success_timestamp_seconds",
+                                      "When the configuration was last loaded successfully (start or SIGHUP)")
+                           .with({});
+  auto wall_seconds = [&clock] {
+    return std::chrono::duration<double>(clock.wall_now().time_since_epoch()).count();
+  };
+  reload_ok.set(1);
+  reload_ok_at.set(wall_seconds());
+  metrics::history history;
 
   std::unique_ptr<proxy::server> server;
   std::unique_ptr<admin::admin_server> admin_srv;
@@ -256,6 +312,9 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     h.metrics = [&registry] { return registry.render(); };
     h.status_json = [&svc, started, &fleet] { return status_json(svc, started, fleet.get()); };
     h.ca_pem = [&ca] { return ca->certificate_pem(); };
+    h.ca_bundle_pem = [&ca_bundle] { return ca_bundle; };
+    h.config_json = [&svc] { return config::to_json(svc.rt.load()->cfg, config::secrets::redact).dump(2); };
+    h.history_json = [&history] { return history.to_json().dump(); };
     admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h));
   } catch (const std::exception& e) {
     log.error(event("cannot listen").with("error", e.what()));
@@ -283,6 +342,23 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
         },
         asio::detached);
   }
+
+  // The dashboard's history: one point per bucket every interval, kept for 15 minutes.
+  asio::co_spawn(
+      control,
+      [&]() -> asio::awaitable<void> {
+        const auto t_ex = co_await asio::this_coro::executor;
+        asio::steady_timer t(t_ex);
+        while (!svc.draining.load()) {
+          const auto now_ms =
+              std::chrono::duration_cast<milliseconds>(clock.wall_now().time_since_epoch()).count();
+          history.record(now_ms, sample_buckets(svc));
+          t.expires_after(milliseconds(history.interval_ms()));
+          auto [ec] = co_await t.async_wait(use_tuple);
+          if (ec) co_return;
+        }
+      },
+      asio::detached);
 
   auto drain = [&]() -> asio::awaitable<void> {
     // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
@@ -332,6 +408,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     auto r = reload();
     if (!r.ok()) {
       log.error(event("reload rejected; keeping the running configuration").with("errors", r.errors));
+      reload_ok.set(0);
       admin::notify_ready();
       return;
     }
@@ -350,9 +427,12 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
       pool.update_settings(upstream::connection_pool::from_config(r.cfg));
       logging::set_level(log.logger(), r.cfg.log.level);
       log.info(event("configuration reloaded"));
+      reload_ok.set(1);
+      reload_ok_at.set(wall_seconds());
     } catch (const std::exception& e) {
       log.error(event("reload rejected; keeping the running configuration")
                     .with("errors", nlohmann::json::array({e.what()})));
+      reload_ok.set(0);
     }
     admin::notify_ready();
   };

@@ -18,7 +18,7 @@ struct flag {
   bool cli_options::*toggle;
 };
 
-constexpr std::array<flag, 9> flags{{
+constexpr std::array<flag, 10> flags{{
     {"--config", "FILE", &cli_options::config_file, nullptr},
     {"--listen", "HOST:PORT", &cli_options::listen, nullptr},
     {"--admin-listen", "HOST:PORT", &cli_options::admin_listen, nullptr},
@@ -26,6 +26,7 @@ constexpr std::array<flag, 9> flags{{
     {"--log-level", "LEVEL", &cli_options::log_level, nullptr},
     {"--log-format", "FORMAT", &cli_options::log_format, nullptr},
     {"--check-config", "", nullptr, &cli_options::check_config},
+    {"--print-config", "", nullptr, &cli_options::print_config},
     {"--version", "", nullptr, &cli_options::version},
     {"--help", "", nullptr, &cli_options::help},
 }};
@@ -166,6 +167,8 @@ std::string usage_text() {
   u += "  --log-level LEVEL         trace, debug, info, warn or error (default " + d.log.level + ")\n";
   u += "  --log-format FORMAT       json or text (default " + d.log.format + ")\n";
   u += "  --check-config            validate the configuration, print every error, exit\n";
+  u += "  --print-config            print the effective configuration (defaults filled in,\n";
+  u += "                            secrets redacted) as JSON and exit\n";
   u += "  --version                 print the version and exit\n";
   u += "  -h, --help                print this help and exit\n";
   u += "Options also accept --name=value.\n\n";

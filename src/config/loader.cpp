@@ -338,6 +338,7 @@ void apply_document(const json& doc, reader& r, config& c) {
     };
     o.field("cert_file", path_or_derived(c.ca.cert_file));
     o.field("key_file", path_or_derived(c.ca.key_file));
+    o.value("create_if_missing", c.ca.create_if_missing);
   });
   section(r, top, "upstream", [&](object_reader& o) {
     o.value("trust_file", c.upstream.trust_file);
@@ -394,6 +395,7 @@ void apply_document(const json& doc, reader& r, config& c) {
   section(r, top, "log", [&](object_reader& o) {
     o.value("level", c.log.level);
     o.value("format", c.log.format);
+    o.value("access_sample", c.log.access_sample);
   });
   section(r, top, "client", [&](object_reader& o) {
     o.value("header_timeout_ms", c.client.header_timeout_ms);
@@ -615,6 +617,10 @@ std::vector<std::string> validate(const config& c) {
 
   ck.one_of("log.level", c.log.level, {"trace", "debug", "info", "warn", "error"});
   ck.one_of("log.format", c.log.format, {"json", "text"});
+  if (!(c.log.access_sample >= 0.0 && c.log.access_sample <= 1.0)) {
+    ck.error("log.access_sample",
+             "must be from 0 (errors only) to 1 (every request), got " + json(c.log.access_sample).dump());
+  }
 
   ck.positive_ms("client.header_timeout_ms", c.client.header_timeout_ms);
   ck.positive_ms("client.idle_timeout_ms", c.client.idle_timeout_ms);
@@ -674,7 +680,9 @@ nlohmann::ordered_json to_json(const config& c, secrets mode) {
   out["threads"] = c.threads;
   out["intercept_hosts"] = c.intercept_hosts;
   out["tunnel_hosts"] = c.tunnel_hosts;
-  out["ca"] = {{"cert_file", derived(c.ca.cert_file)}, {"key_file", derived(c.ca.key_file)}};
+  out["ca"] = {{"cert_file", derived(c.ca.cert_file)},
+               {"key_file", derived(c.ca.key_file)},
+               {"create_if_missing", c.ca.create_if_missing}};
   out["upstream"] = {{"trust_file", opt(c.upstream.trust_file)},
                      {"resolve", resolve},
                      {"connect_timeout_ms", c.upstream.connect_timeout_ms},
@@ -700,7 +708,7 @@ nlohmann::ordered_json to_json(const config& c, secrets mode) {
                   {"on_timeout", c.retry.on_timeout}};
   out["auth"] = {{"reject_expired_locally", c.auth.reject_expired_locally}};
   out["fleet"] = fleet;
-  out["log"] = {{"level", c.log.level}, {"format", c.log.format}};
+  out["log"] = {{"level", c.log.level}, {"format", c.log.format}, {"access_sample", c.log.access_sample}};
   out["client"] = {{"header_timeout_ms", c.client.header_timeout_ms},
                    {"idle_timeout_ms", c.client.idle_timeout_ms},
                    {"request_timeout_ms", c.client.request_timeout_ms},

@@ -23,6 +23,42 @@ class redacting_stderr_sink final : public spdlog::sinks::base_sink<std::mutex> 
   void flush_() override { std::fflush(stderr); }
 };
 
+// spdlog's %l spells warn as "warning" and error as "error", critical as "critical"; the log
+// says the level as the --log-level flag and log.level spell it, so a filter written from the
+// flag ("level":"warn") matches.
+class flag_level_formatter final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string_view name = level_name(msg.level);
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<flag_level_formatter>();
+  }
+
+ private:
+  static std::string_view level_name(spdlog::level::level_enum l) {
+    switch (l) {
+      case spdlog::level::trace:
+        return "trace";
+      case spdlog::level::debug:
+        return "debug";
+      case spdlog::level::info:
+        return "info";
+      case spdlog::level::warn:
+        return "warn";
+      case spdlog::level::err:
+        return "error";
+      case spdlog::level::critical:
+        return "critical";
+      case spdlog::level::off:
+      case spdlog::level::n_levels:
+        break;
+    }
+    return "off";
+  }
+};
+
 spdlog::level::level_enum parse_level(std::string_view level) {
   if (level == "trace") return spdlog::level::trace;
   if (level == "debug") return spdlog::level::debug;
@@ -52,9 +88,11 @@ std::string event::render(format fmt) const {
 
 std::shared_ptr<spdlog::logger> make_logger(std::string_view level, format fmt) {
   auto sink = std::make_shared<redacting_stderr_sink>();
-  const char* pattern = fmt == format::json ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})"
-                                            : "%Y-%m-%dT%H:%M:%S.%fZ %l %v";
-  sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern, spdlog::pattern_time_type::utc));
+  const char* pattern = fmt == format::json ? R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%*",%v})"
+                                            : "%Y-%m-%dT%H:%M:%S.%fZ %* %v";
+  auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+  formatter->add_flag<flag_level_formatter>('*').set_pattern(pattern);
+  sink->set_formatter(std::move(formatter));
   auto logger = std::make_shared<spdlog::logger>("okta-sidecar", std::move(sink));
   logger->set_level(parse_level(level));
   logger->flush_on(spdlog::level::trace);

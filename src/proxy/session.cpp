@@ -23,6 +23,7 @@
 #include "okta_sidecar/http/local_reply.hpp"
 #include "okta_sidecar/http/redact.hpp"
 #include "okta_sidecar/http/target.hpp"
+#include "okta_sidecar/http/trace_context.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/ratelimit/header_dialect.hpp"
 #include "okta_sidecar/ratelimit/path.hpp"
@@ -94,6 +95,7 @@ struct request_record {
   std::uint32_t attempts = 0;
   double queue_wait_ms = 0;
   time_point started{};
+  std::string trace_id;  // from the request's traceparent, to join the app's traces
 };
 
 struct conn_ctx {
@@ -102,6 +104,7 @@ struct conn_ctx {
   session_control& ctl;
   std::string peer;
   std::shared_ptr<const runtime> rt;
+  std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
 };
 
 // Sends one of the sidecar's own answers (DESIGN.md "responses the sidecar itself produces").
@@ -140,9 +143,15 @@ void access_log(conn_ctx& c, const request_record& r) {
   const auto ms = std::chrono::duration<double, std::milli>(c.svc.clock.now() - r.started).count();
   c.svc.metrics.requests.with({r.host, r.bucket, std::to_string(r.status)}).inc();
   if (!c.svc.log.enabled(spdlog::level::info)) return;
+  // log.access_sample thins out the lines of requests that went well; anything the sidecar
+  // answered itself, any status from 400 up and unanswered requests are always written.
+  const bool failed = r.status == 0 || r.status >= 400 || !r.local_reason.empty();
+  const double sample = c.rt->cfg.log.access_sample;
+  if (!failed && sample < 1.0 && !(sample > 0.0 && random01() < sample)) return;
   logging::event e("access");
   e.with("conn", c.id)
       .with("req", r.id)
+      .with("peer", c.peer)
       .with("method", r.method)
       .with("host", r.host)
       .with("path", r.path)
@@ -151,6 +160,8 @@ void access_log(conn_ctx& c, const request_record& r) {
       .with("bytes", r.bytes_out)
       .with("duration_ms", std::round(ms * 1000) / 1000)
       .with("attempts", r.attempts);
+  if (!c.user.empty()) e.with("user", c.user);
+  if (!r.trace_id.empty()) e.with("trace_id", r.trace_id);
   if (r.upstream_status) e.with("upstream_status", r.upstream_status);
   if (!r.local_reason.empty()) e.with("sidecar_error", r.local_reason);
   if (!r.error.empty()) e.with("error", r.error);
@@ -1233,7 +1244,10 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
 bool proxy_auth_ok(conn_ctx& c, const bhttp::request_header<>& req) {
   if (!c.rt->proxy_auth.enabled()) return true;
   auto h = req.find(bhttp::field::proxy_authorization);
-  return h != req.end() && c.rt->proxy_auth.check(h->value());
+  if (h == req.end()) return false;
+  auto user = c.rt->proxy_auth.authenticate(h->value());
+  if (user) c.user = std::move(*user);
+  return user.has_value();
 }
 
 template <class Stream>
@@ -1250,6 +1264,8 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
     auto& req = hp.get();
     rec.method = std::string(req.method_string());
     rec.path = http::redact_target(req.target());
+    if (auto t = req.find("traceparent"); t != req.end())
+      rec.trace_id = http::trace_id_of(t->value()).value_or("");
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive();
 

@@ -6,7 +6,8 @@ to the test's temp dir always and copied to docs/dashboard.png when UPDATE_SCREE
 
 The scene: `users` has spent its whole budget (limit 10) and holds one queued request,
 `groups` has lost most of its budget to a noisy neighbour, and broken.okta.com (a closed
-port) has an open breaker.
+port) has an open breaker. The test waits for a few points of history (one per 5 s) and checks
+/status/history and the small charts each bucket card draws from it.
 
 Run: cd tests/integration && PYTHONPATH=../support python3 -m unittest -v dashboard_test
 """
@@ -95,6 +96,18 @@ class DashboardTest(unittest.TestCase):
         conn.close()
         for _ in range(3):
             cls.sc.https_via_proxy("GET", f"https://{BROKEN}/api/v1/apps")
+        # A few points of history while a neighbour keeps spending the groups budget and the
+        # app uses it too, so the groups chart climbs.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            hist = {b["bucket"]: b for b in cls.sc.admin_json("/status/history")["buckets"]}
+            if len(hist.get("groups", {}).get("t", [])) >= 3:
+                break
+            cls.sim.consume("groups", 5)
+            assert cls.sc.https_via_proxy("GET", f"https://{ACME}/api/v1/groups").status == 200
+            time.sleep(1)
+        else:
+            raise AssertionError("no history after 30 s")
         # One request waits for the users window to reset; it is answered (503) at shutdown.
         cls.queued_result: list = []
         cls.queued = threading.Thread(target=cls._queued_request, daemon=True)
@@ -107,6 +120,15 @@ class DashboardTest(unittest.TestCase):
             time.sleep(0.02)
         else:
             raise AssertionError("the 11th users request was not queued")
+        # The history records one point per 5 s: wait for two more with the request queued.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            hist = {b["bucket"]: b for b in cls.sc.admin_json("/status/history")["buckets"]}
+            if "users" in hist and hist["users"]["queued"][-2:] == [1, 1]:
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError("no history of the queued users bucket after 30 s")
 
     @classmethod
     def _queued_request(cls) -> None:
@@ -170,6 +192,48 @@ class DashboardTest(unittest.TestCase):
         self.assertEqual(summary["sum-breakers"], "breakers not closed 1 / 2")
         self.assertEqual(summary["sum-lowest"], "lowest budget left 0% users")
         self.assertEqual(dom.find("pill", id="state")[0][2].strip(), "live")
+
+    def test_history_endpoint(self) -> None:
+        doc = self.sc.admin_json("/status/history")
+        self.assertEqual((doc["interval_ms"], doc["span_ms"]), (5000, 900000))
+        hist = {(b["host"], b["bucket"]): b for b in doc["buckets"]}
+        self.assertEqual(set(hist), {(b["host"], b["bucket"]) for b in self.sc.admin_json()["buckets"]})
+        users = hist[(ACME, "users")]
+        n = len(users["t"])
+        self.assertGreaterEqual(n, 2)
+        for column in ("limit", "remaining", "used", "queued", "inflight", "queue_wait_ms",
+                       "absorbed_429"):
+            self.assertEqual(len(users[column]), n, column)
+        steps = [b - a for a, b in zip(users["t"], users["t"][1:])]
+        self.assertTrue(all(4000 <= d <= 6500 for d in steps), steps)
+        self.assertLess(abs(users["t"][-1] / 1000 - time.time()), 30)
+        self.assertEqual((users["limit"][-1], users["remaining"][-1], users["used"][-1]), (10, 0, 10))
+        self.assertEqual(users["queued"][-1], 1)
+        groups = hist[(ACME, "groups")]
+        self.assertEqual(groups["used"][-1], groups["limit"][-1] - groups["remaining"][-1])
+
+    def test_rendered_history_charts(self) -> None:
+        p = self.chromium_run("--dump-dom")
+        dom = _Dom()
+        dom.feed(p.stdout)
+        body = dom.elements[[e[0] for e in dom.elements].index("body")]
+        self.assertGreaterEqual(int(body[1].get("data-history", "0")), 1,
+                                "the page never rendered /status/history")
+        histories = dom.find("history")
+        self.assertEqual(len(histories), len(dom.find("bucket")))
+        for h in histories:
+            self.assertGreaterEqual(int(h[1]["data-points"]), 2)
+        charts = {}
+        for e in dom.find("chart"):
+            kind = [c for c in e[1]["class"].split() if c != "chart"][0]
+            charts.setdefault(kind, []).append(" ".join(e[2].split()))
+        self.assertEqual(set(charts), {"used", "queued", "wait", "absorbed"})
+        self.assertIn("used 10 / 10", charts["used"])
+        self.assertIn("queued 1", charts["queued"])
+        lines = [e for e in dom.elements if e[0] == "path" and "line" in e[1].get("class", "")]
+        self.assertGreaterEqual(len(lines), len(histories) + 2)  # queued in every card, used+limit where known
+        used_paths = [e[1]["d"] for e in lines if "used" in e[1]["class"].split()]
+        self.assertTrue(all(d.startswith("M") and d.count("L") >= 1 for d in used_paths), used_paths)
 
     def test_screenshot(self) -> None:
         out = os.path.join(self.tmp, "dashboard.png")

@@ -114,7 +114,8 @@ class OpsTest(unittest.TestCase):
         helps = set(re.findall(r"^# HELP (\S+) \S", self.metrics_text, re.M))
         self.assertEqual(helps, set(self.types))
         for name, kind in self.types.items():
-            self.assertTrue(name.startswith("okta_sidecar_"), name)
+            # process_* are the standard process metrics every Prometheus client exports.
+            self.assertTrue(name.startswith(("okta_sidecar_", "process_")), name)
             if kind == "counter":
                 self.assertTrue(name.endswith("_total"), name)
         for name, _, _ in self.samples:

@@ -281,15 +281,15 @@ class BreakerTest(Base):
             "r", sc.https_via_proxy("GET", f"https://{HOST}/api/v1/users/probe")))
         t.start()
         self.assertTrue(wait_until(lambda: SIM.stats()["inflight"] == 1, 3))
-        with concurrent.futures.ThreadPoolExecutor(5) as ex:
+        with concurrent.futures.ThreadPoolExecutor(20) as ex:
             held = [ex.submit(sc.https_via_proxy, "GET", f"https://{HOST}/api/v1/users/during{i}")
-                    for i in range(5)]
+                    for i in range(20)]
             time.sleep(0.3)  # the probe is still held upstream (0.6 s)
             self.assertEqual(SIM.stats()["requests"], upstream_before + 1, "one probe only")
             self.assertFalse(any(f.done() for f in held), "held, neither answered nor sent")
             t.join(5)
             self.assertEqual(probe["r"].status, 200)
-            self.assertEqual([f.result(5).status for f in held], [200] * 5,
+            self.assertEqual([f.result(5).status for f in held], [200] * 20,
                              "no client sees an error once the outage is over")
         self.assertEqual(breaker_state(sc), "closed")
         r = sidecar.request(conn, "GET", "/api/v1/users/after")

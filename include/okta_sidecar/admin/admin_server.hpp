@@ -16,10 +16,13 @@ namespace okta_sidecar::admin {
 // What the endpoints show; each is called on an admin connection's strand, per request, so it
 // must be thread-safe and cheap. An unset function makes its route answer 404.
 struct handlers {
-  std::function<bool()> ready;               // /readyz: 200 "ready" or 503 "draining"/"starting"
-  std::function<std::string()> metrics;      // /metrics body (text/plain; version=0.0.4)
-  std::function<std::string()> status_json;  // /status body (application/json)
-  std::function<std::string()> ca_pem;       // /ca.crt (application/x-pem-file); "" = 404
+  std::function<bool()> ready;                 // /readyz: 200 "ready" or 503 "draining"/"starting"
+  std::function<std::string()> metrics;        // /metrics body (text/plain; version=0.0.4)
+  std::function<std::string()> status_json;    // /status body (application/json)
+  std::function<std::string()> ca_pem;         // /ca.crt (application/x-pem-file); "" = 404
+  std::function<std::string()> ca_bundle_pem;  // /ca-bundle.pem: system roots + the CA; "" = 404
+  std::function<std::string()> config_json;    // /config: effective configuration, secrets redacted
+  std::function<std::string()> history_json;   // /status/history: the dashboard's last 15 minutes
   // Optional: while it returns true /readyz answers 503 "draining" (else "starting" when not
   // ready), so probes and humans can tell shutdown from start-up.
   std::function<bool()> draining;

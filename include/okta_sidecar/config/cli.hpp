@@ -15,7 +15,7 @@ namespace okta_sidecar::config {
 // What the user asked for on the command line; unset = not given.
 struct cli_options {
   std::optional<std::string> config_file, listen, admin_listen, state_dir, log_level, log_format;
-  bool check_config = false, version = false, help = false;
+  bool check_config = false, print_config = false, version = false, help = false;
 
   bool operator==(const cli_options&) const = default;
 };

@@ -24,6 +24,9 @@ struct endpoint {
 struct ca_config {
   std::string cert_file;  // default "<state_dir>/ca.crt"
   std::string key_file;   // default "<state_dir>/ca.key"
+  // Explicit paths that do not exist are a configuration error unless this says to create
+  // them (a container whose CA certificate goes to a shared volume); the defaults always are.
+  bool create_if_missing = false;
 
   bool operator==(const ca_config&) const = default;
 };
@@ -93,6 +96,7 @@ struct fleet_config {
 struct log_config {
   std::string level = "info";   // trace|debug|info|warn|error
   std::string format = "json";  // json|text
+  double access_sample = 1.0;   // share of successful requests written to the access log; errors always
 
   bool operator==(const log_config&) const = default;
 };

@@ -36,6 +36,11 @@ void finalize(config& cfg);
 // Returns one "<key.path>: <problem>" message per problem; empty means usable.
 std::vector<std::string> validate(const config& cfg);
 
+// Files the configuration names explicitly must exist: a ca.cert_file / ca.key_file other
+// than the <state_dir> defaults that is missing is an error naming the key (only the default
+// paths get a CA created on first start). One "<key>: <problem>" per problem.
+std::vector<std::string> check_ca_files(const config& cfg);
+
 enum class secrets { keep, redact };
 // The config as JSON in the file format, keys in contract order; parse_config() of its dump
 // gives back `cfg`. With secrets::redact, a password in fleet.redis becomes "****".

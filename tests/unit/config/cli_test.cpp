@@ -323,6 +323,40 @@ TEST_F(BuildConfig, ExplicitCaFilesSurviveAStateDirOverride) {
   EXPECT_EQ(r.cfg.ca.key_file, "/cli/ca.key");
 }
 
+TEST_F(BuildConfig, MissingExplicitCaFilesAreErrorsNamingTheKey) {
+  cli_options o;
+  o.config_file = write("ca.json", R"({"ca": {"cert_file": ")" + (dir_ / "pki/ca.crt").string() + R"("}})");
+  o.state_dir = (dir_ / "state").string();
+  auto r = build_config(o, env_of({}));
+  ASSERT_TRUE(r.ok());
+  EXPECT_THAT(check_ca_files(r.cfg),
+              ::testing::ElementsAre(
+                  HasSubstr("ca.cert_file: \"" + (dir_ / "pki/ca.crt").string() + "\" does not exist")));
+  // The key stays at its default, which is created on first start: no error for it.
+  write("ca.crt", "x");
+  r.cfg.ca.cert_file = (dir_ / "ca.crt").string();
+  EXPECT_THAT(check_ca_files(r.cfg), IsEmpty());
+  r.cfg.ca.key_file = (dir_ / "nowhere.key").string();
+  EXPECT_THAT(check_ca_files(r.cfg), ::testing::ElementsAre(HasSubstr("ca.key_file: ")));
+  r.cfg.ca.create_if_missing = true;
+  EXPECT_THAT(check_ca_files(r.cfg), IsEmpty());
+}
+
+TEST_F(BuildConfig, DefaultCaFilesNeedNotExist) {
+  cli_options o;
+  o.state_dir = (dir_ / "not-yet").string();
+  auto r = build_config(o, env_of({}));
+  ASSERT_TRUE(r.ok());
+  EXPECT_THAT(check_ca_files(r.cfg), IsEmpty());
+}
+
+TEST(ParseCli, PrintConfigIsASwitch) {
+  auto r = parse({"--print-config"});
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
+  EXPECT_TRUE(r.options.print_config);
+  EXPECT_THAT(usage_text(), HasSubstr("--print-config"));
+}
+
 TEST_F(BuildConfig, BadOverridesNameTheirSource) {
   cli_options o;
   o.listen = "localhost";

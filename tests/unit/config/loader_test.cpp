@@ -66,7 +66,7 @@ constexpr std::string_view every_key = R"({
   "threads": 4,
   "intercept_hosts": ["acme.okta.com", "*.example.com:8443"],
   "tunnel_hosts": ["*.okta-emea.com"],
-  "ca": {"cert_file": "/etc/ca.pem", "key_file": "/etc/ca-key.pem"},
+  "ca": {"cert_file": "/etc/ca.pem", "key_file": "/etc/ca-key.pem", "create_if_missing": true},
   "upstream": {
     "trust_file": "/etc/extra-ca.pem",
     "resolve": {"acme.okta.com:443": "127.0.0.1:8443", "b.okta.com:443": "[::1]:9443"},
@@ -92,7 +92,7 @@ constexpr std::string_view every_key = R"({
   "auth": {"reject_expired_locally": true},
   "fleet": {"redis": "redis://u:p@redis:6379/2", "key_prefix": "acme:", "lease_size": 7,
             "timeout_ms": 80, "expected_replicas": 3, "fallback_share": 0.5},
-  "log": {"level": "debug", "format": "text"},
+  "log": {"level": "debug", "format": "text", "access_sample": 0.25},
   "client": {
     "header_timeout_ms": 4001,
     "idle_timeout_ms": 4002,
@@ -124,6 +124,7 @@ TEST(ParseConfig, AcceptsEveryKey) {
   EXPECT_THAT(c.tunnel_hosts, ElementsAre("*.okta-emea.com"));
   EXPECT_EQ(c.ca.cert_file, "/etc/ca.pem");
   EXPECT_EQ(c.ca.key_file, "/etc/ca-key.pem");
+  EXPECT_TRUE(c.ca.create_if_missing);
   EXPECT_EQ(c.upstream.trust_file, "/etc/extra-ca.pem");
   EXPECT_EQ(c.upstream.resolve.size(), 2u);
   EXPECT_EQ(c.upstream.resolve.at("acme.okta.com:443"), (endpoint{"127.0.0.1", 8443}));
@@ -159,6 +160,7 @@ TEST(ParseConfig, AcceptsEveryKey) {
   EXPECT_DOUBLE_EQ(c.fleet->fallback_share, 0.5);
   EXPECT_EQ(c.log.level, "debug");
   EXPECT_EQ(c.log.format, "text");
+  EXPECT_DOUBLE_EQ(c.log.access_sample, 0.25);
   EXPECT_EQ(c.client.header_timeout_ms, 4001u);
   EXPECT_EQ(c.client.idle_timeout_ms, 4002u);
   EXPECT_EQ(c.client.request_timeout_ms, 4003u);
@@ -301,7 +303,7 @@ INSTANTIATE_TEST_SUITE_P(
         error_case{"NoSuggestionListsKnownKeys", R"({"auth": {"banana": 1}})",
                    "auth.banana: unknown key (known keys here: reject_expired_locally)"},
         error_case{"OddKeyIsQuoted", R"({"log": {"a b": 1}})",
-                   "log[\"a b\"]: unknown key (known keys here: level, format)"},
+                   "log[\"a b\"]: unknown key (known keys here: level, format, access_sample)"},
         // Wrong types.
         error_case{"StringForInteger", R"({"rate_limit": {"max_wait_ms": "abc"}})",
                    "rate_limit.max_wait_ms: expected a non-negative integer, got \"abc\""},
@@ -588,6 +590,8 @@ INSTANTIATE_TEST_SUITE_P(
                       "log.level: \"verbose\" is not one of trace, debug, info, warn, error"},
         validate_case{"LogFormatUnknown", [](config& c) { c.log.format = "jsonl"; },
                       "log.format: \"jsonl\" is not one of json, text (did you mean \"json\"?)"},
+        validate_case{"AccessSampleAboveOne", [](config& c) { c.log.access_sample = 1.5; },
+                      "log.access_sample: must be from 0 (errors only) to 1 (every request), got 1.5"},
         validate_case{"ClientHeaderTimeoutZero", [](config& c) { c.client.header_timeout_ms = 0; },
                       "client.header_timeout_ms: must be greater than 0 (a timeout of 0 would fail "
                       "every operation)"},
@@ -696,7 +700,9 @@ TEST(KnownKeyPaths, CoverTheContractKeys) {
                              "fleet",
                              "fleet.redis",
                              "log.level",
-                             "log.format"}) {
+                             "log.format",
+                             "log.access_sample",
+                             "ca.create_if_missing"}) {
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   }
 }
