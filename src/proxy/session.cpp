@@ -22,6 +22,7 @@
 #include "okta_sidecar/http/hop_by_hop.hpp"
 #include "okta_sidecar/http/local_reply.hpp"
 #include "okta_sidecar/http/redact.hpp"
+#include "okta_sidecar/http/request_validator.hpp"
 #include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/ratelimit/header_dialect.hpp"
@@ -224,6 +225,7 @@ struct outgoing {
   bhttp::request_parser<bhttp::buffer_body>* stream_parser = nullptr;
   bool client_body_failed = false;
   bhttp::error client_body_error{};
+  time_point body_deadline = time_point::max();  // client.request_timeout_ms covers the upload too
 };
 
 // A message head as one contiguous string, the way it goes on the wire. Beast's serializer
@@ -283,7 +285,7 @@ asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_
   while (!p.is_done()) {
     p.get().body().data = chunk.data();
     p.get().body().size = chunk.size();
-    lowest(down).expires_after(idle);
+    lowest(down).expires_at(http::body_read_deadline(c.svc.clock.now(), idle, out.body_deadline));
     auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
     if (rec == bhttp::error::need_buffer) rec = {};
     if (rec) {
@@ -522,6 +524,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   ratelimit::classification cls;
   if (dest.inspect) {
     cls = rt.classifier.classify(method, dest.path_and_query);
+    // Client-chosen ids beyond the per-host cap share one overflow bucket (issue 14).
+    cls.bucket = svc.gate.bucket_name(dest.origin.host, cls);
   } else {
     cls.group = cls.bucket = "tunnel";
     cls.rate_limited = false;
@@ -586,7 +590,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     if (extensions.size() > max_chunk_extension_bytes) ec = bhttp::error::bad_chunk_extension;
   };
   std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser;
-  const bool expect_continue = beast::iequals(req[bhttp::field::expect], "100-continue");
+  const bool expect_continue = http::expects_continue(version, req[bhttp::field::expect]);
+  out.body_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
   out.head_and_body.method_string(method);
   out.head_and_body.target(dest.path_and_query);
   out.head_and_body.version(11);
@@ -617,8 +622,14 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         if (!co_await send_continue()) co_return false;
         bhttp::request_parser<bhttp::string_body> bp{std::move(hp)};
         bp.body_limit(rt.cfg.client.max_body_bytes);
-        lowest(down).expires_after(milliseconds(rt.cfg.client.header_timeout_ms));
+        lowest(down).expires_at(http::body_read_deadline(
+            svc.clock.now(), milliseconds(rt.cfg.client.header_timeout_ms), out.body_deadline));
         auto [ec, n] = co_await bhttp::async_read(down, buf, bp, use_tuple);
+        if (ec == beast::error::timeout) {
+          svc.metrics.timeouts.with({"client_body"}).inc();
+          co_return co_await send_local(c, down, http::local_error::request_timeout,
+                                        "the request body did not arrive in time", rec, false, version);
+        }
         if (ec) {
           co_return co_await send_local(c, down,
                                         ec == bhttp::error::body_limit ? http::local_error::payload_too_large
@@ -729,6 +740,12 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                         acq.status == upstream::connect_status::tls_timeout
                     ? resilience::failure_kind::tls_failed
                     : resilience::failure_kind::connect_failed;
+      if (acq.status == upstream::connect_status::pool_exhausted) {
+        // Our own connection limit, not the upstream's failure: the breaker does not count it
+        // (issue 14: slow uploads holding the pool must not open the breaker for every app).
+        co_return co_await send_local(c, down, http::local_error::pool_exhausted, failure_detail, rec,
+                                      keep_alive && !out.streamed, version, 1);
+      }
       if (acq.status == upstream::connect_status::forbidden_address) {
         co_return co_await send_local(c, down, http::local_error::host_not_allowed,
                                       "the host resolves to a forbidden address", rec,
@@ -765,6 +782,11 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         case send_status::ok:
           break;
         case send_status::client_body_error:
+          if (hr.ec == beast::error::timeout) {
+            svc.metrics.timeouts.with({"client_body"}).inc();
+            co_return co_await send_local(c, down, http::local_error::request_timeout,
+                                          "the request body did not arrive in time", rec, false, version);
+          }
           co_return co_await send_local(c, down,
                                         hr.ec == bhttp::error::body_limit
                                             ? http::local_error::payload_too_large
@@ -1055,12 +1077,6 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   co_return head_status::replied;
 }
 
-std::string host_of_header(std::string_view host_header) {
-  if (auto a = http::parse_authority(host_header)) return a->first;
-  if (auto h = policy::host_policy::normalize_host(host_header)) return *h;
-  return std::string(host_header);
-}
-
 // Serves HTTP/1.1 requests on a stream: the proxy port itself (`tunnel` empty) or the inside
 // of an intercepted CONNECT tunnel (`tunnel` is where it leads).
 template <class Stream>
@@ -1136,7 +1152,9 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
       } else {
         refuse = "request target does not match the CONNECT host";
       }
-      if (refuse.empty() && !host_header.empty() && lower(host_of_header(host_header)) != dest.origin.host) {
+      if (refuse.empty() && !host_header.empty() &&
+          !http::host_header_matches(host_header, dest.origin.tls ? "https" : "http", dest.origin.host,
+                                     dest.origin.port)) {
         refuse = "Host header does not match the CONNECT host";
       }
     } else {
@@ -1154,8 +1172,16 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
       } else {
         dest.origin = upstream::origin{t->scheme == "https", *host, t->port};
         dest.path_and_query = t->path_and_query;
-        if (!host_header.empty() && lower(host_of_header(host_header)) != *host) {
+        if (!host_header.empty() && !http::host_header_matches(host_header, *t)) {
           refuse = "Host header disagrees with the request URL";
+        } else if (t->scheme != "https" && !c.rt->cfg.access.allow_cleartext &&
+                   c.rt->hosts.intercepts(*host)) {
+          // The app's Authorization header would cross the network in clear (issue 14).
+          rec.host = *host;
+          co_await send_local(c, s, http::local_error::cleartext_refused,
+                              "http:// to an intercepted host; use https://", rec, false, version);
+          access_log(c, rec);
+          co_return;
         } else {
           auto d = c.rt->hosts.decide(*host, t->port);
           if (d.r == policy::route::refuse) refuse = d.why;
@@ -1278,6 +1304,18 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
   }
   const auto first = static_cast<const unsigned char*>(buf.data().data())[0];
   if (first != 0x16) {
+    if (!c.rt->cfg.access.allow_cleartext) {
+      // Plaintext HTTP inside a CONNECT to an intercepted host: answered in plaintext, which is
+      // what the client speaks, and closed (issue 14).
+      request_record refused;
+      refused.started = c.svc.clock.now();
+      refused.id = c.svc.next_request_id++;
+      refused.host = *host;
+      co_await send_local(c, down, http::local_error::cleartext_refused,
+                          "plaintext HTTP inside CONNECT to an intercepted host; use TLS", refused, false);
+      access_log(c, refused);
+      co_return;
+    }
     c.svc.metrics.client_connections.with({"intercept_plain"}).inc();
     const std::optional<upstream::origin> inside{upstream::origin{false, *host, authority->second}};
     co_await serve(c, down, buf, inside);

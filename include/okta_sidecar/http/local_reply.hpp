@@ -22,7 +22,10 @@ enum class local_error {
   shutting_down,
   proxy_auth_required,
   client_not_allowed,
-  token_expired
+  token_expired,
+  cleartext_refused,  // http:// (or plaintext inside CONNECT) to an intercepted host (issue 14)
+  pool_exhausted,     // every upstream connection of the host busy until the deadline
+  request_timeout     // the request (body included) took longer than client.request_timeout_ms
 };
 
 struct local_reply {
