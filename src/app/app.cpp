@@ -301,7 +301,11 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     h.metrics = [&registry] { return registry.render(); };
     h.status_json = [&svc, started, &fleet] { return status_json(svc, started, fleet.get()); };
     h.ca_pem = [&ca] { return ca->certificate_pem(); };
-    admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h));
+    admin::admin_options admin_opts;
+    admin_opts.access.expose_status = cfg.admin.expose_status;
+    admin_opts.access.allowed_hosts = cfg.admin.allowed_hosts;
+    admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h),
+                                                      admin_opts);
   } catch (const std::exception& e) {
     log.error(event("cannot listen").with("error", e.what()));
     return 1;
