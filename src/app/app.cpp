@@ -1,5 +1,6 @@
 #include "okta_sidecar/app/app.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -21,6 +22,7 @@
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/ratelimit/http_date.hpp"
 #include "okta_sidecar/tls/certificate_authority.hpp"
+#include "okta_sidecar/tls/fingerprint_key.hpp"
 #include "okta_sidecar/tls/intercept_context.hpp"
 #include "okta_sidecar/tls/upstream_context.hpp"
 
@@ -98,6 +100,18 @@ std::vector<std::string> label_hosts(const proxy::runtime& rt) {
     }
   }
   return out;
+}
+
+// What a CA the sidecar generates may sign (issue 14): Okta's domains, the configured wildcard
+// suffixes and exact intercept hosts. Nothing else, so a copied key is no master key.
+std::vector<std::string> ca_permitted(const proxy::runtime& rt) {
+  std::vector<std::string> out = {"okta.com", "oktapreview.com", "okta-emea.com", "okta-gov.com"};
+  for (auto& s : rt.hosts.intercept_suffixes()) out.push_back(std::move(s));
+  for (auto& h : rt.hosts.exact_intercept_hosts()) out.push_back(std::move(h));
+  std::vector<std::string> unique;
+  for (auto& n : out)
+    if (std::find(unique.begin(), unique.end(), n) == unique.end()) unique.push_back(std::move(n));
+  return unique;
 }
 
 // Scrape-time samples under bounded labels: several hosts or ids may share one label, so
@@ -235,11 +249,24 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   }
 
   std::optional<tls::certificate_authority> ca;
+  std::optional<tls::fingerprint_key> fingerprints;
   try {
-    ca.emplace(tls::certificate_authority::load_or_create(cfg.ca.cert_file, cfg.ca.key_file));
+    fingerprints.emplace(tls::fingerprint_key::load_or_create(cfg.state_dir));  // makes state_dir 0700
+    ca.emplace(
+        tls::certificate_authority::load_or_create(cfg.ca.cert_file, cfg.ca.key_file, ca_permitted(*rt)));
   } catch (const std::exception& e) {
     log.error(event("local CA unusable").with("error", e.what()));
     return 1;
+  }
+  // A loaded CA whose nameConstraints leave out an intercepted host would mint certificates
+  // every client rejects: a configuration error, said at start rather than per handshake.
+  if (auto host = ca->host_outside_constraints(cfg.intercept_hosts)) {
+    log.error(event("invalid configuration")
+                  .with("error", "intercept_hosts: \"" + *host +
+                                     "\" is outside the name constraints of the CA in " + cfg.ca.cert_file +
+                                     "; remove both CA files to have a CA made for the configured hosts, or "
+                                     "provide a CA that permits it"));
+    return 2;
   }
   tls::leaf_cache leaves(*ca);
   proxy::services* svc_ptr = nullptr;
@@ -281,9 +308,10 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   proxy::breaker_board breakers(rt->breaker, rt->retry);
   proxy::diagnosis_log diagnoses;
   proxy::shared_okta_clock okta_clock;
-  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock,
+  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock, {},
                       {},    {},  {}};
   svc.rt.store(rt);
+  svc.digest = [&fingerprints](std::string_view credential) { return fingerprints->digest(credential); };
   svc_ptr = &svc;
   metrics::label_bounds bounds(label_hosts(*rt), rt->classifier.literal_buckets(),
                                cfg.rate_limit.max_auth_servers_per_host);

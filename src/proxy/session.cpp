@@ -543,7 +543,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     client_retry_count = parse_max_wait_header(h->value()).value_or(0);
   }
   std::optional<auth::token_info> token;
-  if (!authz.empty()) token = auth::inspect_authorization(authz);
+  if (!authz.empty()) token = auth::inspect_authorization(authz, svc.digest);
 
   // Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
   if (dest.inspect && rt.cfg.auth.reject_expired_locally && token &&
@@ -662,8 +662,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   const auto request_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
   const auto admission_deadline = std::min(start + max_wait, request_deadline);
 
-  ratelimit::admission_request areq{key, token ? auth::caller_key(authz) : 0, rt.is_interactive(npath),
-                                    cls.rate_limited, admission_deadline};
+  ratelimit::admission_request areq{key, token ? auth::caller_key(authz, svc.digest) : 0,
+                                    rt.is_interactive(npath), cls.rate_limited, admission_deadline};
   request_guard guard{svc, dest.origin.host};
   std::string first_okta_request_id;
   std::uint32_t retries_done = 0;

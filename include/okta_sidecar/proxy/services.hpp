@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "okta_sidecar/auth/token_info.hpp"
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/logging/log.hpp"
 #include "okta_sidecar/metrics/label_bounds.hpp"
@@ -140,6 +141,8 @@ struct services {
   std::atomic<std::shared_ptr<const runtime>> rt;
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> next_request_id{1};
+  // Keyed digest for token fingerprints and fairness keys (tls::fingerprint_key, issue 14).
+  auth::credential_digest digest;
 };
 
 }  // namespace okta_sidecar::proxy
