@@ -112,3 +112,20 @@ TEST(IsValidOriginForm, Table) {
 
 }  // namespace
 }  // namespace okta_sidecar::http
+
+namespace okta_sidecar::http {
+namespace {
+
+TEST(HostHeaderMatchesOrigin, ComparesHostAndPortWithTheSchemeDefault) {
+  EXPECT_TRUE(host_header_matches("acme.okta.com", "https", "acme.okta.com", 443));
+  EXPECT_TRUE(host_header_matches("ACME.okta.com:443", "https", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches("acme.okta.com:444", "https", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches("acme.okta.com", "https", "acme.okta.com", 8443));
+  EXPECT_TRUE(host_header_matches("acme.okta.com:8443", "https", "acme.okta.com", 8443));
+  EXPECT_TRUE(host_header_matches("acme.okta.com", "http", "acme.okta.com", 80));
+  EXPECT_FALSE(host_header_matches("acme.okta.com:80", "https", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches("evil.example", "https", "acme.okta.com", 443));
+}
+
+}  // namespace
+}  // namespace okta_sidecar::http
