@@ -53,8 +53,6 @@ error_info info(local_error e) {
     case local_error::pool_exhausted:
       return {503, "pool_exhausted", "E0000009",
               "okta-sidecar: every upstream connection to this host is busy; retry shortly."};
-    case local_error::request_timeout:
-      return {408, "request_timeout", "E0000003", "okta-sidecar: the request was not received in time."};
   }
   return {500, "internal", "E0000009", "okta-sidecar: internal error."};
 }
@@ -134,7 +132,6 @@ local_reply make_local_reply(local_error error, std::string_view error_id, std::
       break;
     case local_error::host_not_allowed:
     case local_error::cleartext_refused:
-    case local_error::request_timeout:
     case local_error::upstream_unreachable:
     case local_error::upstream_timeout:
     case local_error::bad_request:

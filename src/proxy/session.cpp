@@ -626,9 +626,12 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
             svc.clock.now(), milliseconds(rt.cfg.client.header_timeout_ms), out.body_deadline));
         auto [ec, n] = co_await bhttp::async_read(down, buf, bp, use_tuple);
         if (ec == beast::error::timeout) {
+          // client.request_timeout_ms passed while the body was arriving. Beast's tcp_stream
+          // closes the socket at its deadline, so there is nobody left to answer.
           svc.metrics.timeouts.with({"client_body"}).inc();
-          co_return co_await send_local(c, down, http::local_error::request_timeout,
-                                        "the request body did not arrive in time", rec, false, version);
+          rec.status = 408;
+          rec.local_reason = "request_timeout";
+          co_return false;
         }
         if (ec) {
           co_return co_await send_local(c, down,
@@ -783,9 +786,11 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
           break;
         case send_status::client_body_error:
           if (hr.ec == beast::error::timeout) {
+            // As above: the deadline closed the client connection; the upstream one is dropped.
             svc.metrics.timeouts.with({"client_body"}).inc();
-            co_return co_await send_local(c, down, http::local_error::request_timeout,
-                                          "the request body did not arrive in time", rec, false, version);
+            rec.status = 408;
+            rec.local_reason = "request_timeout";
+            co_return false;
           }
           co_return co_await send_local(c, down,
                                         hr.ec == bhttp::error::body_limit

@@ -24,8 +24,7 @@ enum class local_error {
   client_not_allowed,
   token_expired,
   cleartext_refused,  // http:// (or plaintext inside CONNECT) to an intercepted host (issue 14)
-  pool_exhausted,     // every upstream connection of the host busy until the deadline
-  request_timeout     // the request (body included) took longer than client.request_timeout_ms
+  pool_exhausted      // every upstream connection of the host busy until the deadline
 };
 
 struct local_reply {
