@@ -248,6 +248,40 @@ class Caps(unittest.TestCase):
             self.assertLessEqual(sidecar.metric(sc, "okta_sidecar_queue_depth"), 3)
 
 
+class PoolExhaustion(unittest.TestCase):
+    def test_pool_exhaustion_is_answered_and_not_blamed_on_the_upstream(self) -> None:
+        cfg = {"upstream": {"max_connections_per_host": 1}, "client": {"request_timeout_ms": 1000},
+               "circuit_breaker": {"failure_threshold": 1}}
+        with plain_sidecar(cfg) as sc:
+            # The first response trickles its body for ~2.5 s, holding the only connection.
+            SIM.add_fault("slow_body", path="/api/v1/users/hold", size=50, chunk=1, interval=0.05)
+            first_status: list = []
+
+            def hold() -> None:
+                first_status.append(sc.http_via_proxy("GET", f"http://{HOST}/api/v1/users/hold").status)
+
+            try:
+                holder = threading.Thread(target=hold)
+                holder.start()
+                self.assertTrue(sidecar.wait_until(
+                    lambda: sidecar.metric(sc, "okta_sidecar_upstream_connections", state="active") >= 1, 5))
+                start = time.monotonic()
+                r = sc.http_via_proxy("GET", f"http://{HOST}/api/v1/users/next")
+                took = time.monotonic() - start
+                holder.join(30)
+            finally:
+                SIM.clear_faults()
+            self.assertEqual(r.status, 503, r.body)
+            self.assertEqual(r.header("X-Okta-Sidecar-Error"), "pool_exhausted")
+            self.assertIsNotNone(r.header("Retry-After"))
+            self.assertLess(took, 2.0, "answered at the request deadline, not when the pool freed up")
+            self.assertEqual(first_status, [200])
+            # Our own limit, not Okta's failure: the breaker (threshold 1) stayed closed.
+            self.assertEqual(sidecar.metric(sc, "okta_sidecar_breaker_state"), 0)
+            self.assertEqual(sidecar.metric(sc, "okta_sidecar_upstream_failures_total"), 0)
+            self.assertEqual(sc.http_via_proxy("GET", f"http://{HOST}/api/v1/users/after").status, 200)
+
+
 class SlowUploads(unittest.TestCase):
     def _slow_post(self, sc: sidecar.Sidecar, chunked: bool) -> tuple:
         start = time.monotonic()
