@@ -432,8 +432,11 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
       if (r.cfg.listen.to_string() != old.listen.to_string() ||
           r.cfg.admin_listen.to_string() != old.admin_listen.to_string() || r.cfg.threads != old.threads ||
           r.cfg.ca.cert_file != old.ca.cert_file || r.cfg.ca.key_file != old.ca.key_file ||
-          r.cfg.upstream.trust_file != old.upstream.trust_file) {
-        log.warn(event("listen addresses, threads, CA and upstream.trust_file change only on restart"));
+          r.cfg.upstream.trust_file != old.upstream.trust_file || r.cfg.state_dir != old.state_dir ||
+          r.cfg.admin != old.admin) {
+        log.warn(
+            event("listen addresses, threads, CA, state_dir, admin.* and upstream.trust_file change only on "
+                  "restart"));
       }
       svc.rt.store(next);
       bounds.update(label_hosts(*next), next->classifier.literal_buckets());
