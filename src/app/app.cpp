@@ -220,6 +220,12 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
                          [&leaves]() {
                            return samples{{{}, static_cast<double>(leaves.minted_count())}};
                          });
+  r.add_callback_gauge(
+      "okta_sidecar_client_connections_max",
+      "client.max_connections: accepting pauses when okta_sidecar_client_connections_open reaches it", {},
+      [&svc]() {
+        return samples{{{}, static_cast<double>(svc.rt.load()->cfg.client.max_connections)}};
+      });
   // How many entries the maps keyed by client input hold (issue 14: each is capped).
   r.add_callback_gauge("okta_sidecar_state_entries", "Entries kept in maps keyed by client input", {"map"},
                        [&svc, &leaves]() {

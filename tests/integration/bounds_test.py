@@ -211,6 +211,7 @@ class Caps(unittest.TestCase):
             self.assertEqual(results, [(1, 200)] * clients)
             self.assertLessEqual(peak[0], cap)
             self.assertGreaterEqual(sidecar.metric(sc, "okta_sidecar_accept_paused_total"), 1)
+            self.assertEqual(sidecar.metric(sc, "okta_sidecar_client_connections_max"), cap)
             del slow
 
     def test_queue_total_cap_is_held_and_every_request_answered_once(self) -> None:
