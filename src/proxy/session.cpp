@@ -1158,8 +1158,7 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
         refuse = "request target does not match the CONNECT host";
       }
       if (refuse.empty() && !host_header.empty() &&
-          !http::host_header_matches(host_header, dest.origin.tls ? "https" : "http", dest.origin.host,
-                                     dest.origin.port)) {
+          !http::host_header_matches_tunnel(host_header, dest.origin.host, dest.origin.port)) {
         refuse = "Host header does not match the CONNECT host";
       }
     } else {

@@ -127,6 +127,19 @@ class Cleartext(unittest.TestCase):
         r = SC.https_via_proxy("GET", f"https://{HOST}/api/v1/users")
         self.assertEqual(r.status, 200)
 
+    def test_allow_cleartext_opts_back_in(self) -> None:
+        # A plain upstream behind acme.okta.com:443 (a test rig): plaintext inside CONNECT is
+        # served, and a Host without a port names the CONNECT authority.
+        with sidecar.Sidecar({"access": {"allow_cleartext": True},
+                              "upstream": {"resolve": {f"{HOST}:443": f"127.0.0.1:{SIM.http_port}"}}}) as sc:
+            with socket.create_connection(sc.listen, timeout=10) as s:
+                s.sendall(f"CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n".encode())
+                self.assertEqual(read_response(s)[0], 200)
+                s.sendall(f"GET /api/v1/users HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                self.assertEqual(read_response(s)[0], 200)
+                s.sendall(f"GET /api/v1/users HTTP/1.1\r\nHost: {HOST}:8443\r\n\r\n".encode())
+                self.assertEqual(read_response(s)[0], 403)
+
     def test_port_80_is_not_allowed_by_default(self) -> None:
         with socket.create_connection(SC.listen, timeout=10) as s:
             s.sendall(f"CONNECT {HOST}:80 HTTP/1.1\r\nHost: {HOST}:80\r\n\r\n".encode())

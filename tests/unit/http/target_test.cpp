@@ -116,15 +116,16 @@ TEST(IsValidOriginForm, Table) {
 namespace okta_sidecar::http {
 namespace {
 
-TEST(HostHeaderMatchesOrigin, ComparesHostAndPortWithTheSchemeDefault) {
-  EXPECT_TRUE(host_header_matches("acme.okta.com", "https", "acme.okta.com", 443));
-  EXPECT_TRUE(host_header_matches("ACME.okta.com:443", "https", "acme.okta.com", 443));
-  EXPECT_FALSE(host_header_matches("acme.okta.com:444", "https", "acme.okta.com", 443));
-  EXPECT_FALSE(host_header_matches("acme.okta.com", "https", "acme.okta.com", 8443));
-  EXPECT_TRUE(host_header_matches("acme.okta.com:8443", "https", "acme.okta.com", 8443));
-  EXPECT_TRUE(host_header_matches("acme.okta.com", "http", "acme.okta.com", 80));
-  EXPECT_FALSE(host_header_matches("acme.okta.com:80", "https", "acme.okta.com", 443));
-  EXPECT_FALSE(host_header_matches("evil.example", "https", "acme.okta.com", 443));
+TEST(HostHeaderMatchesTunnel, SameHostAndAPortOnlyIfItIsTheConnectPort) {
+  EXPECT_TRUE(host_header_matches_tunnel("acme.okta.com", "acme.okta.com", 443));
+  EXPECT_TRUE(host_header_matches_tunnel(" ACME.okta.com:443 ", "acme.okta.com", 443));
+  EXPECT_TRUE(host_header_matches_tunnel("acme.okta.com", "acme.okta.com", 8443));
+  EXPECT_TRUE(host_header_matches_tunnel("acme.okta.com:8443", "acme.okta.com", 8443));
+  EXPECT_FALSE(host_header_matches_tunnel("acme.okta.com:444", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("acme.okta.com:80", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("evil.example", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("acme.okta.com.evil.example", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("", "acme.okta.com", 443));
 }
 
 }  // namespace
