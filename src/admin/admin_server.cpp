@@ -172,6 +172,12 @@ awaitable<void> serve(std::shared_ptr<admin_server::state> st, std::shared_ptr<a
   // Bounded: Beast parses a chunked trailer only once it is whole in the buffer, and throws
   // (out of the I/O thread) on a field longer than 64 KiB; a full buffer is an error instead.
   beast::flat_buffer buffer(st->opts.max_header_bytes + st->opts.max_body_bytes);
+  beast::error_code peer_ec;
+  const auto peer = c->stream.socket().remote_endpoint(peer_ec);
+  const bool peer_loopback =
+      !peer_ec && (peer.address().is_loopback() ||
+                   (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped() &&
+                    asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).is_loopback()));
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(st->opts.max_header_bytes));
@@ -198,7 +204,22 @@ awaitable<void> serve(std::shared_ptr<admin_server::state> st, std::shared_ptr<a
       version = req.version();
       method = req.method();
       keep_alive = req.keep_alive() && !st->is_stopped();
-      r = route(st->h, req.method(), req.target());
+      const std::string_view path = req.target().substr(0, req.target().find('?'));
+      switch (policy::decide_admin_access(path, req[http::field::host], peer_loopback, st->opts.access)) {
+        case policy::admin_verdict::allow:
+          r = route(st->h, req.method(), req.target());
+          break;
+        case policy::admin_verdict::bad_host:
+          r = text(
+              http::status::forbidden,
+              "forbidden: the Host header must be an IP address, localhost or one of admin.allowed_hosts");
+          keep_alive = false;
+          break;
+        case policy::admin_verdict::loopback_only:
+          r = text(http::status::forbidden,
+                   "forbidden: this page is served to loopback clients only (admin.expose_status)");
+          break;
+      }
     }
 
     http::response<http::string_body> res{r.status, version};

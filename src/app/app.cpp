@@ -1,5 +1,6 @@
 #include "okta_sidecar/app/app.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,18 +13,21 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <thread>
 
 #include "okta_sidecar/admin/admin_server.hpp"
 #include "okta_sidecar/admin/systemd_notify.hpp"
 #include "okta_sidecar/app/process_metrics.hpp"
+#include "okta_sidecar/config/syntax.hpp"
 #include "okta_sidecar/fleet/fleet_service.hpp"
 #include "okta_sidecar/metrics/history.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/ratelimit/http_date.hpp"
 #include "okta_sidecar/tls/ca_bundle.hpp"
 #include "okta_sidecar/tls/certificate_authority.hpp"
+#include "okta_sidecar/tls/fingerprint_key.hpp"
 #include "okta_sidecar/tls/intercept_context.hpp"
 #include "okta_sidecar/tls/upstream_context.hpp"
 
@@ -100,61 +104,118 @@ std::string status_json(proxy::services& svc, time_point started, const fleet::f
   return doc.dump();
 }
 
-void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::leaf_cache& leaves) {
+// Host names that may appear as metric labels: configured exact intercept hosts and the hosts
+// of upstream.resolve keys; everything else is "other" (issue 14: bounded label sets).
+std::vector<std::string> label_hosts(const proxy::runtime& rt) {
+  std::vector<std::string> out = rt.hosts.exact_intercept_hosts();
+  for (const auto& [key, to] : rt.cfg.upstream.resolve) {
+    if (auto ep = config::parse_endpoint(key)) {
+      if (auto h = policy::host_policy::normalize_host(ep->host)) out.push_back(*h);
+    }
+  }
+  return out;
+}
+
+// What a CA the sidecar generates may sign (issue 14): Okta's domains, the configured wildcard
+// suffixes and exact intercept hosts. Nothing else, so a copied key is no master key.
+std::vector<std::string> ca_permitted(const proxy::runtime& rt) {
+  std::vector<std::string> out = {"okta.com", "oktapreview.com", "okta-emea.com", "okta-gov.com"};
+  for (auto& s : rt.hosts.intercept_suffixes()) out.push_back(std::move(s));
+  for (auto& h : rt.hosts.exact_intercept_hosts()) out.push_back(std::move(h));
+  std::vector<std::string> unique;
+  for (auto& n : out)
+    if (std::find(unique.begin(), unique.end(), n) == unique.end()) unique.push_back(std::move(n));
+  return unique;
+}
+
+// Scrape-time samples under bounded labels: several hosts or ids may share one label, so
+// values are combined (sums for counts, the minimum for limits and remaining budget).
+enum class combine { sum, min, max };
+std::vector<metrics::registry::sample> combined(std::map<std::vector<std::string>, double> m) {
+  std::vector<metrics::registry::sample> out;
+  out.reserve(m.size());
+  for (auto& [labels, v] : m) out.emplace_back(labels, v);
+  return out;
+}
+void add_to(std::map<std::vector<std::string>, double>& m, std::vector<std::string> labels, double v,
+            combine how) {
+  auto [it, fresh] = m.emplace(std::move(labels), v);
+  if (fresh) return;
+  switch (how) {
+    case combine::sum:
+      it->second += v;
+      break;
+    case combine::min:
+      it->second = std::min(it->second, v);
+      break;
+    case combine::max:
+      it->second = std::max(it->second, v);
+      break;
+  }
+}
+
+void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::leaf_cache& leaves,
+                       metrics::label_bounds& bounds) {
   using samples = std::vector<metrics::registry::sample>;
-  auto per_bucket = [&svc](auto field) {
-    return [&svc, field]() {
-      samples out;
+  auto per_bucket = [&svc, &bounds](auto field, combine how) {
+    return [&svc, &bounds, field, how]() {
+      std::map<std::vector<std::string>, double> m;
       for (const auto& b : svc.gate.buckets()) {
-        if (auto v = field(b)) out.push_back({{b.key.host, b.key.bucket}, *v});
+        if (auto v = field(b)) {
+          auto [h, name] = bounds.host_bucket(b.key.host, b.key.bucket);
+          add_to(m, {std::move(h), std::move(name)}, *v, how);
+        }
       }
-      return out;
+      return combined(std::move(m));
     };
   };
   r.add_callback_gauge("okta_sidecar_bucket_limit", "Last X-Rate-Limit-Limit seen per bucket",
                        {"host", "bucket"},
-                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
-                         return b.limit ? std::optional<double>(*b.limit) : std::nullopt;
-                       }));
+                       per_bucket(
+                           [](const ratelimit::bucket_status& b) -> std::optional<double> {
+                             return b.limit ? std::optional<double>(*b.limit) : std::nullopt;
+                           },
+                           combine::min));
   r.add_callback_gauge("okta_sidecar_bucket_remaining", "Estimated requests left in the current window",
                        {"host", "bucket"},
-                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
-                         return b.remaining ? std::optional<double>(*b.remaining) : std::nullopt;
-                       }));
+                       per_bucket(
+                           [](const ratelimit::bucket_status& b) -> std::optional<double> {
+                             return b.remaining ? std::optional<double>(*b.remaining) : std::nullopt;
+                           },
+                           combine::min));
   r.add_callback_gauge("okta_sidecar_queue_depth", "Requests waiting for admission", {"host", "bucket"},
-                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
-                         return static_cast<double>(b.queued);
-                       }));
+                       per_bucket([](const ratelimit::bucket_status& b)
+                                      -> std::optional<double> { return static_cast<double>(b.queued); },
+                                  combine::sum));
   r.add_callback_gauge("okta_sidecar_bucket_inflight", "Admitted requests not yet answered",
                        {"host", "bucket"},
-                       per_bucket([](const ratelimit::bucket_status& b) -> std::optional<double> {
-                         return static_cast<double>(b.inflight);
-                       }));
+                       per_bucket([](const ratelimit::bucket_status& b)
+                                      -> std::optional<double> { return static_cast<double>(b.inflight); },
+                                  combine::sum));
   r.add_callback_gauge("okta_sidecar_host_inflight_cap", "Current in-flight cap per upstream host", {"host"},
-                       [&svc]() {
-                         samples out;
+                       [&svc, &bounds]() {
+                         std::map<std::vector<std::string>, double> m;
                          for (const auto& h : svc.gate.hosts())
-                           out.push_back({{h.host}, static_cast<double>(h.cap)});
-                         return out;
+                           add_to(m, {bounds.host(h.host)}, static_cast<double>(h.cap), combine::min);
+                         return combined(std::move(m));
                        });
   r.add_callback_gauge("okta_sidecar_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
-                       {"host"}, [&svc]() {
-                         samples out;
+                       {"host"}, [&svc, &bounds]() {
+                         std::map<std::vector<std::string>, double> m;
                          for (const auto& b : svc.breakers.states(svc.clock.now())) {
                            const double v = b.state == resilience::breaker_state::closed      ? 0
                                             : b.state == resilience::breaker_state::half_open ? 1
                                                                                               : 2;
-                           out.push_back({{b.host}, v});
+                           add_to(m, {bounds.host(b.host)}, v, combine::max);
                          }
-                         return out;
+                         return combined(std::move(m));
                        });
   r.add_callback_counter("okta_sidecar_breaker_opened_total", "How often each host's breaker opened",
-                         {"host"}, [&svc]() {
-                           samples out;
-                           for (const auto& b : svc.breakers.states(svc.clock.now())) {
-                             out.push_back({{b.host}, static_cast<double>(b.opened)});
-                           }
-                           return out;
+                         {"host"}, [&svc, &bounds]() {
+                           std::map<std::vector<std::string>, double> m;
+                           for (const auto& b : svc.breakers.states(svc.clock.now()))
+                             add_to(m, {bounds.host(b.host)}, static_cast<double>(b.opened), combine::sum);
+                           return combined(std::move(m));
                          });
   r.add_callback_gauge(
       "okta_sidecar_upstream_connections", "Upstream connections by state", {"state"}, [&svc]() {
@@ -178,6 +239,22 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
                          [&leaves]() {
                            return samples{{{}, static_cast<double>(leaves.minted_count())}};
                          });
+  r.add_callback_gauge(
+      "okta_sidecar_client_connections_max",
+      "client.max_connections: accepting pauses when okta_sidecar_client_connections_open reaches it", {},
+      [&svc]() {
+        return samples{{{}, static_cast<double>(svc.rt.load()->cfg.client.max_connections)}};
+      });
+  // How many entries the maps keyed by client input hold (issue 14: each is capped).
+  r.add_callback_gauge("okta_sidecar_state_entries", "Entries kept in maps keyed by client input", {"map"},
+                       [&svc, &leaves]() {
+                         return samples{
+                             {{"buckets"}, static_cast<double>(svc.gate.bucket_count())},
+                             {{"breakers"}, static_cast<double>(svc.breakers.size())},
+                             {{"upstream_origins"}, static_cast<double>(svc.pool.stats().origins)},
+                             {{"leaf_certificates"}, static_cast<double>(leaves.size())},
+                         };
+                       });
   r.add_callback_gauge("okta_sidecar_draining", "1 while the sidecar drains for shutdown", {}, [&svc]() {
     return samples{{{}, svc.draining.load() ? 1.0 : 0.0}};
   });
@@ -232,11 +309,24 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   }
 
   std::optional<tls::certificate_authority> ca;
+  std::optional<tls::fingerprint_key> fingerprints;
   try {
-    ca.emplace(tls::certificate_authority::load_or_create(cfg.ca.cert_file, cfg.ca.key_file));
+    fingerprints.emplace(tls::fingerprint_key::load_or_create(cfg.state_dir));  // makes state_dir 0700
+    ca.emplace(
+        tls::certificate_authority::load_or_create(cfg.ca.cert_file, cfg.ca.key_file, ca_permitted(*rt)));
   } catch (const std::exception& e) {
     log.error(event("local CA unusable").with("error", e.what()));
     return 1;
+  }
+  // A loaded CA whose nameConstraints leave out an intercepted host would mint certificates
+  // every client rejects: a configuration error, said at start rather than per handshake.
+  if (auto host = ca->host_outside_constraints(cfg.intercept_hosts)) {
+    log.error(event("invalid configuration")
+                  .with("error", "intercept_hosts: \"" + *host +
+                                     "\" is outside the name constraints of the CA in " + cfg.ca.cert_file +
+                                     "; remove both CA files to have a CA made for the configured hosts, or "
+                                     "provide a CA that permits it"));
+    return 2;
   }
   tls::leaf_cache leaves(*ca);
   const std::string ca_bundle = publish_ca_bundle(cfg, *ca, log);
@@ -279,11 +369,15 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   proxy::breaker_board breakers(rt->breaker, rt->retry);
   proxy::diagnosis_log diagnoses;
   proxy::shared_okta_clock okta_clock;
-  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock,
+  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock, {},
                       {},    {},  {}};
   svc.rt.store(rt);
+  svc.digest = [&fingerprints](std::string_view credential) { return fingerprints->digest(credential); };
   svc_ptr = &svc;
-  add_scrape_gauges(registry, svc, leaves);
+  metrics::label_bounds bounds(label_hosts(*rt), rt->classifier.literal_buckets(),
+                               cfg.rate_limit.max_auth_servers_per_host);
+  pm.bound_labels(bounds);
+  add_scrape_gauges(registry, svc, leaves, bounds);
   add_process_metrics(registry, version);
   auto& reload_ok =
       registry
@@ -315,10 +409,27 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     h.ca_bundle_pem = [&ca_bundle] { return ca_bundle; };
     h.config_json = [&svc] { return config::to_json(svc.rt.load()->cfg, config::secrets::redact).dump(2); };
     h.history_json = [&history] { return history.to_json().dump(); };
-    admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h));
+    admin::admin_options admin_opts;
+    admin_opts.access.expose_status = cfg.admin.expose_status;
+    admin_opts.access.allowed_hosts = cfg.admin.allowed_hosts;
+    admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h),
+                                                      admin_opts);
   } catch (const std::exception& e) {
     log.error(event("cannot listen").with("error", e.what()));
     return 1;
+  }
+  // Issue 14: a proxy port reachable from the network, with neither proxy authentication nor
+  // access.allowed_clients, lets anyone who reaches it spend the tenant's budget.
+  if (!server->local_endpoint().address().is_loopback() && !rt->proxy_auth.enabled() &&
+      cfg.access.allowed_clients.empty()) {
+    log.warn(event("the proxy listens beyond loopback without proxy authentication or "
+                   "access.allowed_clients: anyone who can reach the port can use it")
+                 .with("listen", endpoint_text(server->local_endpoint())));
+  }
+  if (!admin_srv->local_endpoint().address().is_loopback() && cfg.admin.expose_status) {
+    log.warn(event("admin.expose_status is on and the admin port listens beyond loopback: /status shows "
+                   "client ids, token fingerprints and paths to anyone who can reach it")
+                 .with("admin_listen", endpoint_text(admin_srv->local_endpoint())));
   }
   server->start();
   admin_srv->start();
@@ -418,10 +529,14 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
       if (r.cfg.listen.to_string() != old.listen.to_string() ||
           r.cfg.admin_listen.to_string() != old.admin_listen.to_string() || r.cfg.threads != old.threads ||
           r.cfg.ca.cert_file != old.ca.cert_file || r.cfg.ca.key_file != old.ca.key_file ||
-          r.cfg.upstream.trust_file != old.upstream.trust_file) {
-        log.warn(event("listen addresses, threads, CA and upstream.trust_file change only on restart"));
+          r.cfg.upstream.trust_file != old.upstream.trust_file || r.cfg.state_dir != old.state_dir ||
+          r.cfg.admin != old.admin) {
+        log.warn(
+            event("listen addresses, threads, CA, state_dir, admin.* and upstream.trust_file change only on "
+                  "restart"));
       }
       svc.rt.store(next);
+      bounds.update(label_hosts(*next), next->classifier.literal_buckets());
       gate.update_settings(next->scheduler);
       breakers.update_settings(next->breaker, next->retry);
       pool.update_settings(upstream::connection_pool::from_config(r.cfg));

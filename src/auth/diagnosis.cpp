@@ -380,7 +380,8 @@ diagnosis diagnose(int status, std::string_view method, std::string_view normali
     case credential_kind::ssws:
       if (status == 401) {
         return {diagnosis_reason::ssws_token_invalid,
-                "the API token (SSWS, fingerprint " + token.fingerprint +
+                "the API token (SSWS" +
+                    (token.fingerprint.empty() ? "" : ", fingerprint " + token.fingerprint) +
                     ") is not valid: revoked, expired after 30 days unused, or its admin was "
                     "deactivated; create a new one or move to OAuth for Okta",
                 "eventType eq \"system.api_token.revoke\""};

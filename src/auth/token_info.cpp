@@ -143,11 +143,12 @@ std::vector<std::string> string_list_claim(const nlohmann::json& claims, const c
   return out;
 }
 
-token_info malformed(std::string reason, std::string_view credential) {
+// A malformed credential is never fingerprinted (issue 14): it may be a password pasted into
+// the wrong header, and even a keyed hash of it would be one more copy to guard.
+token_info malformed(std::string reason, std::string_view) {
   token_info info;
   info.kind = credential_kind::malformed;
   info.malformed_reason = std::move(reason);
-  info.fingerprint = token_fingerprint(credential);
   return info;
 }
 
@@ -213,7 +214,7 @@ split_value split_scheme(std::string_view value) {
 
 }  // namespace
 
-token_info inspect_authorization(std::string_view authorization_value) {
+token_info inspect_authorization(std::string_view authorization_value, const credential_digest& digest) {
   const std::string_view value = trim_ows(authorization_value);
   if (value.empty()) return token_info{};
   if (value.size() > max_authorization_bytes) return malformed("token_too_large", value);
@@ -244,9 +245,9 @@ token_info inspect_authorization(std::string_view authorization_value) {
   if (!is_b64token(credential)) return malformed("token_invalid_characters", credential);
 
   token_info info;
-  info.fingerprint = token_fingerprint(credential);
   if (ssws) {
     info.kind = credential_kind::ssws;
+    if (digest && is_ssws_shaped(credential)) info.fingerprint = token_fingerprint(credential, digest);
     return info;
   }
   if (credential.find('.') == std::string_view::npos) {
@@ -254,20 +255,37 @@ token_info inspect_authorization(std::string_view authorization_value) {
     return info;
   }
   decode_jwt(credential, info);
+  if (digest && info.kind == credential_kind::bearer_jwt)
+    info.fingerprint = token_fingerprint(credential, digest);
   return info;
 }
 
-std::string token_fingerprint(std::string_view credential) {
-  return to_hex(sha256_of(credential)).substr(0, 12);
+bool is_ssws_shaped(std::string_view token) {
+  if (token.size() < 20 || token.size() > 64 || !token.starts_with("00")) return false;
+  return std::all_of(token.begin(), token.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
 }
 
-std::uint64_t caller_key(std::string_view authorization_value) {
+std::string token_fingerprint(std::string_view credential, const credential_digest& digest) {
+  if (!digest) return {};
+  const auto d = digest(credential);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < 6; ++i) {
+    out += hex[d[i] >> 4];
+    out += hex[d[i] & 15];
+  }
+  return out;
+}
+
+std::uint64_t caller_key(std::string_view authorization_value, const credential_digest& digest) {
   const std::string_view value = trim_ows(authorization_value);
   if (value.empty()) return 0;
   const split_value parts = split_scheme(value);
   const std::string_view credential =
       parts.has_scheme && !parts.credential.empty() ? parts.credential : value;
-  const sha256_digest d = sha256_of(credential);
+  const std::array<std::uint8_t, 32> d = digest ? digest(credential) : sha256_of(credential);
   std::uint64_t key = 0;
   for (int i = 0; i < 8; ++i) key = (key << 8) | d[static_cast<std::size_t>(i)];
   return key == 0 ? 1 : key;

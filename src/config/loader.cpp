@@ -353,6 +353,8 @@ void apply_document(const json& doc, reader& r, config& c) {
   section(r, top, "rate_limit", [&](object_reader& o) {
     o.value("max_wait_ms", c.rate_limit.max_wait_ms);
     o.value("max_queue", c.rate_limit.max_queue);
+    o.value("max_queue_total", c.rate_limit.max_queue_total);
+    o.value("max_auth_servers_per_host", c.rate_limit.max_auth_servers_per_host);
     o.value("max_concurrency", c.rate_limit.max_concurrency);
     o.value("reserve_fraction", c.rate_limit.reserve_fraction);
     o.value("buckets_file", c.rate_limit.buckets_file);
@@ -406,6 +408,7 @@ void apply_document(const json& doc, reader& r, config& c) {
     o.value("max_header_count", c.client.max_header_count);
     o.value("max_body_bytes", c.client.max_body_bytes);
     o.value("max_buffered_body_bytes", c.client.max_buffered_body_bytes);
+    o.value("max_connections", c.client.max_connections);
   });
   section(r, top, "access", [&](object_reader& o) {
     o.value("proxy_auth_file", c.access.proxy_auth_file);
@@ -413,6 +416,11 @@ void apply_document(const json& doc, reader& r, config& c) {
     o.value("allowed_clients", c.access.allowed_clients);
     o.value("allowed_ports", c.access.allowed_ports);
     o.value("allow_private_destinations", c.access.allow_private_destinations);
+    o.value("allow_cleartext", c.access.allow_cleartext);
+  });
+  section(r, top, "admin", [&](object_reader& o) {
+    o.value("expose_status", c.admin.expose_status);
+    o.value("allowed_hosts", c.admin.allowed_hosts);
   });
   top.finish();
 }
@@ -563,6 +571,8 @@ std::vector<std::string> validate(const config& c) {
   ck.at_least("upstream.max_connections_per_host", c.upstream.max_connections_per_host, 1);
 
   ck.at_least("rate_limit.max_concurrency", c.rate_limit.max_concurrency, 1);
+  ck.at_least("rate_limit.max_queue_total", c.rate_limit.max_queue_total, 1);
+  ck.at_least("rate_limit.max_auth_servers_per_host", c.rate_limit.max_auth_servers_per_host, 1);
   // A reserve of 1 would hold back the whole budget and no batch request could ever run.
   if (!(c.rate_limit.reserve_fraction >= 0.0 && c.rate_limit.reserve_fraction < 1.0)) {
     ck.error("rate_limit.reserve_fraction",
@@ -634,6 +644,7 @@ std::vector<std::string> validate(const config& c) {
                                             std::to_string(c.client.max_header_bytes));
   }
   ck.at_least("client.max_header_count", c.client.max_header_count, 1);
+  ck.at_least("client.max_connections", c.client.max_connections, 1);
 
   ck.non_empty_if_set("access.proxy_auth_file", c.access.proxy_auth_file);
   if (c.access.proxy_auth_env && !is_env_name(*c.access.proxy_auth_env)) {
@@ -653,6 +664,13 @@ std::vector<std::string> validate(const config& c) {
   for (std::size_t i = 0; i < c.access.allowed_ports.size(); ++i) {
     if (c.access.allowed_ports[i] == 0) {
       ck.error(index_path("access.allowed_ports", i), "must be a port from 1 to 65535, got 0");
+    }
+  }
+  for (std::size_t i = 0; i < c.admin.allowed_hosts.size(); ++i) {
+    const std::string& h = c.admin.allowed_hosts[i];
+    if (!is_host_name_or_ipv4(h) && !parse_ip(h)) {
+      ck.error(index_path("admin.allowed_hosts", i),
+               quote_json(h) + " is not a host name (give names without port, e.g. \"sidecar.internal\")");
     }
   }
   return ck.take();
@@ -693,6 +711,8 @@ nlohmann::ordered_json to_json(const config& c, secrets mode) {
                      {"insecure_skip_verify", c.upstream.insecure_skip_verify}};
   out["rate_limit"] = {{"max_wait_ms", c.rate_limit.max_wait_ms},
                        {"max_queue", c.rate_limit.max_queue},
+                       {"max_queue_total", c.rate_limit.max_queue_total},
+                       {"max_auth_servers_per_host", c.rate_limit.max_auth_servers_per_host},
                        {"max_concurrency", c.rate_limit.max_concurrency},
                        {"reserve_fraction", c.rate_limit.reserve_fraction},
                        {"buckets_file", opt(c.rate_limit.buckets_file)},
@@ -716,12 +736,15 @@ nlohmann::ordered_json to_json(const config& c, secrets mode) {
                    {"max_header_bytes", c.client.max_header_bytes},
                    {"max_header_count", c.client.max_header_count},
                    {"max_body_bytes", c.client.max_body_bytes},
-                   {"max_buffered_body_bytes", c.client.max_buffered_body_bytes}};
+                   {"max_buffered_body_bytes", c.client.max_buffered_body_bytes},
+                   {"max_connections", c.client.max_connections}};
   out["access"] = {{"proxy_auth_file", opt(c.access.proxy_auth_file)},
                    {"proxy_auth_env", opt(c.access.proxy_auth_env)},
                    {"allowed_clients", c.access.allowed_clients},
                    {"allowed_ports", c.access.allowed_ports},
-                   {"allow_private_destinations", c.access.allow_private_destinations}};
+                   {"allow_private_destinations", c.access.allow_private_destinations},
+                   {"allow_cleartext", c.access.allow_cleartext}};
+  out["admin"] = {{"expose_status", c.admin.expose_status}, {"allowed_hosts", c.admin.allowed_hosts}};
   return out;
 }
 

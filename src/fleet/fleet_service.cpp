@@ -103,6 +103,10 @@ class locked_store final : public ratelimit::bucket_store {
     std::lock_guard lock(mu_);
     return core_.view(key, now);
   }
+  void forget(const ratelimit::bucket_key& key) override {
+    std::lock_guard lock(mu_);
+    core_.forget(key);
+  }
 
  private:
   void poke() {

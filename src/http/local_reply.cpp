@@ -47,6 +47,12 @@ error_info info(local_error e) {
       return {403, "client_not_allowed", "E0000006", "okta-sidecar: client address is not allowed."};
     case local_error::token_expired:
       return {401, "token_expired", "E0000011", "Invalid token provided"};
+    case local_error::cleartext_refused:
+      return {403, "cleartext_refused", "E0000006",
+              "okta-sidecar: cleartext HTTP to an intercepted host is refused; use https://."};
+    case local_error::pool_exhausted:
+      return {503, "pool_exhausted", "E0000009",
+              "okta-sidecar: every upstream connection to this host is busy; retry shortly."};
   }
   return {500, "internal", "E0000009", "okta-sidecar: internal error."};
 }
@@ -111,6 +117,7 @@ local_reply make_local_reply(local_error error, std::string_view error_id, std::
     }
     case local_error::circuit_open:
     case local_error::shutting_down:
+    case local_error::pool_exhausted:
       r.headers.emplace_back("Retry-After",
                              std::to_string(std::max<std::int64_t>(retry_after_s.value_or(1), 1)));
       break;
@@ -124,6 +131,7 @@ local_reply make_local_reply(local_error error, std::string_view error_id, std::
                              "error_description=\"The access token is expired.\"");
       break;
     case local_error::host_not_allowed:
+    case local_error::cleartext_refused:
     case local_error::upstream_unreachable:
     case local_error::upstream_timeout:
     case local_error::bad_request:

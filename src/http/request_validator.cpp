@@ -156,4 +156,20 @@ validation validate_request(std::string_view method, std::string_view target, un
   return out;
 }
 
+bool expects_continue(unsigned version, std::string_view expect_value) {
+  if (version < 11) return false;
+  while (!expect_value.empty() && (expect_value.front() == ' ' || expect_value.front() == '\t'))
+    expect_value.remove_prefix(1);
+  while (!expect_value.empty() && (expect_value.back() == ' ' || expect_value.back() == '\t'))
+    expect_value.remove_suffix(1);
+  constexpr std::string_view want = "100-continue";
+  if (expect_value.size() != want.size()) return false;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    char ch = expect_value[i];
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    if (ch != want[i]) return false;
+  }
+  return true;
+}
+
 }  // namespace okta_sidecar::http

@@ -117,4 +117,9 @@ bool host_header_matches(std::string_view host_value, const parsed_target& targe
   return hp->host == target.host && port == target.port;
 }
 
+bool host_header_matches_tunnel(std::string_view host_value, std::string_view host, std::uint16_t port) {
+  const auto hp = parse_host_port(trim_ows(host_value), false);
+  return hp && hp->host == host && hp->port.value_or(port) == port;
+}
+
 }  // namespace okta_sidecar::http

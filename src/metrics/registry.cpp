@@ -230,6 +230,25 @@ T& family<T>::with(std::span<const std::string_view> label_values) {
     throw std::invalid_argument("metric " + name_ + ": expected " + std::to_string(labels_.size()) +
                                 " label values, got " + std::to_string(label_values.size()));
   }
+  if (mapper_) {
+    std::vector<std::string> mapped(label_values.begin(), label_values.end());
+    mapper_(mapped);
+    if (mapped.size() == labels_.size()) {
+      const std::vector<std::string_view> views(mapped.begin(), mapped.end());
+      return lookup(views);
+    }
+  }
+  return lookup(label_values);
+}
+
+template <class T>
+void family<T>::set_label_mapper(label_mapper m) {
+  std::lock_guard lock(mu_);
+  mapper_ = std::move(m);
+}
+
+template <class T>
+T& family<T>::lookup(std::span<const std::string_view> label_values) {
   std::lock_guard lock(mu_);
   if (auto it = children_.find(label_values); it != children_.end()) return *it->second;
   std::vector<std::string> key;

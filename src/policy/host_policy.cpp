@@ -146,6 +146,27 @@ bool host_policy::host_matches(const pattern& p, std::string_view host) {
          host[host.size() - p.host.size() - 1] == '.';
 }
 
+bool host_policy::intercepts(std::string_view host) const {
+  const auto h = normalize_host(host);
+  if (!h) return false;
+  return std::any_of(intercept_.begin(), intercept_.end(),
+                     [&](const pattern& p) { return host_matches(p, *h); });
+}
+
+std::vector<std::string> host_policy::exact_intercept_hosts() const {
+  std::vector<std::string> out;
+  for (const auto& p : intercept_)
+    if (!p.wildcard) out.push_back(p.host);
+  return out;
+}
+
+std::vector<std::string> host_policy::intercept_suffixes() const {
+  std::vector<std::string> out;
+  for (const auto& p : intercept_)
+    if (p.wildcard) out.push_back(p.host);
+  return out;
+}
+
 decision host_policy::decide(std::string_view host, std::uint16_t port) const {
   const auto h = normalize_host(host);
   if (!h) return {route::refuse, "invalid or forbidden host name"};

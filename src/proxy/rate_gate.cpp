@@ -47,6 +47,12 @@ rate_gate::submitted rate_gate::submit(const ratelimit::admission_request& req, 
   return out;
 }
 
+std::string rate_gate::bucket_name(const std::string& host, const ratelimit::classification& cls) {
+  if (!cls.instance) return cls.bucket;
+  std::lock_guard lock(mu_);
+  return scheduler_.bucket_name(host, cls.group, cls.bucket, true, clock_.now());
+}
+
 asio::awaitable<rate_gate::result> rate_gate::wait(const submitted& s) {
   if (s.res.kind != outcome::queued) co_return s.res;
   co_return co_await wait(s.res.id, s.parked);
@@ -163,6 +169,11 @@ std::vector<ratelimit::host_status> rate_gate::hosts() const {
 std::size_t rate_gate::queued() const {
   std::lock_guard lock(mu_);
   return scheduler_.queued_total();
+}
+
+std::size_t rate_gate::bucket_count() const {
+  std::lock_guard lock(mu_);
+  return scheduler_.bucket_count();
 }
 
 void rate_gate::update_settings(const ratelimit::scheduler_settings& s) {

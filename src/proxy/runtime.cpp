@@ -71,6 +71,8 @@ std::shared_ptr<const runtime> runtime::build(const config::config& c) {
   ratelimit::scheduler_settings sched;
   sched.max_wait = milliseconds(c.rate_limit.max_wait_ms);
   sched.max_queue = c.rate_limit.max_queue;
+  sched.max_queue_total = c.rate_limit.max_queue_total;
+  sched.max_instances_per_host = c.rate_limit.max_auth_servers_per_host;
   sched.max_concurrency = c.rate_limit.max_concurrency;
   sched.reserve_fraction = c.rate_limit.reserve_fraction;
 

@@ -1,5 +1,6 @@
 #include "okta_sidecar/proxy/server.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -14,7 +15,11 @@ namespace okta_sidecar::proxy {
 using tcp = asio::ip::tcp;
 
 server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep, bool one_thread)
-    : ioc_(ioc), one_thread_(one_thread), svc_(svc), acceptor_(asio::make_strand(ioc)) {
+    : ioc_(ioc),
+      one_thread_(one_thread),
+      svc_(svc),
+      acceptor_(asio::make_strand(ioc)),
+      resume_(acceptor_.get_executor()) {
   boost::system::error_code ec;
   acceptor_.open(ep.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
@@ -41,6 +46,17 @@ void server::start() {
 asio::awaitable<void> server::accept_loop() {
   constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
   while (accepting_.load()) {
+    const std::size_t cap = std::max<std::uint32_t>(1, svc_.rt.load()->cfg.client.max_connections);
+    if (active_.load() >= cap) {
+      // Accepting pauses; every session that ends pokes `resume_`. The timer also expires on
+      // its own, so a missed poke costs at most one period.
+      svc_.metrics.accept_paused.with({}).inc();
+      while (accepting_.load() && active_.load() >= cap) {
+        resume_.expires_after(milliseconds(100));
+        co_await resume_.async_wait(use_tuple);
+      }
+      continue;
+    }
     const asio::any_io_executor session_ex = one_thread_ ? asio::any_io_executor(ioc_.get_executor())
                                                          : asio::any_io_executor(asio::make_strand(ioc_));
     auto [ec, sock] = co_await acceptor_.async_accept(session_ex, use_tuple);
@@ -78,6 +94,7 @@ asio::awaitable<void> server::accept_loop() {
           }
           svc_.metrics.open_connections.with({}).add(-1);
           --active_;
+          asio::post(acceptor_.get_executor(), [this] { resume_.cancel(); });
         }));
   }
 }
@@ -87,6 +104,7 @@ void server::stop_accepting() {
   asio::post(acceptor_.get_executor(), [this] {
     boost::system::error_code ec;
     acceptor_.close(ec);
+    resume_.cancel();
     listener_closed_.store(true);
   });
 }

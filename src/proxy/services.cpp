@@ -7,28 +7,20 @@
 
 namespace okta_sidecar::proxy {
 
-resilience::circuit_breaker& breaker_board::get_locked(const std::string& host) {
-  auto it = breakers_.find(host);
-  if (it == breakers_.end()) {
-    it = breakers_.emplace(host, std::make_unique<resilience::circuit_breaker>(settings_)).first;
-  }
-  return *it->second;
-}
-
 resilience::permit breaker_board::try_acquire(const std::string& host, time_point now) {
   std::lock_guard lock(mu_);
-  return get_locked(host).try_acquire(now);
+  return breakers_.at(host, now).try_acquire(now);
 }
 
 void breaker_board::record(const std::string& host, resilience::outcome o, bool probe, time_point now) {
   std::lock_guard lock(mu_);
-  get_locked(host).record(o, probe, now);
+  breakers_.at(host, now).record(o, probe, now);
   if (probe) wake_locked(host);
 }
 
 void breaker_board::release_probe(const std::string& host, time_point now) {
   std::lock_guard lock(mu_);
-  get_locked(host).release_probe(now);
+  breakers_.at(host, now).release_probe(now);
   wake_locked(host);
 }
 
@@ -68,24 +60,28 @@ bool breaker_board::try_spend_retry(time_point now) {
 std::vector<breaker_board::host_state> breaker_board::states(time_point now) const {
   std::lock_guard lock(mu_);
   std::vector<host_state> out;
-  for (const auto& [host, b] : breakers_) {
-    auto st = b->state(now);
+  breakers_.for_each([&](const std::string& host, const resilience::circuit_breaker& b) {
+    auto st = b.state(now);
     duration retry_after{};
     if (st == resilience::breaker_state::open) {
-      auto copy = *b;  // try_acquire mutates; ask a copy how long is left
+      auto copy = b;  // try_acquire mutates; ask a copy how long is left
       retry_after = copy.try_acquire(now).retry_after;
     }
-    out.push_back({host, st, retry_after, b->opened_count()});
-  }
+    out.push_back({host, st, retry_after, b.opened_count()});
+  });
   return out;
 }
 
 void breaker_board::update_settings(const resilience::breaker_settings& b,
                                     const resilience::retry_settings& r) {
   std::lock_guard lock(mu_);
-  settings_ = b;
-  for (auto& [host, cb] : breakers_) cb->update_settings(b);
+  breakers_.update_settings(b);
   budget_.update_settings(r);
+}
+
+std::size_t breaker_board::size() const {
+  std::lock_guard lock(mu_);
+  return breakers_.size();
 }
 
 void diagnosis_log::add(nlohmann::json entry) {
@@ -139,7 +135,23 @@ proxy_metrics::proxy_metrics(metrics::registry& r)
       client_connections(r.add_counter("okta_sidecar_client_connections_total",
                                        "Client connections and tunnels by kind", {"kind"})),
       open_connections(r.add_gauge("okta_sidecar_client_connections_open", "Client connections open now")),
-      bytes(
-          r.add_counter("okta_sidecar_response_bytes_total", "Response body bytes relayed", {"direction"})) {}
+      bytes(r.add_counter("okta_sidecar_response_bytes_total", "Response body bytes relayed", {"direction"})),
+      accept_paused(r.add_counter("okta_sidecar_accept_paused_total",
+                                  "Times the proxy stopped accepting at client.max_connections")) {}
+
+void proxy_metrics::bound_labels(metrics::label_bounds& bounds) {
+  auto host_bucket = [&bounds](std::vector<std::string>& v) {
+    auto [h, b] = bounds.host_bucket(v[0], v[1]);
+    v[0] = std::move(h);
+    v[1] = std::move(b);
+  };
+  auto host_only = [&bounds](std::vector<std::string>& v) { v[0] = bounds.host(v[0]); };
+  for (auto* f : {&requests, &upstream_responses, &upstream_429, &absorbed_429, &admissions})
+    f->set_label_mapper(host_bucket);
+  queue_wait.set_label_mapper(host_bucket);
+  upstream_latency.set_label_mapper(host_only);
+  upstream_failures.set_label_mapper(host_only);
+  breaker_rejections.set_label_mapper(host_only);
+}
 
 }  // namespace okta_sidecar::proxy

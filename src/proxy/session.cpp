@@ -22,6 +22,7 @@
 #include "okta_sidecar/http/hop_by_hop.hpp"
 #include "okta_sidecar/http/local_reply.hpp"
 #include "okta_sidecar/http/redact.hpp"
+#include "okta_sidecar/http/request_validator.hpp"
 #include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/http/trace_context.hpp"
 #include "okta_sidecar/proxy/server.hpp"
@@ -250,6 +251,7 @@ struct outgoing {
   bool streamed = false;
   bhttp::request_parser<bhttp::buffer_body>* stream_parser = nullptr;
   bool client_body_failed = false;
+  time_point body_deadline = time_point::max();  // client.request_timeout_ms covers the upload too
 };
 
 // The parser of the upstream's response head; a fresh one for each interim (1xx) response.
@@ -354,7 +356,7 @@ asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_
     } else {
       p.get().body().data = chunk.data();
       p.get().body().size = chunk.size();
-      lowest(down).expires_after(idle);
+      lowest(down).expires_at(http::body_read_deadline(c.svc.clock.now(), idle, out.body_deadline));
       auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
       if (rec == bhttp::error::need_buffer) rec = {};
       if (rec) {
@@ -651,6 +653,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   ratelimit::classification cls;
   if (dest.inspect) {
     cls = rt.classifier.classify(method, dest.path_and_query);
+    // Client-chosen ids beyond the per-host cap share one overflow bucket (issue 14).
+    cls.bucket = svc.gate.bucket_name(dest.origin.host, cls);
   } else {
     cls.group = cls.bucket = "tunnel";
     cls.rate_limited = false;
@@ -668,7 +672,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     client_retry_count = parse_max_wait_header(h->value()).value_or(0);
   }
   std::optional<auth::token_info> token;
-  if (!authz.empty()) token = auth::inspect_authorization(authz);
+  if (!authz.empty()) token = auth::inspect_authorization(authz, svc.digest);
 
   // Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
   if (dest.inspect && rt.cfg.auth.reject_expired_locally && token &&
@@ -716,7 +720,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     if (extensions.size() > max_chunk_extension_bytes) ec = bhttp::error::bad_chunk_extension;
   };
   std::optional<bhttp::request_parser<bhttp::buffer_body>> body_parser;
-  const bool expect_continue = beast::iequals(req[bhttp::field::expect], "100-continue");
+  const bool expect_continue = http::expects_continue(version, req[bhttp::field::expect]);
+  out.body_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
   out.head_and_body.method_string(method);
   out.head_and_body.target(dest.path_and_query);
   out.head_and_body.version(11);
@@ -758,18 +763,26 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     if (!known_large) {
       if (!co_await send_continue()) co_return false;
       auto& body = out.head_and_body.body();
-      const auto body_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
       while (!body_parser->is_done() && body.size() <= keep) {
         const std::size_t used = body.size();
         const std::size_t room = std::min<std::uint64_t>(relay_chunk, keep + 1 - used);
         body.resize(used + room);
         body_parser->get().body().data = body.data() + used;
         body_parser->get().body().size = room;
-        lowest(down).expires_at(
-            std::min(body_deadline, svc.clock.now() + milliseconds(rt.cfg.client.header_timeout_ms)));
+        lowest(down).expires_at(http::body_read_deadline(
+            svc.clock.now(), milliseconds(rt.cfg.client.header_timeout_ms), out.body_deadline));
         auto [ec, n] = co_await bhttp::async_read(down, buf, *body_parser, use_tuple);
         body.resize(used + room - body_parser->get().body().size);
         if (ec == bhttp::error::need_buffer) ec = {};
+        if (ec == beast::error::timeout) {
+          // client.request_timeout_ms (or the header timeout between pieces) passed while the
+          // body was arriving. Beast's tcp_stream closes the socket at its deadline, so there is
+          // nobody left to answer.
+          svc.metrics.timeouts.with({"client_body"}).inc();
+          rec.status = 408;
+          rec.local_reason = "request_timeout";
+          co_return false;
+        }
         if (ec) {
           co_return co_await send_local(c, down, body_error(ec), "could not read the request body", rec,
                                         false, version);
@@ -799,8 +812,8 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   const auto request_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
   const auto admission_deadline = std::min(start + max_wait, request_deadline);
 
-  ratelimit::admission_request areq{key, token ? auth::caller_key(authz) : 0, rt.is_interactive(npath),
-                                    cls.rate_limited, admission_deadline};
+  ratelimit::admission_request areq{key, token ? auth::caller_key(authz, svc.digest) : 0,
+                                    rt.is_interactive(npath), cls.rate_limited, admission_deadline};
   request_guard guard{svc, dest.origin.host};
   std::string first_okta_request_id;
   std::uint32_t retries_done = 0;
@@ -882,6 +895,12 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                         acq.status == upstream::connect_status::tls_timeout
                     ? resilience::failure_kind::tls_failed
                     : resilience::failure_kind::connect_failed;
+      if (acq.status == upstream::connect_status::pool_exhausted) {
+        // Our own connection limit, not the upstream's failure: the breaker does not count it
+        // (issue 14: slow uploads holding the pool must not open the breaker for every app).
+        co_return co_await send_local(c, down, http::local_error::pool_exhausted, failure_detail, rec,
+                                      keep_alive && !out.streamed, version, 1);
+      }
       if (acq.status == upstream::connect_status::forbidden_address) {
         co_return co_await send_local(c, down, http::local_error::host_not_allowed,
                                       "the host resolves to a forbidden address", rec,
@@ -913,6 +932,13 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         case send_status::ok:
           break;
         case send_status::client_body_error:
+          if (hr.ec == beast::error::timeout) {
+            // As above: the deadline closed the client connection; the upstream one is dropped.
+            svc.metrics.timeouts.with({"client_body"}).inc();
+            rec.status = 408;
+            rec.local_reason = "request_timeout";
+            co_return false;
+          }
           // The upstream saw an incomplete request on a connection we now close: it cannot act on it.
           co_return co_await send_local(c, down, body_error(hr.ec), "could not read the request body", rec,
                                         false, version);
@@ -1226,12 +1252,6 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   co_return head_status::replied;
 }
 
-std::string host_of_header(std::string_view host_header) {
-  if (auto a = http::parse_authority(host_header)) return a->first;
-  if (auto h = policy::host_policy::normalize_host(host_header)) return *h;
-  return std::string(host_header);
-}
-
 // Serves HTTP/1.1 requests on a stream: the proxy port itself (`tunnel` empty) or the inside
 // of an intercepted CONNECT tunnel (`tunnel` is where it leads).
 template <class Stream>
@@ -1312,7 +1332,8 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
       } else {
         refuse = "request target does not match the CONNECT host";
       }
-      if (refuse.empty() && !host_header.empty() && lower(host_of_header(host_header)) != dest.origin.host) {
+      if (refuse.empty() && !host_header.empty() &&
+          !http::host_header_matches_tunnel(host_header, dest.origin.host, dest.origin.port)) {
         refuse = "Host header does not match the CONNECT host";
       }
     } else {
@@ -1330,8 +1351,16 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
       } else {
         dest.origin = upstream::origin{t->scheme == "https", *host, t->port};
         dest.path_and_query = t->path_and_query;
-        if (!host_header.empty() && lower(host_of_header(host_header)) != *host) {
+        if (!host_header.empty() && !http::host_header_matches(host_header, *t)) {
           refuse = "Host header disagrees with the request URL";
+        } else if (t->scheme != "https" && !c.rt->cfg.access.allow_cleartext &&
+                   c.rt->hosts.intercepts(*host)) {
+          // The app's Authorization header would cross the network in clear (issue 14).
+          rec.host = *host;
+          co_await send_local(c, s, http::local_error::cleartext_refused,
+                              "http:// to an intercepted host; use https://", rec, false, version);
+          access_log(c, rec);
+          co_return;
         } else {
           auto d = c.rt->hosts.decide(*host, t->port);
           if (d.r == policy::route::refuse) refuse = d.why;
@@ -1454,6 +1483,18 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
   }
   const auto first = static_cast<const unsigned char*>(buf.data().data())[0];
   if (first != 0x16) {
+    if (!c.rt->cfg.access.allow_cleartext) {
+      // Plaintext HTTP inside a CONNECT to an intercepted host: answered in plaintext, which is
+      // what the client speaks, and closed (issue 14).
+      request_record refused;
+      refused.started = c.svc.clock.now();
+      refused.id = c.svc.next_request_id++;
+      refused.host = *host;
+      co_await send_local(c, down, http::local_error::cleartext_refused,
+                          "plaintext HTTP inside CONNECT to an intercepted host; use TLS", refused, false);
+      access_log(c, refused);
+      co_return;
+    }
     c.svc.metrics.client_connections.with({"intercept_plain"}).inc();
     const std::optional<upstream::origin> inside{upstream::origin{false, *host, authority->second}};
     co_await serve(c, down, buf, inside);

@@ -404,11 +404,29 @@ classification classifier::classify(std::string_view method, std::string_view ta
         c.bucket += piece.literal;
       } else {
         c.bucket += p.segments[static_cast<std::size_t>(piece.param_segment)];
+        c.instance = true;
       }
     }
     return c;
   }
   return classification{"default", "default", true, false};
+}
+
+std::vector<std::string> classifier::literal_buckets() const {
+  std::vector<std::string> out;
+  for (const auto& g : groups_) {
+    out.push_back(g.name);
+    for (const auto& r : g.rules) {
+      std::string name;
+      bool literal = true;
+      for (const auto& piece : r.bucket) {
+        if (piece.param_segment >= 0) literal = false;
+        name += piece.literal;
+      }
+      if (literal && !name.empty()) out.push_back(std::move(name));
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> classifier::groups() const {

@@ -127,6 +127,15 @@ void fleet_store::settle(const bucket_key& key, const grant& g, settle_kind kind
   if (obs) note_report(at(key), *obs, kind == settle_kind::not_processed, now);
 }
 
+void fleet_store::forget(const bucket_key& key) {
+  local_.forget(key);
+  const auto it = leases_.find(key);
+  if (it != leases_.end() && !it->second.outstanding) leases_.erase(it);
+  if (const auto h = host_inflight_.find(key.host); h != host_inflight_.end() && h->second == 0) {
+    host_inflight_.erase(h);
+  }
+}
+
 void fleet_store::note_report(lease_state& ls, const observation& obs, bool rejected, time_point now) {
   if (obs.kind != limit_kind::window || !obs.remaining || !obs.reset_epoch) return;
   ledger_observation lo;

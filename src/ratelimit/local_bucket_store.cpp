@@ -25,6 +25,8 @@ std::optional<bucket_view> local_bucket_store::view(const bucket_key& key, time_
   return it->second.view(now);
 }
 
+void local_bucket_store::forget(const bucket_key& key) { buckets_.erase(key); }
+
 void local_bucket_store::update_settings(const bucket_settings& s) {
   settings_ = s;
   for (auto& [key, b] : buckets_) b.update_settings(s);

@@ -75,7 +75,10 @@ struct scheduler::impl {
     lane lanes[2];
     std::uint32_t inflight = 0;
     std::optional<time_point> wake;
-    bool active = false;  // listed in host->active
+    bool active = false;    // listed in host->active
+    bool instance = false;  // counted in host->instances[group]
+    std::string group;
+    time_point last_used{};
     std::size_t queued() const { return lanes[0].count + lanes[1].count; }
   };
   struct host_entry {
@@ -87,6 +90,8 @@ struct scheduler::impl {
     std::vector<bucket_entry*> active;  // buckets with queued tickets
     std::size_t rr = 0;                 // rotates which bucket gets a free slot first
     bool dirty = false;
+    std::size_t bucket_count = 0;                               // entries in `buckets` of this host
+    std::map<std::string, std::size_t, std::less<>> instances;  // group -> instance buckets
   };
 
   scheduler_settings settings;
@@ -102,6 +107,7 @@ struct scheduler::impl {
   std::vector<bucket_entry*> scratch;
   std::vector<host_entry*> work;
   std::size_t queued_total = 0;
+  std::optional<time_point> last_sweep;
 
   impl(scheduler_settings s, std::unique_ptr<bucket_store> st) : settings(s), store(std::move(st)) {
     if (!store) {
@@ -230,9 +236,15 @@ struct scheduler::impl {
   }
 
   // ---- buckets, hosts -------------------------------------------------------------------
-  bucket_entry& bucket_for(const bucket_key& key) {
+  // Null when max_buckets entries exist and none is idle: the request is refused rather than
+  // letting client-chosen names grow the map (issue 14).
+  bucket_entry* bucket_for(const bucket_key& key, time_point now) {
     auto it = buckets.find(key);
-    if (it != buckets.end()) return *it->second;
+    if (it != buckets.end()) {
+      it->second->last_used = now;
+      return it->second.get();
+    }
+    if (buckets.size() >= settings.max_buckets && !evict_lru()) return nullptr;
     auto hit = hosts.find(key.host);
     if (hit == hosts.end()) {
       auto h = std::make_unique<host_entry>();
@@ -243,7 +255,57 @@ struct scheduler::impl {
     auto b = std::make_unique<bucket_entry>();
     b->key = key;
     b->host = hit->second.get();
-    return *buckets.emplace(key, std::move(b)).first->second;
+    b->last_used = now;
+    ++b->host->bucket_count;
+    return buckets.emplace(key, std::move(b)).first->second.get();
+  }
+
+  // ---- eviction (idle TTL, then least recently used) -------------------------------------
+  // Idle: nothing queued or in flight and no timer, so no node, heap entry or timer points at it.
+  static bool idle(const bucket_entry& b) {
+    return b.queued() == 0 && b.inflight == 0 && !b.wake && !b.active;
+  }
+
+  void evict(std::map<bucket_key, std::unique_ptr<bucket_entry>>::iterator it) {
+    bucket_entry& b = *it->second;
+    host_entry& h = *b.host;
+    if (b.instance) {
+      if (auto g = h.instances.find(b.group); g != h.instances.end() && --g->second == 0)
+        h.instances.erase(g);
+    }
+    store->forget(b.key);
+    --h.bucket_count;
+    buckets.erase(it);
+    // A dirty host is listed in `dirty`; it goes at a later sweep.
+    if (h.bucket_count == 0 && h.inflight == 0 && h.queued == 0 && !h.dirty) hosts.erase(h.name);
+  }
+
+  bool evict_lru() {
+    auto victim = buckets.end();
+    for (auto it = buckets.begin(); it != buckets.end(); ++it) {
+      if (!idle(*it->second)) continue;
+      if (victim == buckets.end() || it->second->last_used < victim->second->last_used) victim = it;
+    }
+    if (victim == buckets.end()) return false;
+    evict(victim);
+    return true;
+  }
+
+  // Drops buckets idle for bucket_idle_ttl; runs at most every ttl/8 (it walks every bucket).
+  void sweep(time_point now) {
+    const duration every = std::max<duration>(settings.bucket_idle_ttl / 8, std::chrono::milliseconds(1));
+    if (last_sweep && now - *last_sweep < every) return;
+    last_sweep = now;
+    for (auto it = buckets.begin(); it != buckets.end();) {
+      auto next = std::next(it);
+      if (idle(*it->second) && now - it->second->last_used >= settings.bucket_idle_ttl) evict(it);
+      it = next;
+    }
+    for (auto it = hosts.begin(); it != hosts.end();) {
+      const host_entry& h = *it->second;
+      it = h.bucket_count == 0 && h.inflight == 0 && h.queued == 0 && !h.dirty ? hosts.erase(it)
+                                                                               : std::next(it);
+    }
   }
   void mark_dirty(host_entry& h) {
     if (h.dirty) return;
@@ -448,9 +510,36 @@ scheduler::~scheduler() = default;
 scheduler::scheduler(scheduler&&) noexcept = default;
 scheduler& scheduler::operator=(scheduler&&) noexcept = default;
 
+std::string scheduler::bucket_name(const std::string& host, const std::string& group,
+                                   const std::string& bucket, bool instance, time_point now) {
+  impl& m = *impl_;
+  if (!instance) return bucket;
+  m.sweep(now);
+  const bucket_key key{host, bucket};
+  if (auto it = m.buckets.find(key); it != m.buckets.end()) {
+    it->second->last_used = now;
+    return bucket;
+  }
+  std::string overflow = group + ":other";
+  if (auto hit = m.hosts.find(host); hit != m.hosts.end()) {
+    const auto& inst = hit->second->instances;
+    if (auto g = inst.find(group); g != inst.end() && g->second >= m.settings.max_instances_per_host) {
+      return overflow;
+    }
+  }
+  auto* b = m.bucket_for(key, now);
+  if (!b) return overflow;
+  b->instance = true;
+  b->group = group;
+  ++b->host->instances[group];
+  return bucket;
+}
+
 verdict scheduler::submit(const admission_request& req, time_point now) {
   impl& m = *impl_;
-  auto& b = m.bucket_for(req.key);
+  auto* bp = m.bucket_for(req.key, now);
+  if (!bp) return m.reject(std::chrono::seconds(1));
+  auto& b = *bp;
   auto& h = *b.host;
   const bool ahead = req.interactive ? b.lanes[interactive_lane].count > 0 : b.queued() > 0;
   if (!ahead && h.inflight < h.cap) {
@@ -471,7 +560,8 @@ verdict scheduler::submit(const admission_request& req, time_point now) {
   const duration wait = req.rate_limited
                             ? m.predict(b, req.interactive, m.ahead_of(b, req.interactive, req.caller), now)
                             : duration::zero();
-  if (b.queued() >= m.settings.max_queue) return m.reject(wait);
+  if (b.queued() >= m.settings.max_queue || m.queued_total >= m.settings.max_queue_total)
+    return m.reject(wait);
   if (now + wait > req.deadline) return m.reject(wait);
   const std::uint32_t idx = m.alloc();
   auto& n = m.nodes[idx];
@@ -509,6 +599,7 @@ wakeups scheduler::poll(time_point now) {
     out.rejected.emplace_back(
         id, retry_seconds(m.predict(b, interactive, m.ahead_of(b, interactive, caller), now)));
   }
+  m.sweep(now);
   if (!m.timers.empty()) out.next_wake = m.timers.begin()->first;
   if (!m.heap.empty()) {
     const time_point d = m.nodes[m.heap.front()].deadline;
@@ -648,6 +739,8 @@ void scheduler::update_settings(const scheduler_settings& s) {
 }
 
 std::size_t scheduler::queued_total() const { return impl_->queued_total; }
+std::size_t scheduler::bucket_count() const { return impl_->buckets.size(); }
+std::size_t scheduler::host_count() const { return impl_->hosts.size(); }
 
 std::vector<ticket> scheduler::drain_all() {
   impl& m = *impl_;

@@ -10,19 +10,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <utility>
 
 #include "openssl_util.hpp"
+#include "secure_file.hpp"
 
 namespace okta_sidecar::tls {
 namespace {
 
+using detail::file_exists;
+using detail::read_private_file;
+using detail::read_public_file;
 using detail::take_openssl_error;
+using detail::write_new_file;
 
 constexpr long ca_validity_days = 3650;
 // Back-dating absorbs clock skew between this host and the clients that will check the chain.
@@ -37,95 +44,11 @@ using bio_ptr = std::unique_ptr<BIO, bio_deleter>;
   throw std::runtime_error(key + " " + file + ": " + why);
 }
 
-// Whether `file` exists; any answer other than "yes" or "no such file" is an error to report.
-bool file_exists(const std::string& key, const std::string& file) {
-  struct stat st {};
-  if (::stat(file.c_str(), &st) == 0) {
-    if (!S_ISREG(st.st_mode)) {
-      refuse(key, file, "is not a regular file");
-    }
-    return true;
-  }
-  if (errno == ENOENT || errno == ENOTDIR) {
-    return false;  // creation will then name the directory it cannot make
-  }
-  refuse(key, file, std::string("cannot be accessed (") + std::strerror(errno) + ")");
-}
-
-std::string read_file(const std::string& key, const std::string& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    refuse(key, file, std::string("cannot be read (") + std::strerror(errno) + ")");
-  }
-  std::string data;
-  char buf[4096];
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      refuse(key, file, std::string("cannot be read (") + std::strerror(err) + ")");
-    }
-    if (n == 0) {
-      break;
-    }
-    data.append(buf, static_cast<std::size_t>(n));
-    if (data.size() > std::size_t{1024} * 1024) {
-      ::close(fd);
-      refuse(key, file, "is larger than 1 MiB; it should hold one PEM block");
-    }
-  }
-  ::close(fd);
-  return data;
-}
-
-// O_EXCL: never overwrite (a replica racing us, or a file that appeared since we looked).
-// The mode is given at creation and forced again with fchmod, so no umask and no window
-// leaves the key readable by anyone else even for an instant.
-void write_new_file(const std::string& key, const std::string& file, const std::string& data, mode_t mode) {
-  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) {
-    refuse(key, file, std::string("cannot be created (") + std::strerror(errno) + ")");
-  }
-  auto fail = [&](const char* what) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(file.c_str());
-    refuse(key, file, std::string(what) + " (" + std::strerror(err) + ")");
-  };
-  if (::fchmod(fd, mode) != 0) {
-    fail("cannot set its mode");
-  }
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      fail("cannot be written");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    fail("cannot be flushed to disk");
-  }
-  ::close(fd);
-}
-
+// New directories on the way to a created CA file are made 0700 (issue 14: the state directory
+// holds the private keys); the certificate itself is 0644 so it can be handed out.
 void make_parent_directory(const std::string& key, const std::string& file) {
   const auto parent = std::filesystem::path(file).parent_path();
-  if (parent.empty()) {
-    return;
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(parent, ec);
-  if (ec) {
-    refuse(key, file, "cannot create directory " + parent.string() + " (" + ec.message() + ")");
-  }
+  if (!parent.empty()) detail::make_private_directory(key, parent.string());
 }
 
 // Never prompt on the terminal for a passphrase: the sidecar runs unattended.
@@ -179,7 +102,32 @@ std::string ca_common_name() {
   return std::string(prefix) + suffix.substr(0, max_cn - prefix.size());
 }
 
-x509_ptr build_ca_certificate(EVP_PKEY* key) {
+// The nameConstraints value (openssl.cnf syntax) of a generated CA: DNS names under the
+// permitted domains, the permitted IP literals one by one, and every other address excluded,
+// so a copy of the key cannot mint a certificate any client would accept for another site.
+std::string name_constraints_value(const std::vector<std::string>& permitted) {
+  std::string v = "critical";
+  bool any_v4 = false, any_v6 = false;
+  for (const auto& name : permitted) {
+    std::string err;
+    const auto n = detail::normalize_host(name, &err);
+    if (!n) continue;
+    if (!n->is_ip) {
+      v += ",permitted;DNS:" + n->name;
+    } else if (n->name.find(':') == std::string::npos) {
+      v += ",permitted;IP:" + n->name + "/255.255.255.255";
+      any_v4 = true;
+    } else {
+      v += ",permitted;IP:" + n->name + "/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff";
+      any_v6 = true;
+    }
+  }
+  if (!any_v4) v += ",excluded;IP:0.0.0.0/0.0.0.0";
+  if (!any_v6) v += ",excluded;IP:::/::";
+  return v;
+}
+
+x509_ptr build_ca_certificate(EVP_PKEY* key, const std::vector<std::string>& permitted) {
   x509_ptr cert(X509_new());
   auto fail = [](const char* what) -> x509_ptr {
     throw std::runtime_error(std::string("cannot create the CA certificate (") + what +
@@ -211,7 +159,9 @@ x509_ptr build_ca_certificate(EVP_PKEY* key) {
   // pathlen:0 — this CA only ever signs leaves; a stolen copy cannot mint sub-CAs.
   if (!detail::add_extension(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
       !detail::add_extension(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") ||
-      !detail::add_extension(x, &ctx, NID_subject_key_identifier, "hash")) {
+      !detail::add_extension(x, &ctx, NID_subject_key_identifier, "hash") ||
+      (!permitted.empty() &&
+       !detail::add_extension(x, &ctx, NID_name_constraints, name_constraints_value(permitted)))) {
     return fail("extensions");
   }
   if (X509_sign(x, key, detail::signing_digest(key)) <= 0) {
@@ -226,7 +176,8 @@ certificate_authority::certificate_authority(x509_ptr cert, evp_pkey_ptr key, st
     : cert_(std::move(cert)), key_(std::move(key)), cert_pem_(std::move(pem)), created_(created) {}
 
 certificate_authority certificate_authority::load_or_create(const std::string& cert_file,
-                                                            const std::string& key_file) {
+                                                            const std::string& key_file,
+                                                            const std::vector<std::string>& permitted) {
   const std::string cert_key = "ca.cert_file";
   const std::string key_key = "ca.key_file";
   const bool have_cert = file_exists(cert_key, cert_file);
@@ -234,7 +185,7 @@ certificate_authority certificate_authority::load_or_create(const std::string& c
 
   if (!have_cert && !have_key) {
     evp_pkey_ptr key = detail::make_p256_key();
-    x509_ptr cert = build_ca_certificate(key.get());
+    x509_ptr cert = build_ca_certificate(key.get(), permitted);
     std::string pem = to_pem(cert.get());
     make_parent_directory(key_key, key_file);
     make_parent_directory(cert_key, cert_file);
@@ -260,21 +211,8 @@ certificate_authority certificate_authority::load_or_create(const std::string& c
                key_file + " to have a new CA created");
   }
 
-  struct stat st {};
-  if (::stat(key_file.c_str(), &st) != 0) {
-    refuse(key_key, key_file, std::string("cannot be accessed (") + std::strerror(errno) + ")");
-  }
-  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    refuse(key_key, key_file,
-           std::string("is accessible by group or others (mode ") + mode +
-               "); the key signs certificates every client trusts: run `chmod 600 " + key_file +
-               "` (for a Kubernetes Secret, set defaultMode: 0400)");
-  }
-
   ERR_clear_error();
-  const std::string key_pem = read_file(key_key, key_file);
+  const std::string key_pem = read_private_file(key_key, key_file);
   bio_ptr key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
   evp_pkey_ptr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr));
   if (!key) {
@@ -283,7 +221,7 @@ certificate_authority certificate_authority::load_or_create(const std::string& c
                "); regenerate it or remove both CA files to have a new CA created");
   }
 
-  const std::string cert_text = read_file(cert_key, cert_file);
+  const std::string cert_text = read_public_file(cert_key, cert_file);
   bio_ptr cert_bio(BIO_new_mem_buf(cert_text.data(), static_cast<int>(cert_text.size())));
   x509_ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, no_passphrase, nullptr));
   if (!cert) {
@@ -318,6 +256,51 @@ certificate_authority certificate_authority::load_or_create(const std::string& c
   }
   std::string pem = to_pem(cert.get());
   return certificate_authority(std::move(cert), std::move(key), std::move(pem), false);
+}
+
+std::optional<std::string> certificate_authority::host_outside_constraints(
+    const std::vector<std::string>& patterns) const {
+  std::unique_ptr<NAME_CONSTRAINTS, decltype(&NAME_CONSTRAINTS_free)> nc(
+      static_cast<NAME_CONSTRAINTS*>(X509_get_ext_d2i(cert_.get(), NID_name_constraints, nullptr, nullptr)),
+      &NAME_CONSTRAINTS_free);
+  if (!nc) {
+    ERR_clear_error();
+    return std::nullopt;
+  }
+  for (const auto& pattern : patterns) {
+    // Strip ":port" ("[v6]:port" keeps its address); a wildcard is judged by a name under it.
+    std::string host = pattern;
+    if (!host.empty() && host.front() == '[') {
+      host = host.substr(1, host.find(']') - 1);
+    } else if (std::count(host.begin(), host.end(), ':') == 1) {
+      host = host.substr(0, host.find(':'));
+    }
+    if (host.starts_with("*.")) host = "a" + host.substr(1);
+    std::string err;
+    const auto n = detail::normalize_host(host, &err);
+    if (!n) continue;  // the config validator reports malformed entries
+    x509_ptr probe(X509_new());
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, nullptr, probe.get(), nullptr, nullptr, 0);
+    if (!probe || !detail::add_extension(probe.get(), &ctx, NID_subject_alt_name,
+                                         std::string(n->is_ip ? "IP:" : "DNS:") + n->name)) {
+      ERR_clear_error();
+      return pattern;
+    }
+    // OpenSSL reads the names from the extension cache, which a complete (signed) certificate
+    // fills: sign the probe with our own key; it never leaves this function.
+    if (X509_set_version(probe.get(), X509_VERSION_3) != 1 || X509_set_pubkey(probe.get(), key_.get()) != 1 ||
+        X509_sign(probe.get(), key_.get(), detail::signing_digest(key_.get())) <= 0) {
+      ERR_clear_error();
+      return pattern;
+    }
+    X509_get_extension_flags(probe.get());
+    if (NAME_CONSTRAINTS_check(probe.get(), nc.get()) != X509_V_OK) {
+      ERR_clear_error();
+      return pattern;
+    }
+  }
+  return std::nullopt;
 }
 
 std::string certificate_authority::subject() const {

@@ -126,9 +126,12 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
   auto result = co_await connect(o, deadline);
   if (!result.conn) {
     std::lock_guard lock(mu_);
-    auto& s = slots_[o.key()];
-    --s.active;
-    wake_one(s);
+    auto it = slots_.find(o.key());
+    if (it != slots_.end()) {
+      if (it->second.active > 0) --it->second.active;
+      wake_one(it->second);
+      prune(it);
+    }
   }
   co_return result;
 }
@@ -217,9 +220,17 @@ void connection_pool::wake_one(slot& s) {
   asio::post(w->timer.get_executor(), [w] { w->timer.expires_at(time_point::min()); });
 }
 
+// A slot with no connection and nobody waiting is dropped: origins are client-chosen under a
+// wildcard intercept pattern, so the map may not keep one entry per name ever seen (issue 14).
+void connection_pool::prune(std::map<std::string, slot>::iterator it) {
+  const slot& s = it->second;
+  if (s.idle.empty() && s.active == 0 && s.waiters.empty()) slots_.erase(it);
+}
+
 void connection_pool::release(const origin& o, std::unique_ptr<connection> c, bool reusable) {
   std::lock_guard lock(mu_);
-  auto& s = slots_[o.key()];
+  auto it = slots_.try_emplace(o.key()).first;
+  auto& s = it->second;
   if (s.active > 0) --s.active;
   if (c) {
     if (reusable && !closed_) {
@@ -231,6 +242,7 @@ void connection_pool::release(const origin& o, std::unique_ptr<connection> c, bo
     }
   }
   wake_one(s);
+  prune(it);
 }
 
 void connection_pool::update_settings(settings s) {
@@ -252,6 +264,7 @@ void connection_pool::close_all() {
 pool_stats connection_pool::stats() const {
   std::lock_guard lock(mu_);
   pool_stats out = stats_;
+  out.origins = slots_.size();
   for (const auto& [key, s] : slots_) {
     out.idle += s.idle.size();
     out.active += s.active;

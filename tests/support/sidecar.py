@@ -95,8 +95,12 @@ class Sidecar:
         self.command = [binary] if isinstance(binary, str) else list(binary)
         self.state_dir = tempfile.mkdtemp(prefix="okta-sidecar-test-")
         self.keep_state = keep_state
+        # Test rigs reach the simulator's plain-HTTP port through absolute-form http:// and
+        # port 80, which the product refuses by default (issue 14: no cleartext to intercepted
+        # hosts); tests of those refusals override "access" with the defaults.
         base: dict = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0",
-                      "state_dir": self.state_dir, "upstream": {}}
+                      "state_dir": self.state_dir, "upstream": {},
+                      "access": {"allow_cleartext": True, "allowed_ports": [443, 80]}}
         if trust_file:
             base["upstream"]["trust_file"] = trust_file
         if upstream_port is not None:

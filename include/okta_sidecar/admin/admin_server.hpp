@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 
+#include "okta_sidecar/policy/admin_access.hpp"
+
 namespace okta_sidecar::admin {
 
 // What the endpoints show; each is called on an admin connection's strand, per request, so it
@@ -36,6 +38,7 @@ struct admin_options {
   std::size_t max_header_bytes = 8 * 1024;  // beyond: 431
   std::size_t max_body_bytes = 1024;        // beyond: 413 (no route takes a body)
   std::size_t max_connections = 64;         // beyond: the new connection is closed
+  policy::admin_access_settings access;     // Host check and loopback-only pages (issue 14)
 };
 
 // Accepts admin connections and serves the routes above with keep-alive.

@@ -2,7 +2,9 @@
 // What the Authorization header of a request says, read locally for diagnosis only: a JWT's
 // claims are decoded (base64url + JSON) but its signature is never checked, so nothing here
 // may be used to grant access. The token itself is never kept: only a short fingerprint.
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,24 +33,36 @@ struct token_info {
   std::optional<std::int64_t> exp, iat, nbf;
   std::string iss, cid, sub;  // sub is personal data: never log or advise with it
   std::vector<std::string> aud, scp;
-  std::string fingerprint;  // token_fingerprint of the credential; never the token itself
+  // Keyed fingerprint (12 hex digits of HMAC-SHA-256 under the install's key) of a well-formed
+  // credential only: a JWT whose three parts decode, or an SSWS token of Okta's shape. Empty
+  // for anything else (a malformed value may be a pasted password) and when no key is given.
+  std::string fingerprint;
 };
+
+// Keyed digest of a credential: HMAC-SHA-256 under a per-install random key (issue 14). The
+// I/O side computes it with OpenSSL (tls::fingerprint_key); this pure module only calls it.
+using credential_digest = std::function<std::array<std::uint8_t, 32>(std::string_view credential)>;
 
 // Longest Authorization value that is decoded; Okta's access tokens are 1-2 KB.
 inline constexpr std::size_t max_authorization_bytes = 16 * 1024;
 
 // `authorization_value` is the raw value of the Authorization header ("" when absent).
 // Never throws; every malformed input gives kind == malformed and a malformed_reason.
-token_info inspect_authorization(std::string_view authorization_value);
+// `digest`: when set, well-formed credentials get a `fingerprint`.
+token_info inspect_authorization(std::string_view authorization_value, const credential_digest& digest = {});
 
-// First 12 hex digits of SHA-256(credential): enough to tell tokens apart in logs, far too
-// little to recover or replay one. `credential` is the token without its scheme.
-std::string token_fingerprint(std::string_view credential);
+// An SSWS API token of the shape Okta issues: "00" then base64url characters, 20 to 64 in all.
+bool is_ssws_shaped(std::string_view token);
 
-// 64 bits of the same SHA-256 for the rate limiter's per-caller fairness: one key per
+// First 12 hex digits of a keyed digest: enough to tell tokens apart in logs, nothing to
+// confirm a guess with unless one holds the key. `credential` is the token without its scheme.
+std::string token_fingerprint(std::string_view credential, const credential_digest& digest);
+
+// 64 bits of a hash of the credential for the rate limiter's per-caller fairness: one key per
 // credential, the scheme ignored ("Bearer x" and "bearer x" are one caller). 0 when the
-// value is empty (no caller known); never 0 otherwise.
-std::uint64_t caller_key(std::string_view authorization_value);
+// value is empty (no caller known); never 0 otherwise. Keyed when `digest` is set (the
+// running sidecar); plain SHA-256 otherwise (never shown anywhere, so no secret to guard).
+std::uint64_t caller_key(std::string_view authorization_value, const credential_digest& digest = {});
 
 // Budget saver: true when a Bearer JWT's exp lies more than margin_seconds before
 // okta_now_epoch (Okta's clock as estimated from Date headers).

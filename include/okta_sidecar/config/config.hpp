@@ -46,8 +46,11 @@ struct upstream_config {
 
 struct rate_limit_config {
   std::uint32_t max_wait_ms = 60000;
-  std::uint32_t max_queue = 10000;
+  std::uint32_t max_queue = 10000;        // per bucket
+  std::uint32_t max_queue_total = 10000;  // all buckets together (issue 14: bounded state)
   std::uint32_t max_concurrency = 75;
+  // Distinct {authServerId} bucket instances per host; further ids share one overflow bucket.
+  std::uint32_t max_auth_servers_per_host = 64;
   double reserve_fraction = 0.0;
   std::optional<std::string> buckets_file;  // empty = built-in table
   std::vector<std::string> interactive_paths = {"/oauth2/*/v1/token", "/oauth2/v1/token",
@@ -110,6 +113,7 @@ struct client_config {
   std::uint32_t max_header_count = 100;
   std::uint64_t max_body_bytes = 64ull * 1024 * 1024;
   std::uint64_t max_buffered_body_bytes = 1024 * 1024;  // bodies up to this are kept for retries
+  std::uint32_t max_connections = 4096;                 // open client connections; accepting pauses here
 
   bool operator==(const client_config&) const = default;
 };
@@ -117,13 +121,23 @@ struct client_config {
 // Who may use the proxy and where it may go (issue: security). Destinations are decided by
 // intercept_hosts / tunnel_hosts; these keys narrow further.
 struct access_config {
-  std::optional<std::string> proxy_auth_file;            // lines "user:password"; set = auth required
-  std::optional<std::string> proxy_auth_env;             // name of an env var holding "user:password"
-  std::vector<std::string> allowed_clients;              // source CIDRs; empty = anyone who can connect
-  std::vector<std::uint16_t> allowed_ports = {443, 80};  // CONNECT / absolute-form ports
-  bool allow_private_destinations = false;               // resolved link-local/metadata/private addresses
+  std::optional<std::string> proxy_auth_file;        // lines "user:password"; set = auth required
+  std::optional<std::string> proxy_auth_env;         // name of an env var holding "user:password"
+  std::vector<std::string> allowed_clients;          // source CIDRs; empty = anyone who can connect
+  std::vector<std::uint16_t> allowed_ports = {443};  // CONNECT / absolute-form ports
+  bool allow_cleartext = false;                      // http:// or plaintext-in-CONNECT to intercept hosts
+  bool allow_private_destinations = false;           // resolved link-local/metadata/private addresses
 
   bool operator==(const access_config&) const = default;
+};
+
+// Who may read what on admin_listen (issue 14). /healthz, /readyz, /metrics and /ca.crt are
+// for probes and scrapers; /status, the dashboard and config dumps show client ids and paths.
+struct admin_config {
+  bool expose_status = false;              // true: non-loopback peers may read /status, / and /config
+  std::vector<std::string> allowed_hosts;  // Host header names accepted besides IP literals and localhost
+
+  bool operator==(const admin_config&) const = default;
 };
 
 struct config {
@@ -144,6 +158,7 @@ struct config {
   log_config log;
   client_config client;
   access_config access;
+  admin_config admin;
 
   bool operator==(const config&) const = default;
 };

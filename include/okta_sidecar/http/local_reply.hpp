@@ -22,7 +22,9 @@ enum class local_error {
   shutting_down,
   proxy_auth_required,
   client_not_allowed,
-  token_expired
+  token_expired,
+  cleartext_refused,  // http:// (or plaintext inside CONNECT) to an intercepted host (issue 14)
+  pool_exhausted      // every upstream connection of the host busy until the deadline
 };
 
 struct local_reply {

@@ -2,12 +2,14 @@
 // RFC 9112 framing and syntax rules applied to a request head after the parser has split it.
 // The sidecar forwards only requests that every HTTP/1.1 implementation reads the same way:
 // anything with two possible readings (request smuggling, RFC 9112 §11.2) is refused with 400.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/http/text.hpp"
 
 namespace okta_sidecar::http {
@@ -43,6 +45,18 @@ struct validation {
 // body with its own framing (one Content-Length, or chunked), never the client's raw fields.
 validation validate_request(std::string_view method, std::string_view target, unsigned version,
                             std::span<const header_view> headers, const limits& lim);
+
+// Whether to answer "100 Continue" before reading the body. RFC 9110 §10.1.1: a server that
+// receives 100-continue in an HTTP/1.0 request MUST ignore it (issue 14); other expectations
+// are not ours to meet.
+bool expects_continue(unsigned version, std::string_view expect_value);
+
+// Deadline for one read of a request body: the idle timeout from `now`, but never past the
+// request's total deadline (client.request_timeout_ms), so a slow upload that keeps sending a
+// byte per idle period still ends (issue 14).
+inline time_point body_read_deadline(time_point now, duration idle, time_point total_deadline) {
+  return std::min(now + idle, total_deadline);
+}
 
 // Content-Length value syntax: 1*DIGIT, no sign, no leading zeros (other than "0"), no OWS
 // inside, no list. nullopt on bad syntax; UINT64_MAX when it overflows.

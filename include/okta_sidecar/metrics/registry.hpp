@@ -122,17 +122,23 @@ class family final : public family_base {
 
   std::size_t size() const;
   void set_max_series(std::size_t n);
+  // Rewrites label values before the lookup (bounded label sets, issue 14). Set it at start-up,
+  // before the family is used from more than one thread.
+  using label_mapper = std::function<void(std::vector<std::string>& values)>;
+  void set_label_mapper(label_mapper m);
 
   metric_type type() const override;
   void render(std::string& out) const override;
 
  private:
   std::unique_ptr<T> make_child() const;
+  T& lookup(std::span<const std::string_view> label_values);
 
   std::shared_ptr<const std::vector<double>> bounds_;  // histograms only
   mutable std::mutex mu_;
   std::map<std::vector<std::string>, std::unique_ptr<T>, detail::labels_less> children_;
   std::size_t max_series_ = default_max_series;
+  label_mapper mapper_;
 };
 
 extern template class family<counter>;

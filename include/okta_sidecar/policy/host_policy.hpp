@@ -27,6 +27,13 @@ class host_policy {
               std::vector<std::uint16_t> allowed_ports);
 
   decision decide(std::string_view host, std::uint16_t port) const;
+  // True when `host` matches an intercept_hosts pattern, whatever the port: the cleartext
+  // refusal (issue 14) comes before the port check, so http://acme.okta.com/ is told why.
+  bool intercepts(std::string_view host) const;
+  // The intercept entries that name one host exactly (no wildcard), normalised.
+  std::vector<std::string> exact_intercept_hosts() const;
+  // The suffixes of the wildcard intercept entries ("okta.com" for "*.okta.com").
+  std::vector<std::string> intercept_suffixes() const;
 
   // Lower-case, one trailing dot removed, IPv6 brackets stripped and the address written in
   // RFC 5952 form, IPv4 as a strict dotted quad. nullopt for: empty, over-long, invalid

@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/ratelimit/classifier.hpp"
 #include "okta_sidecar/ratelimit/scheduler.hpp"
 
 namespace okta_sidecar::proxy {
@@ -42,6 +43,9 @@ class rate_gate {
     std::shared_ptr<waiter> parked;
   };
   submitted submit(const ratelimit::admission_request&, asio::any_io_executor ex);
+  // The bucket name a classified request uses (ids beyond the per-host cap share
+  // "<group>:other"); see scheduler::bucket_name.
+  std::string bucket_name(const std::string& host, const ratelimit::classification&);
   // Waits for a queued request's verdict. Cancelling the awaiting operation (the client went
   // away) removes the request from the queue.
   asio::awaitable<result> wait(const submitted&);
@@ -57,6 +61,7 @@ class rate_gate {
   std::vector<ratelimit::bucket_status> buckets() const;
   std::vector<ratelimit::host_status> hosts() const;
   std::size_t queued() const;
+  std::size_t bucket_count() const;
   void update_settings(const ratelimit::scheduler_settings&);
   // Shutdown: every queued request is answered `rejected` (the caller replies shutting_down).
   void drain();

@@ -6,6 +6,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,9 @@ class server {
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> accepting_{true};
   std::atomic<bool> listener_closed_{false};
+  // At client.max_connections the loop stops calling accept (the kernel's backlog holds new
+  // clients) and waits on this timer, which a closing session cancels (issue 14).
+  asio::steady_timer resume_;
   mutable std::mutex mu_;
   std::unordered_map<std::uint64_t, std::shared_ptr<session_control>> sessions_;
   std::uint64_t next_id_ = 1;

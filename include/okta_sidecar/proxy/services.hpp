@@ -15,12 +15,15 @@
 #include <string>
 #include <unordered_map>
 
+#include "okta_sidecar/auth/token_info.hpp"
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/logging/log.hpp"
+#include "okta_sidecar/metrics/label_bounds.hpp"
 #include "okta_sidecar/metrics/registry.hpp"
 #include "okta_sidecar/proxy/rate_gate.hpp"
 #include "okta_sidecar/proxy/runtime.hpp"
 #include "okta_sidecar/ratelimit/okta_clock.hpp"
+#include "okta_sidecar/resilience/breaker_table.hpp"
 #include "okta_sidecar/resilience/circuit_breaker.hpp"
 #include "okta_sidecar/resilience/retry_budget.hpp"
 #include "okta_sidecar/resilience/retry_policy.hpp"
@@ -33,7 +36,7 @@ namespace okta_sidecar::proxy {
 class breaker_board {
  public:
   explicit breaker_board(resilience::breaker_settings s, resilience::retry_settings r)
-      : settings_(s), budget_(r) {}
+      : breakers_(s), budget_(r) {}
   resilience::permit try_acquire(const std::string& host, time_point now);
   // Returns the state after recording, so the caller can count transitions.
   void record(const std::string& host, resilience::outcome, bool probe, time_point now);
@@ -51,14 +54,14 @@ class breaker_board {
   };
   std::vector<host_state> states(time_point now) const;
   void update_settings(const resilience::breaker_settings&, const resilience::retry_settings&);
+  std::size_t size() const;
 
  private:
-  resilience::circuit_breaker& get_locked(const std::string& host);
   void wake_locked(const std::string& host);
   mutable std::mutex mu_;
+  resilience::breaker_table breakers_;  // bounded: hosts under a wildcard are client-chosen
+  // Requests waiting for a half-open probe's outcome; an entry lives only while one waits.
   std::map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> held_;
-  resilience::breaker_settings settings_;
-  std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
   resilience::retry_budget budget_;
 };
 
@@ -128,6 +131,9 @@ struct proxy_metrics {
   metrics::family<metrics::counter>& client_connections;  // kind (plain|intercept|tunnel)
   metrics::family<metrics::gauge>& open_connections;      // (none)
   metrics::family<metrics::counter>& bytes;               // direction
+  metrics::family<metrics::counter>& accept_paused;       // (none): times accepting paused at the cap
+  // Host and bucket labels through `bounds` from now on (issue 14: bounded label sets).
+  void bound_labels(metrics::label_bounds& bounds);
 };
 
 struct services {
@@ -144,6 +150,8 @@ struct services {
   std::atomic<std::shared_ptr<const runtime>> rt;
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> next_request_id{1};
+  // Keyed digest for token fingerprints and fairness keys (tls::fingerprint_key, issue 14).
+  auth::credential_digest digest;
 };
 
 }  // namespace okta_sidecar::proxy

@@ -24,6 +24,9 @@ class bucket_store {
                       time_point now) = 0;
   // nullopt: the store has never heard of this bucket.
   virtual std::optional<bucket_view> view(const bucket_key& key, time_point now) const = 0;
+  // The scheduler evicted this bucket (idle past its TTL, or least recently used at the cap):
+  // drop what is kept for it, so client-chosen keys cannot grow the store without bound.
+  virtual void forget(const bucket_key& key) = 0;
 };
 
 }  // namespace okta_sidecar::ratelimit

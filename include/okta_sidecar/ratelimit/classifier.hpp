@@ -32,6 +32,9 @@ struct classification {
   std::string bucket;          // bucket instance, e.g. "oauth2-token:default" (authServerId is a parameter)
   bool rate_limited = true;    // false for keys/discovery (/.well-known, /v1/keys)
   bool per_principal = false;  // per-user/client limits (authn, authorize, users/me): their 429s pass through
+  // The bucket name carries a path parameter ({authServerId}): client-chosen, so the scheduler
+  // caps how many such instances a host may have (issue 14).
+  bool instance = false;
 
   bool operator==(const classification&) const = default;
 };
@@ -53,6 +56,9 @@ class classifier {
   classification classify(std::string_view method, std::string_view target) const;
 
   std::vector<std::string> groups() const;  // table order
+  // Every bucket name the table can produce without a path parameter (literal templates and
+  // group names): the fixed part of the metric label set (issue 14).
+  std::vector<std::string> literal_buckets() const;
   // The table's "typical_limit" for a group (requests per minute): a seed for tests and
   // dashboards only; the real limit is always learned from response headers.
   std::optional<std::int64_t> typical_limit(std::string_view group) const;

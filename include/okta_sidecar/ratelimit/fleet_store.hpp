@@ -108,6 +108,10 @@ class fleet_store final : public bucket_store {
   void settle(const bucket_key& key, const grant& g, settle_kind kind, const observation* obs,
               time_point now) override;
   std::optional<bucket_view> view(const bucket_key& key, time_point now) const override;
+  // Drops the bucket's lease state and learned share (unused leased tokens die with their
+  // window anyway); a lease still on its way keeps the entry until it is answered.
+  void forget(const bucket_key& key) override;
+  std::size_t size() const { return leases_.size(); }
 
   // ---- the shell's side ---------------------------------------------------------------
   // Lease requests and observations to send now (each request is marked outstanding).

@@ -16,6 +16,7 @@ class local_bucket_store final : public bucket_store {
   void settle(const bucket_key& key, const grant& g, settle_kind kind, const observation* obs,
               time_point now) override;
   std::optional<bucket_view> view(const bucket_key& key, time_point now) const override;
+  void forget(const bucket_key& key) override;
 
   void update_settings(const bucket_settings& s);
   std::size_t size() const { return buckets_.size(); }

@@ -24,7 +24,16 @@ namespace okta_sidecar::ratelimit {
 
 struct scheduler_settings {
   duration max_wait = std::chrono::seconds(60);
-  std::size_t max_queue = 10000;       // per bucket
+  std::size_t max_queue = 10000;        // per bucket
+  std::size_t max_queue_total = 10000;  // all buckets together: the whole queue's bound
+  // Bounded state (issue 14): bucket instances named by a client-chosen path parameter
+  // ({authServerId}) per host and group; further ids share "<group>:other".
+  std::size_t max_instances_per_host = 64;
+  // Bucket entries kept in all (with their hosts and store entries). An entry with nothing
+  // queued or in flight is evicted after bucket_idle_ttl, or least recently used first when a
+  // new one needs room; at the cap with none idle, a new bucket's request is rejected.
+  std::size_t max_buckets = 1024;
+  duration bucket_idle_ttl = std::chrono::minutes(10);
   std::uint32_t max_concurrency = 75;  // in flight per host (tenant)
   double reserve_fraction = 0.0;       // share of each window kept for interactive requests
   // After Okta's concurrency 429 the host cap grows back by one per this many x cap
@@ -92,6 +101,11 @@ class scheduler {
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
 
+  // The bucket a request uses: `bucket` itself, or "<group>:other" when `instance` (the name
+  // carries a client-chosen id) and the host already has max_instances_per_host instances of
+  // the group. Call it before submit() and use the answer in the key.
+  std::string bucket_name(const std::string& host, const std::string& group, const std::string& bucket,
+                          bool instance, time_point now);
   verdict submit(const admission_request& req, time_point now);
   // The shell calls this after every event and at next_wake.
   wakeups poll(time_point now);
@@ -112,6 +126,8 @@ class scheduler {
   std::vector<host_status> hosts() const;
   void update_settings(const scheduler_settings& s);  // config reload
   std::size_t queued_total() const;
+  std::size_t bucket_count() const;
+  std::size_t host_count() const;
   std::vector<ticket> drain_all();  // shutdown: removes and returns every queued ticket
 
  private:

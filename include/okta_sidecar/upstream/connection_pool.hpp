@@ -83,6 +83,7 @@ struct pool_stats {
   std::uint64_t opened = 0, reused = 0, closed = 0;
   std::uint64_t unsolicited = 0;  // idle connections discarded because the server sent bytes unasked
   std::size_t idle = 0, active = 0;
+  std::size_t origins = 0;  // slots kept (origins with a connection or a waiter)
 };
 
 class connection_pool {
@@ -117,6 +118,7 @@ class connection_pool {
     std::deque<std::shared_ptr<waiter>> waiters;
   };
   void wake_one(slot&);
+  void prune(std::map<std::string, slot>::iterator);
 
   asio::ssl::context& tls_ctx_;
   mutable std::mutex mu_;

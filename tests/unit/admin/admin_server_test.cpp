@@ -305,7 +305,8 @@ TEST_F(AdminServer, ConnectionCloseIsHonoured) {
 TEST_F(AdminServer, PipelinedRequestsAreAnsweredInOrder) {
   start();
   client c(port());
-  c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.send_raw(
+      "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n");
   EXPECT_EQ(c.read_response().body(), "ok");
   EXPECT_EQ(c.read_response().body(), "ready");
 }
@@ -315,7 +316,7 @@ TEST_F(AdminServer, OversizedHeaderIs431ThenClose) {
   o.max_header_bytes = 1024;
   start(o);
   client c(port());
-  c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
+  c.send_raw("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
   const auto res = c.read_response();
   EXPECT_EQ(res.result(), http::status::request_header_fields_too_large);
   EXPECT_FALSE(res.keep_alive());
@@ -327,7 +328,7 @@ TEST_F(AdminServer, HeaderJustUnderTheLimitIsServed) {
   o.max_header_bytes = 1024;
   start(o);
   client c(port());
-  const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+  const std::string head = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: ";
   const std::size_t pad = 1024 - head.size() - 4;  // "\r\n\r\n" completes exactly 1024 bytes
   c.send_raw(head + std::string(pad, 'a') + "\r\n\r\n");
   EXPECT_EQ(c.read_response().result(), http::status::ok);
@@ -338,7 +339,7 @@ TEST_F(AdminServer, OversizedBodyIs413ThenClose) {
   o.max_body_bytes = 16;
   start(o);
   client c(port());
-  c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'b'));
+  c.send_raw("GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'b'));
   EXPECT_EQ(c.read_response().result(), http::status::payload_too_large);
   EXPECT_TRUE(c.closed_by_peer());
 }
@@ -356,7 +357,7 @@ TEST_F(AdminServer, SlowHeaderIsCutOffByTheReadTimeout) {
   o.read_timeout = 200ms;
   start(o);
   client c(port());
-  c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n");  // never finishes the head
+  c.send_raw("GET /healthz HTTP/1.1\r\nHost: localhost\r\n");  // never finishes the head
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_TRUE(c.closed_by_peer(5000ms));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 150ms);
@@ -435,6 +436,25 @@ TEST_F(AdminServer, ThreadsConcurrentClientsOnAMultiThreadedContext) {
   ASSERT_EQ(idle.request(http::verb::get, "/healthz").result(), http::status::ok);
   server_->stop();
   EXPECT_TRUE(idle.closed_by_peer());
+}
+
+}  // namespace
+}  // namespace okta_sidecar::admin
+
+namespace okta_sidecar::admin {
+namespace {
+
+TEST_F(AdminServer, RequestsNamingAnotherHostAreRefused) {
+  // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1.
+  start();
+  client c(port());
+  c.send_raw("GET /status HTTP/1.1\r\nHost: evil.example:9901\r\n\r\n");
+  const auto res = c.read_response();
+  EXPECT_EQ(res.result(), http::status::forbidden);
+  EXPECT_NE(res.body().find("Host"), std::string::npos);
+  client ok(port());
+  ok.send_raw("GET /status HTTP/1.1\r\nHost: 127.0.0.1:9901\r\n\r\n");
+  EXPECT_EQ(ok.read_response().result(), http::status::ok);
 }
 
 }  // namespace

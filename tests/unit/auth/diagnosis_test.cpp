@@ -125,7 +125,7 @@ std::vector<reason_case> reason_cases() {
       {"ForbiddenUnknownEndpoint", 403, "GET", "/api/v1/brand-new-thing", bearer(scp_users_read), e06, "",
        "not_assigned_or_policy", "no needed scope is known to be missing", ""},
       {"SswsInvalid", 401, "GET", "/api/v1/users", "SSWS 00QCjAl4MlVWPXM0HmjFxvbGua", e11, "",
-       "ssws_token_invalid", "fingerprint ", "system.api_token.revoke"},
+       "ssws_token_invalid", "the API token (SSWS", "system.api_token.revoke"},
       {"SswsForbidden", 403, "DELETE", "/api/v1/users/00u1", "SSWS 00QCjAl4MlVWPXM0HmjFxvbGua", e06, "",
        "not_assigned_or_policy", "admin who created this API token", ""},
       {"UnknownRevoked", 401, "GET", "/api/v1/users", bearer(scp_users_read), e11, "", "unknown",

@@ -87,11 +87,8 @@ TEST_P(DecodeTable, KindAndReason) {
   const token_info info = inspect_authorization(c.value);
   EXPECT_EQ(info.kind, c.kind) << to_string(info.kind);
   EXPECT_EQ(info.malformed_reason, c.reason);
-  if (c.kind == credential_kind::none) {
-    EXPECT_TRUE(info.fingerprint.empty());
-  } else {
-    EXPECT_EQ(info.fingerprint.size(), 12u);
-  }
+  // No digest given: nothing is fingerprinted (see KeyedFingerprint below).
+  EXPECT_TRUE(info.fingerprint.empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Auth, DecodeTable, ::testing::ValuesIn(decode_cases()),
@@ -143,14 +140,56 @@ TEST(InspectAuthorization, SizeBoundIsExact) {
   EXPECT_EQ(inspect_authorization(over).malformed_reason, "token_too_large");
 }
 
-TEST(TokenFingerprint, IsAPrefixOfTheHashAndNeverTheToken) {
+// A stand-in for the I/O side's HMAC: a key mixed into SHA-256, enough to tell keys apart.
+credential_digest fake_digest(std::string key) {
+  return [key](std::string_view credential) { return sha256_of(key + "|" + std::string(credential)); };
+}
+
+TEST(KeyedFingerprint, ComesFromTheInjectedDigestAndNeverTheToken) {
   const std::string token = jwt(good_claims);
-  const std::string fp = token_fingerprint(token);
-  EXPECT_EQ(fp, to_hex(sha256_of(token)).substr(0, 12));
+  const auto digest = fake_digest("k1");
+  const std::string fp = token_fingerprint(token, digest);
+  EXPECT_EQ(fp, to_hex(sha256_of("k1|" + token)).substr(0, 12));
   EXPECT_EQ(token.find(fp), std::string::npos);
-  EXPECT_EQ(inspect_authorization("Bearer " + token).fingerprint, fp);
-  EXPECT_EQ(inspect_authorization("bearer   " + token).fingerprint, fp);
-  EXPECT_NE(token_fingerprint(token + "x"), fp);
+  EXPECT_EQ(inspect_authorization("Bearer " + token, digest).fingerprint, fp);
+  EXPECT_EQ(inspect_authorization("bearer   " + token, digest).fingerprint, fp);
+  EXPECT_NE(token_fingerprint(token + "x", digest), fp);
+  // Another install's key gives another fingerprint: a guess cannot be confirmed without it.
+  EXPECT_NE(token_fingerprint(token, fake_digest("k2")), fp);
+  EXPECT_EQ(token_fingerprint(token, {}), "");
+}
+
+TEST(KeyedFingerprint, OnlyWellFormedCredentialsAreFingerprinted) {
+  const auto digest = fake_digest("k");
+  // Well-formed: a JWT whose three parts decode, an SSWS token of Okta's shape.
+  EXPECT_EQ(inspect_authorization("Bearer " + jwt(good_claims), digest).fingerprint.size(), 12u);
+  EXPECT_EQ(inspect_authorization("SSWS 00QCjAl4MlV-WPXM0HmjFx_vbGua0HmjFxvbGua", digest).fingerprint.size(),
+            12u);
+  // Never: malformed values (a pasted password among them), opaque tokens, odd SSWS values.
+  for (const char* v :
+       {"hunter2", "Bearer hunter2 with spaces", "Basic dXNlcjpwYXNz", "Bearer a.b",
+        "Bearer eyJhbGciOiJub25lIn0.bm90IGpzb24.c2ln", "Bearer opaque-token-value", "SSWS short",
+        "SSWS 11QCjAl4MlVWPXM0HmjFxvbGua", "SSWS 00QCjAl4MlV.WPXM0HmjFxvbGua", "Bearer \"quoted\""}) {
+    const auto info = inspect_authorization(v, digest);
+    EXPECT_TRUE(info.fingerprint.empty()) << v << " -> " << to_string(info.kind);
+  }
+}
+
+TEST(KeyedFingerprint, SswsShape) {
+  EXPECT_TRUE(is_ssws_shaped("00QCjAl4MlVWPXM0HmjFxvbGua"));
+  EXPECT_TRUE(is_ssws_shaped("00" + std::string(62, 'a')));
+  EXPECT_FALSE(is_ssws_shaped("00" + std::string(63, 'a')));
+  EXPECT_FALSE(is_ssws_shaped("00" + std::string(17, 'a')));
+  EXPECT_FALSE(is_ssws_shaped("01QCjAl4MlVWPXM0HmjFxvbGua"));
+  EXPECT_FALSE(is_ssws_shaped("00QCjAl4MlVWPXM0Hmj+xvbGua"));
+}
+
+TEST(CallerKey, KeyedWhenADigestIsGiven) {
+  EXPECT_NE(caller_key("Bearer abc.def.ghi", fake_digest("k1")),
+            caller_key("Bearer abc.def.ghi", fake_digest("k2")));
+  EXPECT_EQ(caller_key("Bearer abc.def.ghi", fake_digest("k1")),
+            caller_key("bearer abc.def.ghi", fake_digest("k1")));
+  EXPECT_EQ(caller_key("", fake_digest("k1")), 0u);
 }
 
 TEST(CallerKey, StableAcrossSchemeSpellingAndDistinctPerToken) {

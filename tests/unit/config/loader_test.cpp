@@ -80,6 +80,8 @@ constexpr std::string_view every_key = R"({
   "rate_limit": {
     "max_wait_ms": 2001,
     "max_queue": 2002,
+    "max_queue_total": 2004,
+    "max_auth_servers_per_host": 2005,
     "max_concurrency": 2003,
     "reserve_fraction": 0.25,
     "buckets_file": "/etc/buckets.json",
@@ -101,15 +103,18 @@ constexpr std::string_view every_key = R"({
     "max_header_bytes": 4005,
     "max_header_count": 4006,
     "max_body_bytes": 10000000000,
-    "max_buffered_body_bytes": 4008
+    "max_buffered_body_bytes": 4008,
+    "max_connections": 4009
   },
   "access": {
     "proxy_auth_file": "/etc/proxy-users",
     "proxy_auth_env": "SIDECAR_AUTH",
     "allowed_clients": ["10.0.0.0/8", "fd00::/8"],
     "allowed_ports": [443, 8443],
-    "allow_private_destinations": true
-  }
+    "allow_private_destinations": true,
+    "allow_cleartext": true
+  },
+  "admin": {"expose_status": true, "allowed_hosts": ["sidecar.internal"]}
 })";
 
 TEST(ParseConfig, AcceptsEveryKey) {
@@ -174,6 +179,12 @@ TEST(ParseConfig, AcceptsEveryKey) {
   EXPECT_THAT(c.access.allowed_clients, ElementsAre("10.0.0.0/8", "fd00::/8"));
   EXPECT_THAT(c.access.allowed_ports, ElementsAre(443, 8443));
   EXPECT_TRUE(c.access.allow_private_destinations);
+  EXPECT_EQ(c.rate_limit.max_queue_total, 2004u);
+  EXPECT_EQ(c.rate_limit.max_auth_servers_per_host, 2005u);
+  EXPECT_EQ(c.client.max_connections, 4009u);
+  EXPECT_TRUE(c.access.allow_cleartext);
+  EXPECT_TRUE(c.admin.expose_status);
+  EXPECT_THAT(c.admin.allowed_hosts, ElementsAre("sidecar.internal"));
   EXPECT_THAT(validate(c), IsEmpty());
 }
 
@@ -421,7 +432,7 @@ TEST(ParseConfig, CollectsEveryErrorAtOnce) {
   // The good key next to the bad ones still took effect; the bad ones kept their defaults.
   EXPECT_EQ(r.cfg.rate_limit.max_queue, 10u);
   EXPECT_EQ(r.cfg.rate_limit.max_wait_ms, 60000u);
-  EXPECT_THAT(r.cfg.access.allowed_ports, ElementsAre(443, 80));
+  EXPECT_THAT(r.cfg.access.allowed_ports, ElementsAre(443));
 }
 
 // ---- validate() ----
@@ -705,6 +716,51 @@ TEST(KnownKeyPaths, CoverTheContractKeys) {
                              "ca.create_if_missing"}) {
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
   }
+}
+
+}  // namespace
+}  // namespace okta_sidecar::config
+
+namespace okta_sidecar::config {
+namespace {
+
+TEST(LoaderIssue14, DefaultsAreBoundedAndClosed) {
+  const config c;
+  EXPECT_EQ(c.rate_limit.max_queue_total, 10000u);
+  EXPECT_EQ(c.rate_limit.max_auth_servers_per_host, 64u);
+  EXPECT_EQ(c.client.max_connections, 4096u);
+  EXPECT_EQ(c.access.allowed_ports, (std::vector<std::uint16_t>{443}));
+  EXPECT_FALSE(c.access.allow_cleartext);
+  EXPECT_FALSE(c.admin.expose_status);
+  EXPECT_TRUE(c.admin.allowed_hosts.empty());
+}
+
+TEST(LoaderIssue14, KeysParseValidateAndRoundTrip) {
+  auto r = parse_config(R"({"rate_limit": {"max_queue_total": 50, "max_auth_servers_per_host": 8},
+                            "client": {"max_connections": 100},
+                            "access": {"allow_cleartext": true, "allowed_ports": [443, 80]},
+                            "admin": {"expose_status": true, "allowed_hosts": ["sidecar.internal"]}})",
+                        "test");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(r.errors);
+  EXPECT_EQ(r.cfg.rate_limit.max_queue_total, 50u);
+  EXPECT_EQ(r.cfg.rate_limit.max_auth_servers_per_host, 8u);
+  EXPECT_EQ(r.cfg.client.max_connections, 100u);
+  EXPECT_TRUE(r.cfg.access.allow_cleartext);
+  EXPECT_TRUE(r.cfg.admin.expose_status);
+  EXPECT_EQ(r.cfg.admin.allowed_hosts, std::vector<std::string>{"sidecar.internal"});
+  EXPECT_TRUE(validate(r.cfg).empty());
+  const auto j = to_json(r.cfg, secrets::keep);
+  EXPECT_EQ(j["admin"]["allowed_hosts"][0], "sidecar.internal");
+  EXPECT_EQ(j["client"]["max_connections"], 100);
+
+  auto bad = parse_config(R"({"rate_limit": {"max_queue_total": 0}, "client": {"max_connections": 0},
+                              "admin": {"allowed_hosts": ["bad host"], "expose": true}})",
+                          "test");
+  EXPECT_THAT(bad.errors, ElementsAre(HasSubstr("admin.expose: unknown key")));
+  const auto errors = validate(bad.cfg);
+  EXPECT_THAT(errors, ::testing::Contains(HasSubstr("rate_limit.max_queue_total: must be at least 1")));
+  EXPECT_THAT(errors, ::testing::Contains(HasSubstr("client.max_connections: must be at least 1")));
+  EXPECT_THAT(errors, ::testing::Contains(HasSubstr("admin.allowed_hosts[0]")));
 }
 
 }  // namespace

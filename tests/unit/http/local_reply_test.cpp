@@ -162,3 +162,28 @@ TEST(FormatHttpDate, KnownInstants) {
 
 }  // namespace
 }  // namespace okta_sidecar::http
+
+namespace okta_sidecar::http {
+namespace {
+
+TEST(LocalReplyIssue14, CleartextAndPoolReasons) {
+  const auto c = make_local_reply(local_error::cleartext_refused, "id1", "", 1700000000);
+  EXPECT_EQ(c.status, 403);
+  EXPECT_EQ(c.reason, "cleartext_refused");
+  const auto body = nlohmann::json::parse(c.body);
+  EXPECT_EQ(body["errorCode"], "E0000006");
+  EXPECT_NE(body["errorSummary"].get<std::string>().find("https://"), std::string::npos);
+  bool header = false;
+  for (const auto& [k, v] : c.headers) header |= k == "X-Okta-Sidecar-Error" && v == "cleartext_refused";
+  EXPECT_TRUE(header);
+
+  const auto p = make_local_reply(local_error::pool_exhausted, "id2", "", 1700000000, 2);
+  EXPECT_EQ(p.status, 503);
+  EXPECT_EQ(p.reason, "pool_exhausted");
+  bool retry_after = false;
+  for (const auto& [k, v] : p.headers) retry_after |= k == "Retry-After" && v == "2";
+  EXPECT_TRUE(retry_after);
+}
+
+}  // namespace
+}  // namespace okta_sidecar::http

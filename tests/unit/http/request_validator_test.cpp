@@ -282,3 +282,30 @@ TEST(ParseContentLength, Table) {
 
 }  // namespace
 }  // namespace okta_sidecar::http
+
+namespace okta_sidecar::http {
+namespace {
+
+TEST(ExpectsContinue, OnlyHttp11AndOnly100Continue) {
+  EXPECT_TRUE(expects_continue(11, "100-continue"));
+  EXPECT_TRUE(expects_continue(11, " 100-Continue\t"));
+  // RFC 9110 section 10.1.1: a 100-continue expectation in an HTTP/1.0 request MUST be ignored.
+  EXPECT_FALSE(expects_continue(10, "100-continue"));
+  EXPECT_FALSE(expects_continue(11, ""));
+  EXPECT_FALSE(expects_continue(11, "200-ok"));
+  EXPECT_FALSE(expects_continue(11, "100-continuex"));
+}
+
+TEST(BodyReadDeadline, IdleTimeoutButNeverPastTheRequestDeadline) {
+  const time_point t0{};
+  const auto idle = std::chrono::seconds(60);
+  EXPECT_EQ(body_read_deadline(t0, idle, t0 + std::chrono::seconds(120)), t0 + idle);
+  // A slow upload that keeps the idle timer fed still ends at the total deadline.
+  EXPECT_EQ(body_read_deadline(t0 + std::chrono::seconds(100), idle, t0 + std::chrono::seconds(120)),
+            t0 + std::chrono::seconds(120));
+  EXPECT_EQ(body_read_deadline(t0 + std::chrono::seconds(130), idle, t0 + std::chrono::seconds(120)),
+            t0 + std::chrono::seconds(120));
+}
+
+}  // namespace
+}  // namespace okta_sidecar::http

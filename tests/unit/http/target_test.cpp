@@ -112,3 +112,21 @@ TEST(IsValidOriginForm, Table) {
 
 }  // namespace
 }  // namespace okta_sidecar::http
+
+namespace okta_sidecar::http {
+namespace {
+
+TEST(HostHeaderMatchesTunnel, SameHostAndAPortOnlyIfItIsTheConnectPort) {
+  EXPECT_TRUE(host_header_matches_tunnel("acme.okta.com", "acme.okta.com", 443));
+  EXPECT_TRUE(host_header_matches_tunnel(" ACME.okta.com:443 ", "acme.okta.com", 443));
+  EXPECT_TRUE(host_header_matches_tunnel("acme.okta.com", "acme.okta.com", 8443));
+  EXPECT_TRUE(host_header_matches_tunnel("acme.okta.com:8443", "acme.okta.com", 8443));
+  EXPECT_FALSE(host_header_matches_tunnel("acme.okta.com:444", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("acme.okta.com:80", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("evil.example", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("acme.okta.com.evil.example", "acme.okta.com", 443));
+  EXPECT_FALSE(host_header_matches_tunnel("", "acme.okta.com", 443));
+}
+
+}  // namespace
+}  // namespace okta_sidecar::http

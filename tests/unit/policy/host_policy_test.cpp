@@ -200,3 +200,21 @@ TEST(HostPolicyPatterns, GoodPatternsAccepted) {
 
 }  // namespace
 }  // namespace okta_sidecar::policy
+
+namespace okta_sidecar::policy {
+namespace {
+
+TEST(HostPolicyIntercepts, IgnoresThePortAndListsExactNamesAndSuffixes) {
+  host_policy p({"*.okta.com", "fixed.example.com:8443", "10.1.2.3"}, {"tunnel.example.com"}, {443});
+  EXPECT_TRUE(p.intercepts("acme.okta.com"));
+  EXPECT_TRUE(p.intercepts("ACME.okta.com."));
+  EXPECT_TRUE(p.intercepts("fixed.example.com"));
+  EXPECT_FALSE(p.intercepts("okta.com"));
+  EXPECT_FALSE(p.intercepts("tunnel.example.com"));
+  EXPECT_FALSE(p.intercepts("localhost"));
+  EXPECT_EQ(p.exact_intercept_hosts(), (std::vector<std::string>{"fixed.example.com", "10.1.2.3"}));
+  EXPECT_EQ(p.intercept_suffixes(), (std::vector<std::string>{"okta.com"}));
+}
+
+}  // namespace
+}  // namespace okta_sidecar::policy

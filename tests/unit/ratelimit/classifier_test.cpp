@@ -187,7 +187,9 @@ class ClassifyBuiltin : public ::testing::TestWithParam<sample> {};
 
 TEST_P(ClassifyBuiltin, Classifies) {
   const auto& s = GetParam();
-  EXPECT_EQ(builtin_table().classify(s.method, s.target), expected_of(s)) << s.method << ' ' << s.target;
+  auto got = builtin_table().classify(s.method, s.target);
+  got.instance = false;  // checked by ClassifierIssue14 below
+  EXPECT_EQ(got, expected_of(s)) << s.method << ' ' << s.target;
 }
 
 INSTANTIATE_TEST_SUITE_P(Samples, ClassifyBuiltin, ::testing::ValuesIn(samples));
@@ -475,6 +477,25 @@ TEST(Classifier, SameShapeWithDisjointMethodsIsAccepted) {
   EXPECT_EQ(c.classify("GET", "/u/1").group, "a");
   EXPECT_EQ(c.classify("PUT", "/u/1").group, "b");
   EXPECT_EQ(c.classify("DELETE", "/u/1").group, "default");
+}
+
+}  // namespace
+}  // namespace okta_sidecar::ratelimit
+
+namespace okta_sidecar::ratelimit {
+namespace {
+
+TEST(ClassifierIssue14, InstancesAreMarkedAndLiteralNamesListed) {
+  const auto c = classifier::builtin();
+  const auto t = c.classify("POST", "/oauth2/aus1abc/v1/token");
+  EXPECT_EQ(t.bucket, "oauth2-token:aus1abc");
+  EXPECT_TRUE(t.instance);
+  EXPECT_FALSE(c.classify("POST", "/oauth2/v1/token").instance);
+  EXPECT_FALSE(c.classify("GET", "/api/v1/users").instance);
+  const auto names = c.literal_buckets();
+  for (const char* n : {"oauth2-token:org", "oauth2-token", "default"})
+    EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+  for (const auto& n : names) EXPECT_EQ(n.find('{'), std::string::npos) << n;
 }
 
 }  // namespace

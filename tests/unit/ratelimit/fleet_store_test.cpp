@@ -351,3 +351,31 @@ TEST_F(FleetStoreTest, BatchLeavesTheInteractiveReserveUnleased) {
 
 }  // namespace
 }  // namespace okta_sidecar::ratelimit
+
+namespace okta_sidecar::ratelimit {
+namespace {
+
+// Issue 14: a bucket the scheduler evicts takes its lease and learned share with it, except
+// while a lease request is on its way (its answer must find the entry).
+TEST_F(FleetStoreTest, ForgetDropsTheLeaseUnlessARequestIsOnItsWay) {
+  fleet_store st(settings());
+  join(st);
+  EXPECT_FALSE(st.take(users, 0.0, clock.now()).granted);
+  const auto out = st.outgoing(clock.now());
+  ASSERT_EQ(out.size(), 1u);
+  st.forget(users);
+  EXPECT_EQ(st.size(), 1u) << "the request on its way keeps the entry";
+  lease_reply r;
+  r.granted = 5;
+  r.limit = 600;
+  r.left = 100;
+  r.reset_epoch = 1000;
+  r.reset_in_ms = 30000;
+  st.on_lease(out[0].id, r, clock.now());
+  st.forget(users);
+  EXPECT_EQ(st.size(), 0u);
+  EXPECT_TRUE(st.buckets(clock.now()).empty());
+}
+
+}  // namespace
+}  // namespace okta_sidecar::ratelimit

@@ -1,12 +1,18 @@
 #include "okta_sidecar/tls/certificate_authority.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/hmac.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
 
+#include "../../../src/tls/secure_file.hpp"
+#include "okta_sidecar/tls/fingerprint_key.hpp"
 #include "tls_test_support.hpp"
 
 namespace okta_sidecar::tls {
@@ -164,8 +170,9 @@ INSTANTIATE_TEST_SUITE_P(
                      "provide both files"},
         refusal_case{"WorldReadableKey", [](auto& cert, auto& key) { write_pair(cert, key, {}, 0644); }, true,
                      "chmod 600"},
-        refusal_case{"GroupReadableKey", [](auto& cert, auto& key) { write_pair(cert, key, {}, 0640); }, true,
-                     "mode 0640"},
+        // Root-owned keys may be readable by their group (PostgreSQL's rule), never writable.
+        refusal_case{"GroupReadableWritableKey",
+                     [](auto& cert, auto& key) { write_pair(cert, key, {}, 0660); }, true, "mode 0660"},
         refusal_case{"GroupWritableKey", [](auto& cert, auto& key) { write_pair(cert, key, {}, 0620); }, true,
                      "chmod 600"},
         refusal_case{"GarbageKey",
@@ -264,6 +271,137 @@ TEST_F(CertificateAuthorityTest, FailedCertWriteLeavesNoLoneKeyBehind) {
         << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(dir_.file("ca.key")));
+}
+
+// ---- issue 14: ownership, links, state directory, name constraints ------------------------
+
+TEST(KeyFileRule, PostgresqlOwnerAndModeRule) {
+  struct row {
+    uid_t owner;
+    mode_t mode;
+    uid_t me;
+    bool ok;
+    const char* says;
+  };
+  const row rows[] = {
+      {1000, 0600, 1000, true, ""},
+      {1000, 0400, 1000, true, ""},
+      {1000, 0640, 1000, false, "mode 0640"},
+      {1000, 0604, 1000, false, "mode 0604"},
+      {0, 0640, 1000, true, ""},
+      {0, 0600, 1000, true, ""},
+      {0, 0660, 1000, false, "mode 0660"},
+      {0, 0644, 1000, false, "chmod 600"},
+      {0, 0650, 1000, false, "mode 0650"},
+      {2000, 0600, 1000, false, "belongs to user id 2000"},
+      {2000, 0400, 0, false, "belongs to user id 2000"},
+      {0, 0600, 0, true, ""},
+  };
+  for (const auto& r : rows) {
+    const std::string why = detail::key_file_problem(r.owner, r.mode, r.me, "/k");
+    EXPECT_EQ(why.empty(), r.ok) << r.owner << " " << r.mode << " " << why;
+    EXPECT_NE(why.find(r.says), std::string::npos) << why;
+  }
+}
+
+TEST_F(CertificateAuthorityTest, KeyBehindASymbolicLinkIsRefused) {
+  const auto made = certificate_authority::load_or_create(dir_.file("real/ca.crt"), dir_.file("real/ca.key"));
+  std::filesystem::create_directories(dir_.file("linked"));
+  std::filesystem::copy_file(dir_.file("real/ca.crt"), dir_.file("linked/ca.crt"));
+  std::filesystem::create_symlink(dir_.file("real/ca.key"), dir_.file("linked/ca.key"));
+  try {
+    certificate_authority::load_or_create(dir_.file("linked/ca.crt"), dir_.file("linked/ca.key"));
+    FAIL() << "accepted a key behind a symbolic link";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a symbolic link"), std::string::npos) << e.what();
+  }
+  // The certificate is not followed through a link either.
+  std::filesystem::remove(dir_.file("linked/ca.crt"));
+  std::filesystem::remove(dir_.file("linked/ca.key"));
+  std::filesystem::copy_file(dir_.file("real/ca.key"), dir_.file("linked/ca.key"));
+  std::filesystem::create_symlink(dir_.file("real/ca.crt"), dir_.file("linked/ca.crt"));
+  EXPECT_THROW(certificate_authority::load_or_create(dir_.file("linked/ca.crt"), dir_.file("linked/ca.key")),
+               std::runtime_error);
+}
+
+TEST_F(CertificateAuthorityTest, KeyOwnedByAnotherUserIsRefusedAndRootGroupReadableAccepted) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the key away";
+  certificate_authority::load_or_create(cert_, key_);
+  ASSERT_EQ(::chown(key_.c_str(), 4242, 4242), 0);
+  try {
+    certificate_authority::load_or_create(cert_, key_);
+    FAIL() << "accepted a key of user 4242";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to user id 4242"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(::chown(key_.c_str(), 0, 4242), 0);
+  ASSERT_EQ(::chmod(key_.c_str(), 0640), 0);
+  EXPECT_NO_THROW(certificate_authority::load_or_create(cert_, key_));
+}
+
+TEST_F(CertificateAuthorityTest, CreatedDirectoriesAre0700AndTheCertificateReadable) {
+  const mode_t old = ::umask(0);
+  certificate_authority::load_or_create(cert_, key_);
+  ::umask(old);
+  EXPECT_EQ(file_mode(dir_.file("state/nested")), 0700u);
+  EXPECT_EQ(file_mode(cert_), 0644u);
+  EXPECT_EQ(file_mode(key_), 0600u);
+}
+
+TEST_F(CertificateAuthorityTest, CreatedCaPermitsOnlyTheInterceptedDomains) {
+  const auto ca =
+      certificate_authority::load_or_create(cert_, key_, {"okta.com", "oktapreview.com", "example.org"});
+  X509* x = ca.certificate();
+  EXPECT_TRUE(extension_critical(x, NID_name_constraints));
+  EXPECT_EQ(ca.host_outside_constraints({"*.okta.com", "acme.okta.com", "acme.oktapreview.com:443",
+                                         "login.example.org", "*.example.org:8443"}),
+            std::nullopt);
+  EXPECT_EQ(ca.host_outside_constraints({"acme.okta.com", "*.evil.com"}), "*.evil.com");
+  EXPECT_EQ(ca.host_outside_constraints({"okta.com.evil.net"}), "okta.com.evil.net");
+  EXPECT_EQ(ca.host_outside_constraints({"10.0.0.1"}), "10.0.0.1") << "addresses are excluded";
+  // A leaf for another site, signed by this CA, fails verification.
+  const auto reloaded = certificate_authority::load_or_create(cert_, key_);
+  EXPECT_EQ(reloaded.host_outside_constraints({"*.evil.com"}), "*.evil.com");
+}
+
+TEST_F(CertificateAuthorityTest, IpLiteralsCanBePermittedOneByOne) {
+  const auto ca = certificate_authority::load_or_create(cert_, key_, {"okta.com", "127.0.0.1"});
+  EXPECT_EQ(ca.host_outside_constraints({"127.0.0.1", "acme.okta.com"}), std::nullopt);
+  EXPECT_EQ(ca.host_outside_constraints({"127.0.0.2"}), "127.0.0.2");
+}
+
+TEST_F(CertificateAuthorityTest, CaWithoutConstraintsPermitsEverything) {
+  const auto ca = certificate_authority::load_or_create(cert_, key_);
+  EXPECT_EQ(ca.host_outside_constraints({"*.evil.com", "10.0.0.1"}), std::nullopt);
+}
+
+TEST(FingerprintKey, CreatedOnceKeptPrivateAndUsedForHmacSha256) {
+  temp_dir dir;
+  const std::string state = dir.file("state");
+  const auto k1 = fingerprint_key::load_or_create(state);
+  EXPECT_EQ(file_mode(state), 0700u);
+  const std::string file = state + "/fingerprint.key";
+  EXPECT_EQ(file_mode(file), 0600u);
+  const std::string hex = read_text(file);
+  ASSERT_EQ(hex.size(), 65u);
+  const auto k2 = fingerprint_key::load_or_create(state);
+  EXPECT_EQ(k1.digest("token"), k2.digest("token")) << "the same key after a restart";
+  EXPECT_NE(k1.digest("token"), k1.digest("token2"));
+  // HMAC-SHA-256 with the stored key, as OpenSSL computes it.
+  unsigned char key[32];
+  for (int i = 0; i < 32; ++i)
+    key[i] = static_cast<unsigned char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  unsigned char want[32];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key, 32, reinterpret_cast<const unsigned char*>("token"), 5, want, &len);
+  const auto got = k1.digest("token");
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), want));
+  // Another install, another key.
+  temp_dir other;
+  EXPECT_NE(fingerprint_key::load_or_create(other.file("s")).digest("token"), k1.digest("token"));
+  // Same rules as the CA key.
+  ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
+  EXPECT_THROW(fingerprint_key::load_or_create(state), std::runtime_error);
 }
 
 }  // namespace
