@@ -86,7 +86,13 @@ std::string status_json(proxy::services& svc, time_point started, const fleet::f
   }
   auto& hosts = doc["hosts"] = nlohmann::json::array();
   for (const auto& h : svc.gate.hosts()) {
-    hosts.push_back({{"host", h.host}, {"inflight", h.inflight}, {"cap", h.cap}, {"queued", h.queued}});
+    hosts.push_back({{"host", h.host},
+                     {"inflight", h.inflight},
+                     {"cap", h.cap},
+                     {"queued", h.queued},
+                     {"cap_source", ratelimit::to_string(h.cap_source)},
+                     {"refused_at", h.refused ? nlohmann::json(*h.refused) : nlohmann::json()},
+                     {"cap_backoffs", h.backoffs}});
   }
   doc["auth_diagnoses"] = svc.diagnoses.snapshot();
   doc["uptime_s"] = std::chrono::duration_cast<seconds>(now - started).count();

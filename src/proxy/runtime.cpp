@@ -72,6 +72,7 @@ std::shared_ptr<const runtime> runtime::build(const config::config& c) {
   sched.max_wait = milliseconds(c.rate_limit.max_wait_ms);
   sched.max_queue = c.rate_limit.max_queue;
   sched.max_concurrency = c.rate_limit.max_concurrency;
+  sched.initial_concurrency = c.rate_limit.initial_concurrency;
   sched.reserve_fraction = c.rate_limit.reserve_fraction;
 
   const auto breaker = resilience::to_breaker_settings(c.circuit_breaker);

@@ -42,6 +42,7 @@ struct scheduler::impl {
     bool interactive = false;
     bool rate_limited = true;
     bool in_retry = false;
+    std::uint32_t cap_epoch = 0;  // the host cap's epoch when admitted (concurrency_limit)
     std::uint64_t caller = 0;
     time_point deadline{};
     bucket_entry* bucket = nullptr;
@@ -81,8 +82,7 @@ struct scheduler::impl {
   struct host_entry {
     std::string name;
     std::uint32_t inflight = 0;
-    std::uint32_t cap = 0;
-    std::uint32_t successes = 0;  // since the cap last changed
+    concurrency_limit limit;
     std::size_t queued = 0;
     std::vector<bucket_entry*> active;  // buckets with queued tickets
     std::size_t rr = 0;                 // rotates which bucket gets a free slot first
@@ -109,6 +109,11 @@ struct scheduler::impl {
       local = l.get();
       store = std::move(l);
     }
+  }
+
+  static concurrency_settings concurrency_for(const scheduler_settings& s) {
+    return concurrency_settings{s.initial_concurrency, s.max_concurrency, s.concurrency_backoff,
+                                s.concurrency_reprobe};
   }
 
   // ---- slab -----------------------------------------------------------------------------
@@ -237,7 +242,7 @@ struct scheduler::impl {
     if (hit == hosts.end()) {
       auto h = std::make_unique<host_entry>();
       h->name = key.host;
-      h->cap = std::max<std::uint32_t>(1, settings.max_concurrency);
+      h->limit = concurrency_limit(concurrency_for(settings));
       hit = hosts.emplace(key.host, std::move(h)).first;
     }
     auto b = std::make_unique<bucket_entry>();
@@ -345,6 +350,7 @@ struct scheduler::impl {
     node& n = nodes[idx];
     n.state = node_state::inflight;
     n.granted = g;
+    n.cap_epoch = n.bucket->host->limit.epoch();
     ++n.bucket->inflight;
     ++n.bucket->host->inflight;
   }
@@ -389,8 +395,8 @@ struct scheduler::impl {
     const std::size_t n = h.active.size();
     for (std::size_t i = 0; i < n; ++i) scratch.push_back(h.active[(h.rr + i) % n]);
     ++h.rr;
-    while (!scratch.empty() && h.inflight < h.cap) {
-      for (std::size_t i = 0; i < scratch.size() && h.inflight < h.cap;) {
+    while (!scratch.empty() && h.inflight < h.limit.cap()) {
+      for (std::size_t i = 0; i < scratch.size() && h.inflight < h.limit.cap();) {
         if (admit_one(*scratch[i], now, out)) {
           ++i;
         } else {
@@ -453,7 +459,7 @@ verdict scheduler::submit(const admission_request& req, time_point now) {
   auto& b = m.bucket_for(req.key);
   auto& h = *b.host;
   const bool ahead = req.interactive ? b.lanes[interactive_lane].count > 0 : b.queued() > 0;
-  if (!ahead && h.inflight < h.cap) {
+  if (!ahead && h.inflight < h.limit.cap()) {
     grant g{true, false, 0, std::nullopt};
     if (req.rate_limited) g = m.store->take(req.key, m.keep_for(req.interactive), now);
     if (g.granted) {
@@ -555,8 +561,7 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
     if (obs.kind == limit_kind::concurrency) {
       // Too many in flight org-wide: keep one fewer than we had, and retry as soon as one of
       // the others completes, not at the ~2 min hinted reset (okta-sdk-python #270).
-      h.cap = std::max<std::uint32_t>(1, std::min(h.cap, inflight_before - 1));
-      h.successes = 0;
+      h.limit.on_limited(inflight_before, n.cap_epoch, now);
     } else if (n.rate_limited) {
       wait = m.predict(b, n.interactive, 0, now);
     }
@@ -576,13 +581,7 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
       m.store->settle(b.key, n.granted, settle_kind::answered, &obs, now);
     }
   }
-  if (status != too_many_requests && h.cap < m.settings.max_concurrency) {
-    // Additive increase: one more slot per `factor` x cap completions.
-    if (++h.successes >= h.cap * std::max<std::uint32_t>(1, m.settings.cap_recovery_factor)) {
-      ++h.cap;
-      h.successes = 0;
-    }
-  }
+  if (status != too_many_requests) h.limit.on_success(inflight_before, now);
   m.release(idx);
   return {response_kind::deliver, {}};
 }
@@ -630,21 +629,43 @@ std::vector<bucket_status> scheduler::buckets(time_point now) const {
 std::vector<host_status> scheduler::hosts() const {
   std::vector<host_status> out;
   out.reserve(impl_->hosts.size());
-  for (const auto& [name, h] : impl_->hosts) out.push_back({name, h->inflight, h->cap, h->queued});
+  for (const auto& [name, h] : impl_->hosts) {
+    out.push_back({name, h->inflight, h->limit.cap(), h->queued, h->limit.source(), h->limit.refused(),
+                   h->limit.backoffs()});
+  }
   return out;
 }
 
 void scheduler::update_settings(const scheduler_settings& s) {
   impl& m = *impl_;
-  const std::uint32_t old_max = m.settings.max_concurrency;
   m.settings = s;
   if (m.local) m.local->update_settings(s.bucket);
-  const std::uint32_t new_max = std::max<std::uint32_t>(1, s.max_concurrency);
   for (auto& [name, h] : m.hosts) {
-    // A cap lowered by a concurrency 429 keeps what it learned unless the new maximum is lower.
-    if (h->cap >= old_max || h->cap > new_max) h->cap = new_max;
+    // A learned cap keeps what it learned, within the new maximum.
+    h->limit.update_settings(impl::concurrency_for(s));
     m.mark_dirty(*h);
   }
+}
+
+std::vector<std::pair<std::string, concurrency_memory>> scheduler::concurrency_memories() const {
+  std::vector<std::pair<std::string, concurrency_memory>> out;
+  for (const auto& [name, h] : impl_->hosts) {
+    if (h->limit.source() != concurrency_source::seed) out.emplace_back(name, h->limit.memory());
+  }
+  return out;
+}
+
+void scheduler::adopt_concurrency(const std::string& host, const concurrency_memory& m, time_point now) {
+  impl& im = *impl_;
+  auto it = im.hosts.find(host);
+  if (it == im.hosts.end()) {
+    auto h = std::make_unique<impl::host_entry>();
+    h->name = host;
+    h->limit = concurrency_limit(impl::concurrency_for(im.settings));
+    it = im.hosts.emplace(host, std::move(h)).first;
+  }
+  it->second->limit.adopt(m, now);
+  im.mark_dirty(*it->second);
 }
 
 std::size_t scheduler::queued_total() const { return impl_->queued_total; }

@@ -18,18 +18,20 @@
 #include "okta_sidecar/ratelimit/bucket.hpp"
 #include "okta_sidecar/ratelimit/bucket_key.hpp"
 #include "okta_sidecar/ratelimit/bucket_store.hpp"
+#include "okta_sidecar/ratelimit/concurrency_limit.hpp"
 #include "okta_sidecar/ratelimit/observation.hpp"
 
 namespace okta_sidecar::ratelimit {
 
 struct scheduler_settings {
   duration max_wait = std::chrono::seconds(60);
-  std::size_t max_queue = 10000;       // per bucket
-  std::uint32_t max_concurrency = 75;  // in flight per host (tenant)
-  double reserve_fraction = 0.0;       // share of each window kept for interactive requests
-  // After Okta's concurrency 429 the host cap grows back by one per this many x cap
-  // successes (additive increase), so the cap probes upward slowly: ~1/(8 x cap) 429s.
-  std::uint32_t cap_recovery_factor = 8;
+  std::size_t max_queue = 10000;           // per bucket
+  std::uint32_t max_concurrency = 75;      // in flight per host (tenant): the ceiling
+  std::uint32_t initial_concurrency = 15;  // the adaptive cap's seed (see concurrency_limit)
+  double reserve_fraction = 0.0;           // share of each window kept for interactive requests
+  // How the adaptive in-flight cap backs off on a concurrency 429 and re-probes upward.
+  double concurrency_backoff = 0.75;
+  duration concurrency_reprobe = std::chrono::seconds(60);
   bucket_settings bucket{};  // for the default local store only
 };
 
@@ -80,6 +82,9 @@ struct host_status {
   std::uint32_t inflight = 0;
   std::uint32_t cap = 0;
   std::size_t queued = 0;
+  concurrency_source cap_source = concurrency_source::seed;  // how the cap was learned
+  std::optional<std::uint32_t> refused;  // in-flight level Okta last refused (concurrency 429)
+  std::uint64_t backoffs = 0;            // concurrency 429s that lowered the cap
 };
 
 // Decides, for every request to Okta, admit now / queue / reject; the shell only does what it says.
@@ -111,6 +116,9 @@ class scheduler {
   std::vector<bucket_status> buckets(time_point now) const;
   std::vector<host_status> hosts() const;
   void update_settings(const scheduler_settings& s);  // config reload
+  // Fleet sharing of the learned in-flight caps: what this sidecar knows, and what others knew.
+  std::vector<std::pair<std::string, concurrency_memory>> concurrency_memories() const;
+  void adopt_concurrency(const std::string& host, const concurrency_memory& m, time_point now);
   std::size_t queued_total() const;
   std::vector<ticket> drain_all();  // shutdown: removes and returns every queued ticket
 
