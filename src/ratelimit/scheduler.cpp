@@ -75,6 +75,7 @@ struct scheduler::impl {
     host_entry* host = nullptr;
     lane lanes[2];
     std::uint32_t inflight = 0;
+    std::uint32_t capacity_percent = 0;  // from the buckets file; 0 = settings.capacity_percent
     std::optional<time_point> wake;
     bool active = false;  // listed in host->active
     std::size_t queued() const { return lanes[0].count + lanes[1].count; }
@@ -361,7 +362,18 @@ struct scheduler::impl {
     mark_dirty(*n.bucket->host);
   }
 
-  double keep_for(bool interactive) const { return interactive ? 0.0 : settings.reserve_fraction; }
+  std::uint32_t capacity_of(const bucket_entry& b) const {
+    const std::uint32_t pct = b.capacity_percent != 0 ? b.capacity_percent : settings.capacity_percent;
+    return std::clamp<std::uint32_t>(pct, 1, 100);
+  }
+  // Share of each window a take must leave: what the capacity ceiling keeps for other
+  // integrations (org-wide, like Terraform's max_api_capacity), plus, for batch requests, the
+  // interactive reserve out of what is ours.
+  double keep_for(const bucket_entry& b, bool interactive) const {
+    const double others = 1.0 - static_cast<double>(capacity_of(b)) / 100.0;
+    if (interactive) return others;
+    return std::min(0.99, others + (1.0 - others) * settings.reserve_fraction);
+  }
 
   // Admits the next ticket of a bucket if its budget allows; false when it is blocked or empty.
   bool admit_one(bucket_entry& b, time_point now, wakeups& out) {
@@ -371,7 +383,7 @@ struct scheduler::impl {
       if (idx == npos) continue;
       grant g{true, false, 0, std::nullopt};
       if (nodes[idx].rate_limited) {
-        g = store->take(b.key, keep_for(li == interactive_lane), now);
+        g = store->take(b.key, keep_for(b, li == interactive_lane), now);
         if (!g.granted) {
           // Interactive goes first and may use more of the window than batch, so a blocked
           // lane blocks the bucket. No retry time: an answer (which dirties the host) unblocks.
@@ -432,7 +444,7 @@ struct scheduler::impl {
     const duration hold = v->hold_until ? *v->hold_until - now : duration::zero();
     // Nothing known yet (or nothing to know): the probe's answer will tell.
     if (v->phase == bucket_phase::unknown || v->phase == bucket_phase::unmetered) return hold;
-    const std::int64_t keep = bucket::kept(keep_for(interactive), v->capacity);
+    const std::int64_t keep = bucket::kept(keep_for(b, interactive), v->capacity);
     const std::int64_t per_window = std::max<std::int64_t>(1, v->capacity - keep);
     const std::int64_t avail = std::max<std::int64_t>(0, v->available - keep);
     const auto position = static_cast<std::int64_t>(ahead) + 1;
@@ -457,11 +469,12 @@ scheduler& scheduler::operator=(scheduler&&) noexcept = default;
 verdict scheduler::submit(const admission_request& req, time_point now) {
   impl& m = *impl_;
   auto& b = m.bucket_for(req.key);
+  b.capacity_percent = req.capacity_percent;
   auto& h = *b.host;
   const bool ahead = req.interactive ? b.lanes[interactive_lane].count > 0 : b.queued() > 0;
   if (!ahead && h.inflight < h.limit.cap()) {
     grant g{true, false, 0, std::nullopt};
-    if (req.rate_limited) g = m.store->take(req.key, m.keep_for(req.interactive), now);
+    if (req.rate_limited) g = m.store->take(req.key, m.keep_for(b, req.interactive), now);
     if (g.granted) {
       const std::uint32_t idx = m.alloc();
       auto& n = m.nodes[idx];
@@ -611,6 +624,7 @@ std::vector<bucket_status> scheduler::buckets(time_point now) const {
     s.key = key;
     s.queued = b->queued();
     s.inflight = b->inflight;
+    s.capacity_percent = impl_->capacity_of(*b);
     if (const auto v = impl_->store->view(key, now)) {
       s.limit = v->limit;
       s.remaining = v->remaining;

@@ -32,6 +32,8 @@ struct classification {
   std::string bucket;          // bucket instance, e.g. "oauth2-token:default" (authServerId is a parameter)
   bool rate_limited = true;    // false for keys/discovery (/.well-known, /v1/keys)
   bool per_principal = false;  // per-user/client limits (authn, authorize, users/me): their 429s pass through
+  // The buckets file's per-bucket capacity_percent (1-100); unset = rate_limit.capacity_percent.
+  std::optional<std::uint32_t> capacity_percent;
 
   bool operator==(const classification&) const = default;
 };
@@ -81,6 +83,7 @@ class classifier {
     bool rate_limited = true;
     bool per_principal = false;
     std::optional<std::int64_t> typical_limit;
+    std::optional<std::uint32_t> capacity_percent;
     std::vector<rule> rules;
     int layer = 0;  // 0 for the base table, +1 per merge: later layers win ties
   };

@@ -29,6 +29,9 @@ struct scheduler_settings {
   std::uint32_t max_concurrency = 75;      // in flight per host (tenant): the ceiling
   std::uint32_t initial_concurrency = 15;  // the adaptive cap's seed (see concurrency_limit)
   double reserve_fraction = 0.0;           // share of each window kept for interactive requests
+  // rate_limit.capacity_percent: at most this share of every bucket's limit is used per window
+  // (org-wide Remaining, so the whole fleet's use counts), leaving the rest to other integrations.
+  std::uint32_t capacity_percent = 100;
   // How the adaptive in-flight cap backs off on a concurrency 429 and re-probes upward.
   double concurrency_backoff = 0.75;
   duration concurrency_reprobe = std::chrono::seconds(60);
@@ -37,10 +40,11 @@ struct scheduler_settings {
 
 struct admission_request {
   bucket_key key;
-  std::uint64_t caller = 0;  // hash of the credential (fairness key); 0 = anonymous
-  bool interactive = false;  // may use the reserve; served first
-  bool rate_limited = true;  // false: skips the bucket (keys/discovery) but counts in-flight
-  time_point deadline;       // latest admission the client accepts (now + max_wait or its header)
+  std::uint64_t caller = 0;            // hash of the credential (fairness key); 0 = anonymous
+  bool interactive = false;            // may use the reserve; served first
+  bool rate_limited = true;            // false: skips the bucket (keys/discovery) but counts in-flight
+  time_point deadline;                 // latest admission the client accepts (now + max_wait or its header)
+  std::uint32_t capacity_percent = 0;  // the bucket's own ceiling (buckets file); 0 = the setting
 };
 
 using ticket = std::uint64_t;
@@ -75,6 +79,7 @@ struct bucket_status {
   std::optional<duration> reset_in;
   std::size_t queued = 0;
   std::uint32_t inflight = 0;
+  std::uint32_t capacity_percent = 100;  // share of the limit this sidecar (or fleet) may use
 };
 
 struct host_status {

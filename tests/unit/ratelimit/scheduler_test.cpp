@@ -737,5 +737,36 @@ TEST_F(SchedulerTest, ShortWindowBatchCompletesInCeilNOverLimitWindowsWithoutA42
   EXPECT_EQ(okta.windows, 3);
 }
 
+TEST_F(SchedulerTest, CapacityPercentLeavesTheRestOfEachWindowToOthers) {
+  scheduler_settings cfg;
+  cfg.initial_concurrency = cfg.max_concurrency = 1000;
+  cfg.capacity_percent = 60;
+  scheduler s(cfg);
+  learn(s, 100, 99, seconds(60));
+  int admitted = 1;  // learn()'s probe
+  for (int i = 0; i < 100; ++i) admitted += s.submit(req(), now()).kind == verdict_kind::admit ? 1 : 0;
+  EXPECT_EQ(admitted, 60);  // 40 of the 100 are left for other integrations
+  ASSERT_EQ(s.buckets(now()).size(), 1u);
+  EXPECT_EQ(s.buckets(now())[0].capacity_percent, 60u);
+}
+
+TEST_F(SchedulerTest, BucketsFileCapacityPercentOverridesTheSetting) {
+  scheduler_settings cfg;
+  cfg.initial_concurrency = cfg.max_concurrency = 1000;
+  scheduler s(cfg);
+  learn(s, 100, 99, seconds(60));
+  int admitted = 1;
+  for (int i = 0; i < 100; ++i) {
+    auto r = req();
+    r.capacity_percent = 25;
+    admitted += s.submit(r, now()).kind == verdict_kind::admit ? 1 : 0;
+  }
+  EXPECT_EQ(admitted, 25);
+  // The queued rest waits for the next window, predicted at 25 per window.
+  auto late = req(2, false, seconds(30));
+  late.capacity_percent = 25;
+  EXPECT_EQ(s.submit(late, now()).kind, verdict_kind::reject);
+}
+
 }  // namespace
 }  // namespace okta_sidecar::ratelimit
