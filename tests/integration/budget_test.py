@@ -69,7 +69,7 @@ def stop(sc: sidecar.Sidecar) -> None:
 
 
 def run_clients(sc: sidecar.Sidecar, host: str, n: int, clients: int, path: str = USERS,
-                headers_of=lambda i: {"Authorization": f"SSWS token-{i % 7}"},
+                headers_of=lambda i: {"Authorization": f"SSWS token-{i}"},
                 timeout: float = 60.0) -> list:
     """`clients` threads, each with one kept-alive CONNECT tunnel, share `n` GETs; returns the
     statuses."""
@@ -191,7 +191,9 @@ class NodeSdkStormTest(unittest.TestCase):
         n, k, limit, latency = 500, 100, 20, 0.05
         with okta_sim.OktaSimulator(PKI.server_cert, PKI.server_key, limits={"users": 1000000},
                                     concurrency_limit=limit, latency=latency) as sim:
-            sc = start_sidecar(sim, host)
+            # The SDK sends the very same GET each time: without coalescing off, most of the
+            # storm would be answered by sharing and the in-flight cap would not be tested.
+            sc = start_sidecar(sim, host, {"rate_limit": {"coalesce": False}})
             try:
                 # The sidecar's own CA signs what the SDK sees; no inherited proxy settings.
                 env = {key: v for key, v in os.environ.items() if "proxy" not in key.lower()}
@@ -216,6 +218,202 @@ class NodeSdkStormTest(unittest.TestCase):
                 self.assertEqual(res["client_429"], 0)
                 self.assertLessEqual(st["concurrency_limited"], 5)
                 self.assertLess(res["completion_s"], max(2 * ideal, ideal + 2.5), elapsed)
+            finally:
+                stop(sc)
+
+
+def fetch(sc: sidecar.Sidecar, host: str, method: str, path: str,
+          headers: Optional[dict] = None) -> sidecar.Response:
+    return sc.https_via_proxy(method, f"https://{host}{path}", headers=headers)
+
+
+def in_parallel(n: int, call) -> list:
+    """Runs call(i) for i in range(n) in threads started together; returns the results."""
+    out: list = [None] * n
+    errors: list = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(10)
+            out[i] = call(i)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise AssertionError(errors[:3])
+    return out
+
+
+class CoalescingTest(unittest.TestCase):
+    """Identical concurrent reads share one upstream request (Okta answers in 300 ms)."""
+
+    HOST = "share.okta.com"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.sim = okta_sim.OktaSimulator(PKI.server_cert, PKI.server_key, limits={"users": 100000},
+                                         latency=0.3).start()
+        cls.sc = start_sidecar(cls.sim, cls.HOST)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        stop(cls.sc)
+        cls.sim.stop()
+
+    def upstream_requests(self, fn) -> tuple:
+        before = self.sim.stats()["requests"]
+        out = fn()
+        return out, self.sim.stats()["requests"] - before
+
+    def test_forty_identical_concurrent_gets_cost_one_upstream_request(self) -> None:
+        before = metric(self.sc, "okta_sidecar_coalesced_total")
+        path = "/api/v1/users?limit=2&q=same"
+        rs, upstream = self.upstream_requests(lambda: in_parallel(40, lambda i: fetch(
+            self.sc, self.HOST, "GET", path, {"Authorization": "SSWS one-token"})))
+        self.assertEqual({r.status for r in rs}, {200})
+        self.assertEqual(len({r.body for r in rs}), 1)  # the very same response for all
+        coalesced = metric(self.sc, "okta_sidecar_coalesced_total") - before
+        print(f"\n[budget figures] 40 identical concurrent GETs: {upstream} upstream request(s), "
+              f"{coalesced:.0f} coalesced", flush=True)
+        self.assertLessEqual(upstream, 2)
+        self.assertGreaterEqual(coalesced, 38)
+        self.assertGreaterEqual(self.sc.admin_json("/status")["coalesced"], 38)
+        shared = [r for r in rs if r.header("X-Okta-Sidecar-Cache") == "coalesced"]
+        self.assertGreaterEqual(len(shared), 38)
+
+    def test_never_across_credentials(self) -> None:
+        rs, upstream = self.upstream_requests(lambda: in_parallel(10, lambda i: fetch(
+            self.sc, self.HOST, "GET", "/api/v1/users?limit=1&q=creds",
+            {"Authorization": f"SSWS token-{i}"})))
+        self.assertEqual({r.status for r in rs}, {200})
+        self.assertEqual(upstream, 10)
+
+    def test_never_for_other_methods(self) -> None:
+        rs, upstream = self.upstream_requests(lambda: in_parallel(10, lambda i: fetch(
+            self.sc, self.HOST, "POST", "/api/v1/users", {"Authorization": "SSWS one-token",
+                                                          "Content-Type": "application/json"})))
+        self.assertEqual({r.status for r in rs}, {200})
+        self.assertEqual(upstream, 10)
+
+    def test_different_content_negotiation_is_not_shared(self) -> None:
+        rs, upstream = self.upstream_requests(lambda: in_parallel(4, lambda i: fetch(
+            self.sc, self.HOST, "GET", "/api/v1/users?limit=1&q=neg",
+            {"Authorization": "SSWS one-token", "Accept-Language": ["en", "fr", "de", "it"][i]})))
+        self.assertEqual({r.status for r in rs}, {200})
+        self.assertEqual(upstream, 4)
+
+
+class DocumentCacheTest(unittest.TestCase):
+    """Signing keys and discovery documents from the cache, per Okta's Cache-Control."""
+
+    HOST = "docs.okta.com"
+
+    def setUp(self) -> None:
+        self.sim = okta_sim.OktaSimulator(PKI.server_cert, PKI.server_key).start()
+        self.sc = start_sidecar(self.sim, self.HOST)
+
+    def tearDown(self) -> None:
+        stop(self.sc)
+        self.sim.stop()
+
+    def test_keys_and_discovery_are_served_from_the_cache_with_age(self) -> None:
+        self.sim.document_cache_control = "max-age=3600, must-revalidate"
+        for path in ("/oauth2/default/v1/keys", "/oauth2/v1/keys", "/.well-known/openid-configuration",
+                     "/oauth2/default/.well-known/oauth-authorization-server"):
+            before = self.sim.stats()["requests"]
+            first = fetch(self.sc, self.HOST, "GET", path)
+            time.sleep(1.1)
+            second = fetch(self.sc, self.HOST, "GET", path)
+            head = fetch(self.sc, self.HOST, "HEAD", path)
+            self.assertEqual((first.status, second.status, head.status), (200, 200, 200), path)
+            self.assertEqual(self.sim.stats()["requests"] - before, 1, path)
+            self.assertEqual(second.body, first.body)
+            self.assertEqual(second.header("X-Okta-Sidecar-Cache"), "hit")
+            self.assertGreaterEqual(int(second.header("Age")), 1)
+            self.assertEqual(second.header("Cache-Control"), "max-age=3600, must-revalidate")
+            self.assertEqual(head.body, b"")
+            self.assertEqual(int(head.header("Content-Length")), len(first.body))
+        st = self.sc.admin_json("/status")["cache"]
+        self.assertGreaterEqual(st["hits"], 8)
+        self.assertEqual(st["entries"], 4)
+        self.assertGreaterEqual(metric(self.sc, "okta_sidecar_cache_responses_total", result="hit"), 8)
+
+    def test_nothing_else_is_cached(self) -> None:
+        before = self.sim.stats()["requests"]
+        for _ in range(2):
+            self.assertEqual(fetch(self.sc, self.HOST, "GET", "/api/v1/users?limit=1",
+                                   {"Authorization": "SSWS t"}).status, 200)
+        self.assertEqual(self.sim.stats()["requests"] - before, 2)
+
+    def test_max_age_expiry_goes_back_to_okta(self) -> None:
+        self.sim.document_cache_control = "max-age=1, must-revalidate"
+        before = self.sim.stats()["requests"]
+        fetch(self.sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+        fetch(self.sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+        self.assertEqual(self.sim.stats()["requests"] - before, 1)
+        time.sleep(1.2)
+        r = fetch(self.sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+        self.assertEqual(r.status, 200)
+        self.assertIsNone(r.header("X-Okta-Sidecar-Cache"))
+        self.assertEqual(self.sim.stats()["requests"] - before, 2)
+
+    def test_no_store_is_never_cached(self) -> None:
+        self.sim.document_cache_control = "no-store"
+        before = self.sim.stats()["requests"]
+        for _ in range(3):
+            self.assertEqual(fetch(self.sc, self.HOST, "GET", "/oauth2/default/v1/keys").status, 200)
+        self.assertEqual(self.sim.stats()["requests"] - before, 3)
+        self.assertEqual(self.sc.admin_json("/status")["cache"]["entries"], 0)
+
+    def test_stale_keys_are_served_while_okta_is_down(self) -> None:
+        self.sim.document_cache_control = "max-age=1, must-revalidate"
+        first = fetch(self.sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+        self.assertEqual(first.status, 200)
+        time.sleep(1.2)
+        # Okta errs: 503 for every request; the verifier still gets the keys, marked stale.
+        self.sim.add_fault("status", path="/oauth2/*", status=503)
+        r = fetch(self.sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, first.body)
+        self.assertEqual(r.header("X-Okta-Sidecar-Cache"), "stale")
+        self.assertGreaterEqual(int(r.header("Age")), 1)
+        # A document never fetched has nothing to fall back on: Okta's error passes through.
+        self.assertEqual(fetch(self.sc, self.HOST, "GET", "/oauth2/other/v1/keys").status, 503)
+        # Okta unreachable (connection reset): still the stale keys.
+        self.sim.clear_faults()
+        self.sim.add_fault("reset", path="/oauth2/*")
+        r = fetch(self.sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+        self.assertEqual((r.status, r.header("X-Okta-Sidecar-Cache")), (200, "stale"))
+        self.assertGreaterEqual(self.sc.admin_json("/status")["cache"]["stale_served"], 2)
+
+
+class CapacityTest(unittest.TestCase):
+    """rate_limit.capacity_percent: 50% of a 20-per-window bucket, 2 s windows."""
+
+    def test_capacity_percent_caps_each_window(self) -> None:
+        host = "capacity.okta.com"
+        with okta_sim.OktaSimulator(PKI.server_cert, PKI.server_key, limits={"users": 20},
+                                    window_seconds=2.0) as sim:
+            sc = start_sidecar(sim, host, {"rate_limit": {"capacity_percent": 50}})
+            try:
+                statuses = run_clients(sc, host, 30, 5)
+                self.assertEqual(statuses.count(200), 30)
+                wins = [w for w in sim.windows("users") if w["processed"] or w["rejected"]]
+                used = [w["processed"] for w in wins]
+                b = [x for x in sc.admin_json("/status")["buckets"] if x["host"] == host]
+                print(f"\n[budget figures] capacity_percent 50 on a bucket of 20 per window: "
+                      f"per-window use {used}, upstream 429s {sum(w['rejected'] for w in wins)}",
+                      flush=True)
+                self.assertTrue(all(u <= 10 for u in used), used)
+                self.assertEqual(sum(used), 30)
+                self.assertEqual(b[0]["capacity_percent"], 50)
+                self.assertEqual(sc.admin_json("/status")["capacity_percent"], 50)
             finally:
                 stop(sc)
 
