@@ -164,6 +164,10 @@ fleet_service::fleet_service(asio::io_context& ioc, fleet_service_settings s, co
       "okta_sidecar_fleet_tokens_expired_total", "Leased tokens that died unused", {},
       counter_of([](const ratelimit::fleet_store& c) { return c.counters().tokens_expired; }));
   registry.add_callback_counter(
+      "okta_sidecar_fleet_tokens_returned_total",
+      "Leased tokens handed back unused before their window ended", {},
+      counter_of([](const ratelimit::fleet_store& c) { return c.counters().tokens_returned; }));
+  registry.add_callback_counter(
       "okta_sidecar_fleet_fallbacks_total", "Switches from shared to local mode", {},
       counter_of([](const ratelimit::fleet_store& c) { return c.health().fallbacks(); }));
   registry.add_callback_counter(
@@ -336,6 +340,7 @@ asio::awaitable<void> fleet_service::run() {
     cmds.clear();
     const std::string window_ms = std::to_string(ms_of(settings_.store.bucket.window));
     const std::string probe_ms = std::to_string(ms_of(settings_.probe_ttl));
+    const std::string recheck_ms = std::to_string(ms_of(settings_.store.lease_recheck));
     for (const auto& r : reqs) {
       const std::string key = settings_.key_prefix + "bucket:" + r.key.host + ":" + r.key.bucket;
       const auto& o = r.obs;
@@ -344,8 +349,11 @@ asio::awaitable<void> fleet_service::run() {
       const std::string remaining = o ? std::to_string(o->remaining) : "0";
       const std::string reset = o ? std::to_string(o->reset_epoch) : "0";
       const std::string reset_in = o ? std::to_string(o->reset_in_ms) : "0";
+      const std::string give_back = std::to_string(r.give_back);
+      const std::string give_back_reset = std::to_string(r.give_back_reset);
       cmds.push_back(format_command({"EVALSHA", lease_sha_, "1", key, want, o ? "1" : "0", limit, remaining,
-                                     reset, reset_in, o && o->rejected ? "1" : "0", window_ms, probe_ms}));
+                                     reset, reset_in, o && o->rejected ? "1" : "0", window_ms, probe_ms,
+                                     give_back, give_back_reset, recheck_ms}));
     }
     if (hb) {
       std::vector<std::string> args{"EVALSHA", heartbeat_sha_, std::to_string(1 + hb->inflight.size()),
@@ -450,6 +458,7 @@ nlohmann::json fleet_service::status() const {
   j["lease_grants"] = c.lease_grants;
   j["lease_denials"] = c.lease_denials;
   j["tokens_expired"] = c.tokens_expired;
+  j["tokens_returned"] = c.tokens_returned;
   j["local_admissions"] = c.local_admissions;
   j["share_denials"] = c.share_denials;
   j["inflight_denials"] = c.inflight_denials;

@@ -7,8 +7,11 @@ namespace okta_sidecar::fleet {
 // in it (`used`) and the part of Limit a 429 showed is not ours (`foreign`, the token share).
 // Observations merge as in bucket.cpp (after Okta's Terraform provider, okta/internal/apimutex):
 // a larger reset starts a new window; an older one is stale; the same window keeps the minimum
-// Remaining, i.e. the largest use. Leased tokens are never given
-// back: unused ones die with the window (its `used` is forgotten when the next one is adopted).
+// Remaining, i.e. the largest use. A sidecar with nothing waiting hands unused tokens back
+// (ARGV[10], for the window whose reset is ARGV[11]; void once a newer window is adopted), and
+// a sidecar refused while tokens are out looks again within ARGV[12] ms rather than at the
+// reset, so a window's budget is spent before it ends while requests wait anywhere. Tokens
+// not handed back die with the window (its `used` is forgotten when the next one is adopted).
 // Unknown or just-ended windows are opened by one probe at a time, fleet-wide.
 const std::string_view lease_script = R"lua(
 local t = redis.call('TIME')
@@ -24,6 +27,9 @@ local reset = tonumber(f[3])
 local reset_at = tonumber(f[4])
 local probe_until = tonumber(f[5]) or 0
 local foreign = tonumber(f[6]) or 0
+local give_back = tonumber(ARGV[10]) or 0
+local give_back_reset = tonumber(ARGV[11]) or -1
+local recheck_ms = tonumber(ARGV[12]) or 0
 
 if ARGV[2] == '1' then
   local ol = tonumber(ARGV[3])
@@ -47,6 +53,9 @@ if ARGV[2] == '1' then
   end
 end
 if limit ~= nil and foreign > limit - 1 then foreign = math.max(0, limit - 1) end
+if give_back > 0 and reset ~= nil and give_back_reset == reset and reset_at ~= nil and now < reset_at then
+  used = math.max(0, used - give_back)
+end
 
 local granted, probe, retry = 0, 0, 0
 if reset_at == nil or now >= reset_at then
@@ -65,6 +74,8 @@ else
     if left > 0 then
       granted = math.min(want, left)
       used = used + granted
+    elseif recheck_ms > 0 then
+      retry = math.min(reset_at - now, recheck_ms)
     else
       retry = reset_at - now
     end

@@ -31,6 +31,12 @@ struct fleet_settings {
   std::uint32_t max_concurrency = 75;   // the tenant's in-flight cap, shared by the fleet
   // take() asks again this soon while a lease is on its way (the shell answers in ~1 RTT).
   duration lease_poll = std::chrono::milliseconds(2);
+  // Leased tokens nobody here asked for in this long go back to the ledger, so a window's
+  // budget is spent by whoever in the fleet still has requests waiting (issue 15).
+  duration lease_idle_return = std::chrono::milliseconds(30);
+  // A sidecar refused because the window's tokens are all leased looks again this soon:
+  // others may hand unused tokens back before the reset.
+  duration lease_recheck = std::chrono::milliseconds(50);
   // A ledger answer older than this no longer says much about the others' in-flight requests.
   duration heartbeat_ttl = std::chrono::seconds(2);
   fleet_health_settings health{};
@@ -55,6 +61,8 @@ struct lease_request {
   bucket_key key;
   std::uint32_t want = 0;  // 0: report only
   std::optional<ledger_observation> obs;
+  std::int64_t give_back = 0;         // unused tokens handed back to the ledger ...
+  std::int64_t give_back_reset = -1;  // ... from the window with this reset (else void)
 };
 
 // The ledger's answer to a lease_request.
@@ -92,6 +100,7 @@ struct fleet_counters {
   std::uint64_t lease_grants = 0;      // ... answered with tokens
   std::uint64_t lease_denials = 0;     // ... answered with none (window spent, probe out)
   std::uint64_t tokens_expired = 0;    // leased tokens that died unused with their window
+  std::uint64_t tokens_returned = 0;   // leased tokens handed back unused while the window ran
   std::uint64_t local_admissions = 0;  // take() granted in local mode
   std::uint64_t share_denials = 0;     // local mode: refused by the conservative share
   std::uint64_t inflight_denials = 0;  // refused by the fleet-wide in-flight cap
@@ -140,6 +149,7 @@ class fleet_store final : public bucket_store {
     std::int64_t tokens = 0;
     std::int64_t epoch = -1;  // window the tokens belong to (-1: probe, window unknown)
     time_point expires{};
+    time_point last_take{};  // last time take() used (or was granted) a token here
     bool probe = false;
     std::optional<std::uint64_t> outstanding;  // id of the request on its way
     bool asked = false;                        // ... and whether it asks for tokens
@@ -158,6 +168,7 @@ class fleet_store final : public bucket_store {
   grant take_shared(const bucket_key& key, lease_state& ls, double keep_fraction, time_point now);
   grant take_local(const bucket_key& key, lease_state& ls, double keep_fraction, time_point now);
   void drop_leases(time_point now);
+  bool idle_tokens(const lease_state& ls, time_point now) const;
   void note_report(lease_state& ls, const observation& obs, bool rejected, time_point now);
   lease_state& at(const bucket_key& key);
 

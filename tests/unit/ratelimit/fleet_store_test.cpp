@@ -115,6 +115,42 @@ TEST_F(FleetStoreTest, UnusedTokensDieWithTheirWindow) {
   EXPECT_EQ(st.counters().tokens_expired, 3u);
 }
 
+TEST_F(FleetStoreTest, IdleTokensGoBackToTheLedgerBeforeTheirWindowEnds) {
+  fleet_store st(settings());
+  join(st);
+  lease(st, 5);
+  EXPECT_TRUE(st.take(users, 0.0, clock.now()).granted);
+  EXPECT_TRUE(st.take(users, 0.0, clock.now()).granted);
+  // Nothing more asked for here: the three left are due back after lease_idle_return.
+  ASSERT_TRUE(st.next_deadline().has_value());
+  EXPECT_EQ(*st.next_deadline(), clock.now() + milliseconds(30));
+  clock.advance(milliseconds(29));
+  EXPECT_TRUE(st.outgoing(clock.now()).empty());
+  clock.advance(milliseconds(1));
+  const auto out = st.outgoing(clock.now());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].want, 0u);
+  EXPECT_EQ(out[0].give_back, 3);
+  EXPECT_EQ(out[0].give_back_reset, 1000);
+  EXPECT_EQ(st.counters().tokens_returned, 3u);
+  st.on_lease(out[0].id, lease_reply{0, false, 600, 103, 1000, 29970, 0}, clock.now());
+  // A new request here leases again, like any other sidecar.
+  EXPECT_FALSE(st.take(users, 0.0, clock.now()).granted);
+  EXPECT_EQ(st.outgoing(clock.now())[0].want, 5u);
+}
+
+TEST_F(FleetStoreTest, TokensInUseAreNotHandedBack) {
+  fleet_store st(settings());
+  join(st);
+  lease(st, 5);
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(milliseconds(20));
+    EXPECT_TRUE(st.take(users, 0.0, clock.now()).granted);
+    for (const auto& r : st.outgoing(clock.now())) EXPECT_EQ(r.give_back, 0);  // a prefetch at most
+  }
+  EXPECT_EQ(st.counters().tokens_returned, 0u);
+}
+
 TEST_F(FleetStoreTest, DenialWaitsWhatTheLedgerSaysBeforeAskingAgain) {
   fleet_store st(settings());
   join(st);
