@@ -74,6 +74,9 @@ def setUpModule() -> None:
         "upstream": {"resolve": {f"{h}:443": f"127.0.0.1:{s.port}" for h, s in SIMS.items()}},
         "retry": {"max_attempts": 1},
         "circuit_breaker": {"failure_threshold": 1000},
+        # These scenarios count identical GETs one by one against the budget; sharing them
+        # (coalescing, issue 15) is tested in budget_test.
+        "rate_limit": {"coalesce": False},
     }, trust_file=PKI.ca_cert, hosts=()).start()
 
 
