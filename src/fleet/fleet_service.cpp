@@ -103,6 +103,14 @@ class locked_store final : public ratelimit::bucket_store {
     std::lock_guard lock(mu_);
     return core_.view(key, now);
   }
+  void share_concurrency(const std::string& host, const ratelimit::concurrency_memory& learned) override {
+    std::lock_guard lock(mu_);
+    core_.share_concurrency(host, learned);
+  }
+  std::optional<shared_concurrency> fleet_concurrency(const std::string& host) const override {
+    std::lock_guard lock(mu_);
+    return core_.fleet_concurrency(host);
+  }
 
  private:
   void poke() {
@@ -356,13 +364,19 @@ asio::awaitable<void> fleet_service::run() {
                                      give_back, give_back_reset, recheck_ms}));
     }
     if (hb) {
-      std::vector<std::string> args{"EVALSHA", heartbeat_sha_, std::to_string(1 + hb->inflight.size()),
+      std::vector<std::string> args{"EVALSHA", heartbeat_sha_, std::to_string(1 + 2 * hb->inflight.size()),
                                     settings_.key_prefix + "members"};
       for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "inflight:" + host);
+      for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "concurrency:" + host);
       args.push_back(settings_.sidecar_id);
       args.push_back(std::to_string(ms_of(settings_.store.heartbeat_ttl)));
       args.push_back(std::to_string(settings_.store.max_concurrency));
       for (const auto& [host, n] : hb->inflight) args.push_back(std::to_string(n));
+      for (std::size_t i = 0; i < hb->inflight.size(); ++i) {
+        const auto& l = i < hb->learned.size() ? hb->learned[i] : std::nullopt;
+        args.push_back(std::to_string(l ? l->cap : 0));
+        args.push_back(std::to_string(l && l->refused ? *l->refused : 0));
+      }
       std::vector<std::string_view> views(args.begin(), args.end());
       cmds.push_back(format_command(std::span<const std::string_view>(views)));
     }
@@ -416,10 +430,24 @@ asio::awaitable<void> fleet_service::run() {
       if (auto n = int_at(v, 0)) {
         ratelimit::heartbeat_reply hr;
         hr.replicas = static_cast<std::uint32_t>(std::max<std::int64_t>(1, *n));
-        for (std::size_t i = 0; i < hb->inflight.size(); ++i) {
+        const std::size_t hosts = hb->inflight.size();
+        for (std::size_t i = 0; i < hosts; ++i) {
           hr.others_reserved[hb->inflight[i].first] =
               static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, i + 1).value_or(0)));
+          const auto base = 1 + hosts + 3 * i;
+          const auto version = int_at(v, base + 2).value_or(0);
+          if (version > 0) {
+            ratelimit::bucket_store::shared_concurrency sc;
+            sc.memory.cap =
+                static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, base).value_or(0)));
+            if (const auto refused = int_at(v, base + 1).value_or(0); refused > 0) {
+              sc.memory.refused = static_cast<std::uint32_t>(refused);
+            }
+            sc.version = static_cast<std::uint64_t>(version);
+            hr.concurrency[hb->inflight[i].first] = sc;
+          }
         }
+        core.heartbeat_sent(*hb);
         core.on_heartbeat(hr, done);
       } else {
         redis_errors_->with({"reply"}).inc();

@@ -101,6 +101,11 @@ return {granted, probe, limit or -1, left_out, reset or -1, reset_in, retry}
 // expiry, so a sidecar that dies stops holding slots within ttl_ms. Each other member holds at
 // least its fair share (cap / members) or what it really has in flight, whichever is larger:
 // the sum of all allowances then stays within the tenant's cap.
+// The adaptive in-flight cap is shared the same way: for each of the H hosts a sidecar may
+// publish the back-off a concurrency 429 taught it (ARGV[3 + H + 2i - 1] cap, ARGV[3 + H + 2i]
+// refused level; 0 = nothing new) into KEYS[1 + H + i], which keeps the latest lesson and a
+// version; every heartbeat returns, after the H reservations, each host's lesson as
+// cap, refused, version (0, 0, 0 when there is none).
 const std::string_view heartbeat_script = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -113,7 +118,8 @@ redis.call('PEXPIRE', KEYS[1], ttl * 10)
 local n = redis.call('ZCARD', KEYS[1])
 local fair = math.floor(cap / n)
 local out = {n}
-for i = 2, #KEYS do
+local hosts = (#KEYS - 1) / 2
+for i = 2, hosts + 1 do
   redis.call('HSET', KEYS[i], id, ARGV[i + 2] .. ':' .. (now + ttl))
   redis.call('PEXPIRE', KEYS[i], ttl * 10)
   local all = redis.call('HGETALL', KEYS[i])
@@ -129,6 +135,20 @@ for i = 2, #KEYS do
     end
   end
   out[#out + 1] = others
+end
+for h = 1, hosts do
+  local ck = KEYS[1 + hosts + h]
+  local lcap = tonumber(ARGV[3 + hosts + 2 * h - 1]) or 0
+  local lref = tonumber(ARGV[3 + hosts + 2 * h]) or 0
+  if lcap > 0 then
+    redis.call('HSET', ck, 'cap', lcap, 'refused', lref)
+    redis.call('HINCRBY', ck, 'version', 1)
+  end
+  local c = redis.call('HMGET', ck, 'cap', 'refused', 'version')
+  if c[3] then redis.call('PEXPIRE', ck, 86400000) end
+  out[#out + 1] = tonumber(c[1]) or 0
+  out[#out + 1] = tonumber(c[2]) or 0
+  out[#out + 1] = tonumber(c[3]) or 0
 end
 return out
 )lua";

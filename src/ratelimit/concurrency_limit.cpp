@@ -75,9 +75,11 @@ bool concurrency_limit::on_limited(std::uint32_t inflight_before, std::uint32_t 
 
 void concurrency_limit::adopt(const concurrency_memory& m, time_point now) {
   if (m.cap == 0) return;
+  bool learned = false;
   if (m.refused && (!refused_ || *m.refused < *refused_)) {
     refused_ = m.refused;
     last_refusal_or_probe_ = now;
+    learned = true;
   }
   const std::uint32_t target = clamp_cap(m.cap, settings_);
   // A fresh sidecar (still at its seed) takes the fleet's figure either way; a learned cap only
@@ -85,8 +87,9 @@ void concurrency_limit::adopt(const concurrency_memory& m, time_point now) {
   if (source_ == concurrency_source::seed ? target != cap_ : target < cap_) {
     cap_ = target;
     successes_ = 0;
-    source_ = concurrency_source::shared;
+    learned = true;
   }
+  if (learned) source_ = concurrency_source::shared;
 }
 
 void concurrency_limit::update_settings(const concurrency_settings& s) {

@@ -273,14 +273,42 @@ void fleet_store::on_lease_failed(std::uint64_t id, time_point) {
 
 heartbeat_request fleet_store::heartbeat() const {
   heartbeat_request r;
-  for (const auto& [host, n] : host_inflight_) r.inflight.emplace_back(host, n);
+  for (const auto& [host, n] : host_inflight_) {
+    r.inflight.emplace_back(host, n);
+    const auto it = learned_out_.find(host);
+    r.learned.push_back(it == learned_out_.end() ? std::nullopt : std::optional(it->second));
+  }
   return r;
+}
+
+void fleet_store::heartbeat_sent(const heartbeat_request& r) {
+  for (std::size_t i = 0; i < r.inflight.size() && i < r.learned.size(); ++i) {
+    const auto it = learned_out_.find(r.inflight[i].first);
+    if (r.learned[i] && it != learned_out_.end() && it->second.cap == r.learned[i]->cap &&
+        it->second.refused == r.learned[i]->refused) {
+      learned_out_.erase(it);
+    }
+  }
+}
+
+void fleet_store::share_concurrency(const std::string& host, const concurrency_memory& learned) {
+  host_inflight_.try_emplace(host, 0);  // so the next heartbeat names the host
+  learned_out_[host] = learned;
+}
+
+std::optional<bucket_store::shared_concurrency> fleet_store::fleet_concurrency(
+    const std::string& host) const {
+  if (health_.mode() != fleet_mode::shared) return std::nullopt;
+  const auto it = learned_in_.find(host);
+  if (it == learned_in_.end() || it->second.version == 0) return std::nullopt;
+  return it->second;
 }
 
 void fleet_store::on_heartbeat(const heartbeat_reply& r, time_point now) {
   replicas_ = std::max<std::uint32_t>(1, r.replicas);
   others_reserved_.clear();
   for (const auto& [host, n] : r.others_reserved) others_reserved_.emplace(host, n);
+  for (const auto& [host, c] : r.concurrency) learned_in_[host] = c;
   heartbeat_at_ = now;
 }
 

@@ -84,6 +84,7 @@ struct scheduler::impl {
     std::string name;
     std::uint32_t inflight = 0;
     concurrency_limit limit;
+    std::uint64_t fleet_version = 0;  // the fleet's concurrency lesson last adopted
     std::size_t queued = 0;
     std::vector<bucket_entry*> active;  // buckets with queued tickets
     std::size_t rr = 0;                 // rotates which bucket gets a free slot first
@@ -512,6 +513,14 @@ wakeups scheduler::poll(time_point now) {
     b->wake.reset();
     m.mark_dirty(*b->host);
   }
+  // Back-offs the other sidecars of a fleet learned, each adopted once (downward only).
+  for (auto& [name, h] : m.hosts) {
+    if (const auto shared = m.store->fleet_concurrency(name); shared && shared->version != h->fleet_version) {
+      h->fleet_version = shared->version;
+      h->limit.adopt(shared->memory, now);
+      m.mark_dirty(*h);
+    }
+  }
   m.work.clear();
   m.work.swap(m.dirty);  // dispatch never dirties a host, so one pass is enough
   for (auto* h : m.work) m.dispatch(*h, now, out);
@@ -574,7 +583,9 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
     if (obs.kind == limit_kind::concurrency) {
       // Too many in flight org-wide: keep one fewer than we had, and retry as soon as one of
       // the others completes, not at the ~2 min hinted reset (okta-sdk-python #270).
-      h.limit.on_limited(inflight_before, n.cap_epoch, now);
+      // What one sidecar learned, the fleet knows (a local store ignores it).
+      if (h.limit.on_limited(inflight_before, n.cap_epoch, now))
+        m.store->share_concurrency(h.name, h.limit.memory());
     } else if (n.rate_limited) {
       wait = m.predict(b, n.interactive, 0, now);
     }

@@ -43,7 +43,8 @@ def tearDownModule() -> None:
     shutil.rmtree(TMP, ignore_errors=True)
 
 
-def drive(sc: sidecar.Sidecar, n: int, statuses: list, lock: threading.Lock) -> list:
+def drive(sc: sidecar.Sidecar, n: int, statuses: list, lock: threading.Lock,
+          clients: int = CLIENTS_PER_SIDECAR) -> list:
     work: "queue.Queue" = queue.Queue()
     for i in range(n):
         work.put(i)
@@ -67,7 +68,7 @@ def drive(sc: sidecar.Sidecar, n: int, statuses: list, lock: threading.Lock) -> 
         finally:
             conn.close()
 
-    return [threading.Thread(target=worker, daemon=True) for _ in range(CLIENTS_PER_SIDECAR)]
+    return [threading.Thread(target=worker, daemon=True) for _ in range(min(clients, n))]
 
 
 class FleetLastWindowTest(unittest.TestCase):
@@ -112,6 +113,60 @@ class FleetLastWindowTest(unittest.TestCase):
             self.assertEqual(len(used), 4, used)
             for u in used:
                 self.assertGreaterEqual(u, 0.95 * LIMIT, used)
+
+
+class FleetConcurrencyTest(unittest.TestCase):
+    """What one sidecar's concurrency 429 taught it, the fleet knows: a second sidecar's burst
+    does not rediscover Okta's in-flight limit (20, 50 ms per request)."""
+
+    def test_a_back_off_learned_by_one_sidecar_spares_the_other_one_its_429(self) -> None:
+        redis = fleet_test.RedisServer(TMP).start()
+        self.addCleanup(redis.stop)
+        with okta_sim.OktaSimulator(PKI.server_cert, PKI.server_key, limits={"users": 1000000},
+                                    concurrency_limit=20, latency=0.05) as sim:
+            fleet = {"redis": redis.url, "key_prefix": f"fleet-conc-{uuid.uuid4().hex[:8]}:",
+                     "lease_size": 5, "timeout_ms": 50, "expected_replicas": 2}
+            cfg = {"threads": 2, "fleet": fleet, "retry": {"max_attempts": 1},
+                   "circuit_breaker": {"failure_threshold": 1000}, "rate_limit": {"coalesce": False}}
+            a, b = (sidecar.Sidecar(cfg, upstream_port=sim.port, trust_file=PKI.ca_cert).start()
+                    for _ in range(2))
+            self.addCleanup(a.stop)
+            self.addCleanup(b.stop)
+            statuses: list = []
+            lock = threading.Lock()
+
+            def burst(sc: sidecar.Sidecar, n: int) -> int:
+                before = sim.stats()["concurrency_limited"]
+                ts = drive(sc, n, statuses, lock, clients=60)
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join(60)
+                return sim.stats()["concurrency_limited"] - before
+
+            def host_of(sc: sidecar.Sidecar) -> dict:
+                return next((h for h in sc.admin_json("/status")["hosts"] if h["host"] == HOST), {})
+
+            burst(b, 1)  # b knows the host (its heartbeat names it)
+            first = burst(a, 400)
+            learned = host_of(a)
+            # The lesson reaches b with its next heartbeat (every 100 ms) and is adopted at b's
+            # next scheduling event: one request at a time until b shows it.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and host_of(b).get("refused_at") is None:
+                burst(b, 1)
+                time.sleep(0.05)
+            told = host_of(b)
+            second = burst(b, 400)
+            print(f"\n[budget figures] fleet concurrency: sidecar A's burst {first} concurrency 429(s), "
+                  f"learned {learned}; sidecar B told {told}; B's burst {second} concurrency 429(s)",
+                  flush=True)
+            self.assertEqual(statuses.count(200), len(statuses), [s for s in statuses if s != 200][:5])
+            if learned.get("refused_at") is not None:
+                self.assertEqual(told.get("cap_source"), "shared")
+                self.assertEqual(told.get("refused_at"), learned["refused_at"])
+                self.assertEqual(second, 0)
+            self.assertLessEqual(first + second, 5)
 
 
 if __name__ == "__main__":

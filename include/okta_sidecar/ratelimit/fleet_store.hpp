@@ -79,10 +79,14 @@ struct lease_reply {
 // The in-flight figures the shell publishes per host, and what the ledger says back.
 struct heartbeat_request {
   std::vector<std::pair<std::string, std::uint32_t>> inflight;  // host -> in flight here
+  // Per host (same order): a concurrency back-off learned here since the last heartbeat.
+  std::vector<std::optional<concurrency_memory>> learned;
 };
 struct heartbeat_reply {
   std::uint32_t replicas = 1;                            // live sidecars, this one included
   std::map<std::string, std::uint32_t> others_reserved;  // host -> in-flight slots the others hold
+  // host -> the fleet's latest concurrency back-off (version 0: none yet).
+  std::map<std::string, bucket_store::shared_concurrency> concurrency;
 };
 
 // Per-bucket state for /status.
@@ -126,6 +130,10 @@ class fleet_store final : public bucket_store {
   // The request got no usable answer (connection lost, error reply, timeout).
   void on_lease_failed(std::uint64_t id, time_point now);
   heartbeat_request heartbeat() const;
+  // A heartbeat carrying `learned` was sent: those lessons are out.
+  void heartbeat_sent(const heartbeat_request& r);
+  void share_concurrency(const std::string& host, const concurrency_memory& learned) override;
+  std::optional<shared_concurrency> fleet_concurrency(const std::string& host) const override;
   void on_heartbeat(const heartbeat_reply& r, time_point now);
   // Every Redis answer's latency and every failure go through here; see fleet_health.
   void on_redis_answer(duration latency, time_point now);
@@ -180,6 +188,8 @@ class fleet_store final : public bucket_store {
   std::map<std::string, std::uint32_t, std::less<>> host_inflight_;
   std::map<std::string, std::uint32_t, std::less<>> others_reserved_;
   std::optional<time_point> heartbeat_at_;
+  std::map<std::string, concurrency_memory, std::less<>> learned_out_;  // to publish
+  std::map<std::string, shared_concurrency, std::less<>> learned_in_;   // from the fleet
   std::uint32_t replicas_ = 1;
   std::uint64_t next_id_ = 1;
   fleet_counters counters_;

@@ -768,5 +768,39 @@ TEST_F(SchedulerTest, BucketsFileCapacityPercentOverridesTheSetting) {
   EXPECT_EQ(s.submit(late, now()).kind, verdict_kind::reject);
 }
 
+// A store that shares concurrency lessons like the fleet store does.
+class sharing_store final : public bucket_store {
+ public:
+  grant take(const bucket_key&, double, time_point) override { return grant{true, false, 0, std::nullopt}; }
+  void settle(const bucket_key&, const grant&, settle_kind, const observation*, time_point) override {}
+  std::optional<bucket_view> view(const bucket_key&, time_point) const override { return std::nullopt; }
+  void share_concurrency(const std::string& host, const concurrency_memory& m) override {
+    shared.emplace_back(host, m);
+  }
+  std::optional<shared_concurrency> fleet_concurrency(const std::string&) const override { return fleet; }
+  std::vector<std::pair<std::string, concurrency_memory>> shared;
+  std::optional<shared_concurrency> fleet;
+};
+
+TEST_F(SchedulerTest, ConcurrencyBackOffsAreSharedWithTheFleetAndAdoptedOnce) {
+  auto store = std::make_unique<sharing_store>();
+  auto* st = store.get();
+  scheduler_settings cfg;
+  cfg.initial_concurrency = 10;
+  scheduler s(cfg, std::move(store));
+  std::vector<ticket> in;
+  for (int i = 0; i < 10; ++i) in.push_back(s.submit(req(), now()).id);
+  s.on_response(in[9], 429, concurrency(), false, now());
+  ASSERT_EQ(st->shared.size(), 1u);
+  EXPECT_EQ(st->shared[0].first, "acme.okta.com");
+  EXPECT_EQ(st->shared[0].second.cap, 7u);
+  EXPECT_EQ(st->shared[0].second.refused, 10u);
+  // Another sidecar learned a lower level: adopted at the next poll, once.
+  st->fleet = bucket_store::shared_concurrency{concurrency_memory{5, 6}, 1};
+  s.poll(now());
+  EXPECT_EQ(s.hosts()[0].cap, 5u);
+  EXPECT_EQ(s.hosts()[0].cap_source, concurrency_source::shared);
+}
+
 }  // namespace
 }  // namespace okta_sidecar::ratelimit
