@@ -393,6 +393,24 @@ class DocumentCacheTest(unittest.TestCase):
         self.assertGreaterEqual(self.sc.admin_json("/status")["cache"]["stale_served"], 2)
 
 
+    def test_stale_keys_are_served_while_the_breaker_is_open(self) -> None:
+        sc = start_sidecar(self.sim, self.HOST, {"circuit_breaker": {"failure_threshold": 1,
+                                                                     "open_ms": 30000}})
+        try:
+            self.sim.document_cache_control = "max-age=1, must-revalidate"
+            first = fetch(sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+            time.sleep(1.2)
+            self.sim.add_fault("status", path="/oauth2/*", status=503)
+            fetch(sc, self.HOST, "GET", "/oauth2/default/v1/keys")  # opens the breaker
+            before = self.sim.stats()["requests"]
+            r = fetch(sc, self.HOST, "GET", "/oauth2/default/v1/keys")
+            self.assertEqual((r.status, r.header("X-Okta-Sidecar-Cache")), (200, "stale"))
+            self.assertEqual(r.body, first.body)
+            self.assertEqual(self.sim.stats()["requests"], before, "the open breaker sent nothing")
+            self.assertGreaterEqual(metric(sc, "okta_sidecar_breaker_rejections_total", host=self.HOST), 1)
+        finally:
+            stop(sc)
+
 class CapacityTest(unittest.TestCase):
     """rate_limit.capacity_percent: 50% of a 20-per-window bucket, 2 s windows."""
 
