@@ -1233,7 +1233,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     std::optional<std::string> captured;
     shared_response shared;
     cache::cache_control cc;
-    if (cacheable || (flight.f && svc.reads.has_followers(*flight.f))) {
+    // (Bodiless statuses such as 204 are not shared: re-framing would add a Content-Length.)
+    if (cacheable ||
+        (flight.f && status_has_body(static_cast<unsigned>(status)) && svc.reads.has_followers(*flight.f))) {
       captured.emplace();
       shared = shareable(status, res, head_request);
       std::vector<std::string_view> cc_values;
