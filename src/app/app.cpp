@@ -67,6 +67,13 @@ std::string endpoint_text(const tcp::endpoint& ep) {
 
 nlohmann::json opt(const std::optional<std::int64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
 
+cache::cache_settings cache_settings_of(const config::config& c) {
+  cache::cache_settings s;
+  s.enabled = c.cache.enabled;
+  s.stale_if_error = seconds(c.cache.stale_if_error_s);
+  return s;
+}
+
 // The /status document (DESIGN.md contract, extended with hosts, diagnoses and uptime).
 std::string status_json(proxy::services& svc, time_point started, const fleet::fleet_service* fleet) {
   const auto now = svc.clock.now();
@@ -83,7 +90,8 @@ std::string status_json(proxy::services& svc, time_point started, const fleet::f
                              ? nlohmann::json(std::chrono::duration_cast<milliseconds>(*b.reset_in).count())
                              : nlohmann::json()},
          {"queued", b.queued},
-         {"inflight", b.inflight}});
+         {"inflight", b.inflight},
+         {"capacity_percent", b.capacity_percent}});
   }
   auto& breakers = doc["breakers"] = nlohmann::json::array();
   for (const auto& b : svc.breakers.states(now)) {
@@ -94,8 +102,24 @@ std::string status_json(proxy::services& svc, time_point started, const fleet::f
   }
   auto& hosts = doc["hosts"] = nlohmann::json::array();
   for (const auto& h : svc.gate.hosts()) {
-    hosts.push_back({{"host", h.host}, {"inflight", h.inflight}, {"cap", h.cap}, {"queued", h.queued}});
+    hosts.push_back({{"host", h.host},
+                     {"inflight", h.inflight},
+                     {"cap", h.cap},
+                     {"queued", h.queued},
+                     {"cap_source", ratelimit::to_string(h.cap_source)},
+                     {"refused_at", h.refused ? nlohmann::json(*h.refused) : nlohmann::json()},
+                     {"cap_backoffs", h.backoffs}});
   }
+  const auto shared = svc.reads.snapshot();
+  doc["coalesced"] = shared.coalesced;
+  doc["cache"] = {{"enabled", svc.rt.load()->cfg.cache.enabled},
+                  {"hits", shared.cache.hits},
+                  {"stale_served", shared.cache.stale_served},
+                  {"stores", shared.cache.stores},
+                  {"evictions", shared.cache.evictions},
+                  {"entries", shared.cache_entries},
+                  {"bytes", shared.cache_bytes}};
+  doc["capacity_percent"] = svc.rt.load()->cfg.rate_limit.capacity_percent;
   doc["auth_diagnoses"] = svc.diagnoses.snapshot();
   doc["uptime_s"] = std::chrono::duration_cast<seconds>(now - started).count();
   doc["version"] = version;
@@ -199,6 +223,18 @@ void add_scrape_gauges(metrics::registry& r, proxy::services& svc, const tls::le
                            add_to(m, {bounds.host(h.host)}, static_cast<double>(h.cap), combine::min);
                          return combined(std::move(m));
                        });
+  r.add_callback_counter("okta_sidecar_coalesced_total",
+                         "Requests answered with the response of an identical concurrent request", {},
+                         [&svc]() {
+                           return samples{{{}, static_cast<double>(svc.reads.snapshot().coalesced)}};
+                         });
+  r.add_callback_counter("okta_sidecar_cache_responses_total",
+                         "Responses served from the cache of Okta's public documents, by result", {"result"},
+                         [&svc]() {
+                           const auto s = svc.reads.snapshot();
+                           return samples{{{"hit"}, static_cast<double>(s.cache.hits)},
+                                          {{"stale"}, static_cast<double>(s.cache.stale_served)}};
+                         });
   r.add_callback_gauge("okta_sidecar_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open",
                        {"host"}, [&svc, &bounds]() {
                          std::map<std::vector<std::string>, double> m;
@@ -369,8 +405,10 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   proxy::breaker_board breakers(rt->breaker, rt->retry);
   proxy::diagnosis_log diagnoses;
   proxy::shared_okta_clock okta_clock;
-  proxy::services svc{clock, log, leaves, intercept_ctx, pool, gate, breakers, pm, diagnoses, okta_clock, {},
-                      {},    {},  {}};
+  proxy::shared_reads reads(cache_settings_of(cfg));
+  proxy::services svc{clock,    log, leaves,    intercept_ctx, pool,  gate,
+                      breakers, pm,  diagnoses, okta_clock,    reads, {},
+                      {},       {},  {}};
   svc.rt.store(rt);
   svc.digest = [&fingerprints](std::string_view credential) { return fingerprints->digest(credential); };
   svc_ptr = &svc;
@@ -539,6 +577,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
       bounds.update(label_hosts(*next), next->classifier.literal_buckets());
       gate.update_settings(next->scheduler);
       breakers.update_settings(next->breaker, next->retry);
+      reads.update_settings(cache_settings_of(r.cfg));
       pool.update_settings(upstream::connection_pool::from_config(r.cfg));
       logging::set_level(log.logger(), r.cfg.log.level);
       log.info(event("configuration reloaded"));

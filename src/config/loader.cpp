@@ -356,9 +356,16 @@ void apply_document(const json& doc, reader& r, config& c) {
     o.value("max_queue_total", c.rate_limit.max_queue_total);
     o.value("max_auth_servers_per_host", c.rate_limit.max_auth_servers_per_host);
     o.value("max_concurrency", c.rate_limit.max_concurrency);
+    o.value("initial_concurrency", c.rate_limit.initial_concurrency);
+    o.value("coalesce", c.rate_limit.coalesce);
+    o.value("capacity_percent", c.rate_limit.capacity_percent);
     o.value("reserve_fraction", c.rate_limit.reserve_fraction);
     o.value("buckets_file", c.rate_limit.buckets_file);
     o.value("interactive_paths", c.rate_limit.interactive_paths);
+  });
+  section(r, top, "cache", [&](object_reader& o) {
+    o.value("enabled", c.cache.enabled);
+    o.value("stale_if_error_s", c.cache.stale_if_error_s);
   });
   section(r, top, "circuit_breaker", [&](object_reader& o) {
     o.value("failure_threshold", c.circuit_breaker.failure_threshold);
@@ -573,6 +580,10 @@ std::vector<std::string> validate(const config& c) {
   ck.at_least("rate_limit.max_concurrency", c.rate_limit.max_concurrency, 1);
   ck.at_least("rate_limit.max_queue_total", c.rate_limit.max_queue_total, 1);
   ck.at_least("rate_limit.max_auth_servers_per_host", c.rate_limit.max_auth_servers_per_host, 1);
+  // Above max_concurrency the seed is simply clamped to it (the ceiling always wins).
+  ck.at_least("rate_limit.initial_concurrency", c.rate_limit.initial_concurrency, 1);
+  ck.at_least("rate_limit.capacity_percent", c.rate_limit.capacity_percent, 1);
+  ck.at_most("rate_limit.capacity_percent", c.rate_limit.capacity_percent, 100);
   // A reserve of 1 would hold back the whole budget and no batch request could ever run.
   if (!(c.rate_limit.reserve_fraction >= 0.0 && c.rate_limit.reserve_fraction < 1.0)) {
     ck.error("rate_limit.reserve_fraction",
@@ -714,9 +725,13 @@ nlohmann::ordered_json to_json(const config& c, secrets mode) {
                        {"max_queue_total", c.rate_limit.max_queue_total},
                        {"max_auth_servers_per_host", c.rate_limit.max_auth_servers_per_host},
                        {"max_concurrency", c.rate_limit.max_concurrency},
+                       {"initial_concurrency", c.rate_limit.initial_concurrency},
+                       {"coalesce", c.rate_limit.coalesce},
+                       {"capacity_percent", c.rate_limit.capacity_percent},
                        {"reserve_fraction", c.rate_limit.reserve_fraction},
                        {"buckets_file", opt(c.rate_limit.buckets_file)},
                        {"interactive_paths", c.rate_limit.interactive_paths}};
+  out["cache"] = {{"enabled", c.cache.enabled}, {"stale_if_error_s", c.cache.stale_if_error_s}};
   out["circuit_breaker"] = {{"failure_threshold", c.circuit_breaker.failure_threshold},
                             {"open_ms", c.circuit_breaker.open_ms},
                             {"max_open_ms", c.circuit_breaker.max_open_ms},

@@ -107,6 +107,14 @@ class locked_store final : public ratelimit::bucket_store {
     std::lock_guard lock(mu_);
     core_.forget(key);
   }
+  void share_concurrency(const std::string& host, const ratelimit::concurrency_memory& learned) override {
+    std::lock_guard lock(mu_);
+    core_.share_concurrency(host, learned);
+  }
+  std::optional<shared_concurrency> fleet_concurrency(const std::string& host) const override {
+    std::lock_guard lock(mu_);
+    return core_.fleet_concurrency(host);
+  }
 
  private:
   void poke() {
@@ -167,6 +175,10 @@ fleet_service::fleet_service(asio::io_context& ioc, fleet_service_settings s, co
   registry.add_callback_counter(
       "okta_sidecar_fleet_tokens_expired_total", "Leased tokens that died unused", {},
       counter_of([](const ratelimit::fleet_store& c) { return c.counters().tokens_expired; }));
+  registry.add_callback_counter(
+      "okta_sidecar_fleet_tokens_returned_total",
+      "Leased tokens handed back unused before their window ended", {},
+      counter_of([](const ratelimit::fleet_store& c) { return c.counters().tokens_returned; }));
   registry.add_callback_counter(
       "okta_sidecar_fleet_fallbacks_total", "Switches from shared to local mode", {},
       counter_of([](const ratelimit::fleet_store& c) { return c.health().fallbacks(); }));
@@ -340,6 +352,7 @@ asio::awaitable<void> fleet_service::run() {
     cmds.clear();
     const std::string window_ms = std::to_string(ms_of(settings_.store.bucket.window));
     const std::string probe_ms = std::to_string(ms_of(settings_.probe_ttl));
+    const std::string recheck_ms = std::to_string(ms_of(settings_.store.lease_recheck));
     for (const auto& r : reqs) {
       const std::string key = settings_.key_prefix + "bucket:" + r.key.host + ":" + r.key.bucket;
       const auto& o = r.obs;
@@ -348,17 +361,26 @@ asio::awaitable<void> fleet_service::run() {
       const std::string remaining = o ? std::to_string(o->remaining) : "0";
       const std::string reset = o ? std::to_string(o->reset_epoch) : "0";
       const std::string reset_in = o ? std::to_string(o->reset_in_ms) : "0";
+      const std::string give_back = std::to_string(r.give_back);
+      const std::string give_back_reset = std::to_string(r.give_back_reset);
       cmds.push_back(format_command({"EVALSHA", lease_sha_, "1", key, want, o ? "1" : "0", limit, remaining,
-                                     reset, reset_in, o && o->rejected ? "1" : "0", window_ms, probe_ms}));
+                                     reset, reset_in, o && o->rejected ? "1" : "0", window_ms, probe_ms,
+                                     give_back, give_back_reset, recheck_ms}));
     }
     if (hb) {
-      std::vector<std::string> args{"EVALSHA", heartbeat_sha_, std::to_string(1 + hb->inflight.size()),
+      std::vector<std::string> args{"EVALSHA", heartbeat_sha_, std::to_string(1 + 2 * hb->inflight.size()),
                                     settings_.key_prefix + "members"};
       for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "inflight:" + host);
+      for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "concurrency:" + host);
       args.push_back(settings_.sidecar_id);
       args.push_back(std::to_string(ms_of(settings_.store.heartbeat_ttl)));
       args.push_back(std::to_string(settings_.store.max_concurrency));
       for (const auto& [host, n] : hb->inflight) args.push_back(std::to_string(n));
+      for (std::size_t i = 0; i < hb->inflight.size(); ++i) {
+        const auto& l = i < hb->learned.size() ? hb->learned[i] : std::nullopt;
+        args.push_back(std::to_string(l ? l->cap : 0));
+        args.push_back(std::to_string(l && l->refused ? *l->refused : 0));
+      }
       std::vector<std::string_view> views(args.begin(), args.end());
       cmds.push_back(format_command(std::span<const std::string_view>(views)));
     }
@@ -412,10 +434,24 @@ asio::awaitable<void> fleet_service::run() {
       if (auto n = int_at(v, 0)) {
         ratelimit::heartbeat_reply hr;
         hr.replicas = static_cast<std::uint32_t>(std::max<std::int64_t>(1, *n));
-        for (std::size_t i = 0; i < hb->inflight.size(); ++i) {
+        const std::size_t hosts = hb->inflight.size();
+        for (std::size_t i = 0; i < hosts; ++i) {
           hr.others_reserved[hb->inflight[i].first] =
               static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, i + 1).value_or(0)));
+          const auto base = 1 + hosts + 3 * i;
+          const auto version = int_at(v, base + 2).value_or(0);
+          if (version > 0) {
+            ratelimit::bucket_store::shared_concurrency sc;
+            sc.memory.cap =
+                static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, base).value_or(0)));
+            if (const auto refused = int_at(v, base + 1).value_or(0); refused > 0) {
+              sc.memory.refused = static_cast<std::uint32_t>(refused);
+            }
+            sc.version = static_cast<std::uint64_t>(version);
+            hr.concurrency[hb->inflight[i].first] = sc;
+          }
         }
+        core.heartbeat_sent(*hb);
         core.on_heartbeat(hr, done);
       } else {
         redis_errors_->with({"reply"}).inc();
@@ -454,6 +490,7 @@ nlohmann::json fleet_service::status() const {
   j["lease_grants"] = c.lease_grants;
   j["lease_denials"] = c.lease_denials;
   j["tokens_expired"] = c.tokens_expired;
+  j["tokens_returned"] = c.tokens_returned;
   j["local_admissions"] = c.local_admissions;
   j["share_denials"] = c.share_denials;
   j["inflight_denials"] = c.inflight_denials;

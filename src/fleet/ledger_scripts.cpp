@@ -7,8 +7,11 @@ namespace okta_sidecar::fleet {
 // in it (`used`) and the part of Limit a 429 showed is not ours (`foreign`, the token share).
 // Observations merge as in bucket.cpp (after Okta's Terraform provider, okta/internal/apimutex):
 // a larger reset starts a new window; an older one is stale; the same window keeps the minimum
-// Remaining, i.e. the largest use. Leased tokens are never given
-// back: unused ones die with the window (its `used` is forgotten when the next one is adopted).
+// Remaining, i.e. the largest use. A sidecar with nothing waiting hands unused tokens back
+// (ARGV[10], for the window whose reset is ARGV[11]; void once a newer window is adopted), and
+// a sidecar refused while tokens are out looks again within ARGV[12] ms rather than at the
+// reset, so a window's budget is spent before it ends while requests wait anywhere. Tokens
+// not handed back die with the window (its `used` is forgotten when the next one is adopted).
 // Unknown or just-ended windows are opened by one probe at a time, fleet-wide.
 const std::string_view lease_script = R"lua(
 local t = redis.call('TIME')
@@ -24,6 +27,9 @@ local reset = tonumber(f[3])
 local reset_at = tonumber(f[4])
 local probe_until = tonumber(f[5]) or 0
 local foreign = tonumber(f[6]) or 0
+local give_back = tonumber(ARGV[10]) or 0
+local give_back_reset = tonumber(ARGV[11]) or -1
+local recheck_ms = tonumber(ARGV[12]) or 0
 
 if ARGV[2] == '1' then
   local ol = tonumber(ARGV[3])
@@ -47,6 +53,9 @@ if ARGV[2] == '1' then
   end
 end
 if limit ~= nil and foreign > limit - 1 then foreign = math.max(0, limit - 1) end
+if give_back > 0 and reset ~= nil and give_back_reset == reset and reset_at ~= nil and now < reset_at then
+  used = math.max(0, used - give_back)
+end
 
 local granted, probe, retry = 0, 0, 0
 if reset_at == nil or now >= reset_at then
@@ -65,6 +74,8 @@ else
     if left > 0 then
       granted = math.min(want, left)
       used = used + granted
+    elseif recheck_ms > 0 then
+      retry = math.min(reset_at - now, recheck_ms)
     else
       retry = reset_at - now
     end
@@ -90,6 +101,11 @@ return {granted, probe, limit or -1, left_out, reset or -1, reset_in, retry}
 // expiry, so a sidecar that dies stops holding slots within ttl_ms. Each other member holds at
 // least its fair share (cap / members) or what it really has in flight, whichever is larger:
 // the sum of all allowances then stays within the tenant's cap.
+// The adaptive in-flight cap is shared the same way: for each of the H hosts a sidecar may
+// publish the back-off a concurrency 429 taught it (ARGV[3 + H + 2i - 1] cap, ARGV[3 + H + 2i]
+// refused level; 0 = nothing new) into KEYS[1 + H + i], which keeps the latest lesson and a
+// version; every heartbeat returns, after the H reservations, each host's lesson as
+// cap, refused, version (0, 0, 0 when there is none).
 const std::string_view heartbeat_script = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -102,7 +118,8 @@ redis.call('PEXPIRE', KEYS[1], ttl * 10)
 local n = redis.call('ZCARD', KEYS[1])
 local fair = math.floor(cap / n)
 local out = {n}
-for i = 2, #KEYS do
+local hosts = (#KEYS - 1) / 2
+for i = 2, hosts + 1 do
   redis.call('HSET', KEYS[i], id, ARGV[i + 2] .. ':' .. (now + ttl))
   redis.call('PEXPIRE', KEYS[i], ttl * 10)
   local all = redis.call('HGETALL', KEYS[i])
@@ -118,6 +135,20 @@ for i = 2, #KEYS do
     end
   end
   out[#out + 1] = others
+end
+for h = 1, hosts do
+  local ck = KEYS[1 + hosts + h]
+  local lcap = tonumber(ARGV[3 + hosts + 2 * h - 1]) or 0
+  local lref = tonumber(ARGV[3 + hosts + 2 * h]) or 0
+  if lcap > 0 then
+    redis.call('HSET', ck, 'cap', lcap, 'refused', lref)
+    redis.call('HINCRBY', ck, 'version', 1)
+  end
+  local c = redis.call('HMGET', ck, 'cap', 'refused', 'version')
+  if c[3] then redis.call('PEXPIRE', ck, 86400000) end
+  out[#out + 1] = tonumber(c[1]) or 0
+  out[#out + 1] = tonumber(c[2]) or 0
+  out[#out + 1] = tonumber(c[3]) or 0
 end
 return out
 )lua";

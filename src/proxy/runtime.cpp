@@ -74,6 +74,8 @@ std::shared_ptr<const runtime> runtime::build(const config::config& c) {
   sched.max_queue_total = c.rate_limit.max_queue_total;
   sched.max_instances_per_host = c.rate_limit.max_auth_servers_per_host;
   sched.max_concurrency = c.rate_limit.max_concurrency;
+  sched.initial_concurrency = c.rate_limit.initial_concurrency;
+  sched.capacity_percent = c.rate_limit.capacity_percent;
   sched.reserve_fraction = c.rate_limit.reserve_fraction;
 
   const auto breaker = resilience::to_breaker_settings(c.circuit_breaker);

@@ -18,7 +18,9 @@
 #include <tuple>
 
 #include "okta_sidecar/auth/diagnosis.hpp"
+#include "okta_sidecar/auth/sha256.hpp"
 #include "okta_sidecar/auth/token_info.hpp"
+#include "okta_sidecar/cache/document_cache.hpp"
 #include "okta_sidecar/http/hop_by_hop.hpp"
 #include "okta_sidecar/http/local_reply.hpp"
 #include "okta_sidecar/http/redact.hpp"
@@ -26,6 +28,7 @@
 #include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/http/trace_context.hpp"
 #include "okta_sidecar/proxy/server.hpp"
+#include "okta_sidecar/ratelimit/coalesce_key.hpp"
 #include "okta_sidecar/ratelimit/header_dialect.hpp"
 #include "okta_sidecar/ratelimit/path.hpp"
 #include "okta_sidecar/tls/intercept_context.hpp"
@@ -516,7 +519,8 @@ template <class Down, class Up>
 asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, upstream::connection& conn,
                                              bhttp::response_parser<bhttp::empty_body>& rp, bool head_request,
                                              bool keep_alive, unsigned version, request_record& rec,
-                                             bool& upstream_reusable) {
+                                             bool& upstream_reusable, std::optional<std::string>& capture,
+                                             std::size_t capture_limit) {
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   bhttp::response_parser<bhttp::buffer_body> p{std::move(rp)};
   p.body_limit(boost::none);
@@ -568,6 +572,9 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
         co_return relay_status::upstream_failed;
       }
       piece = chunk.size() - res.body().size;
+      // A copy for coalesced followers and the cache, given up once it outgrows the limit.
+      if (capture && capture->size() + piece > capture_limit) capture.reset();
+      if (capture) capture->append(chunk.data(), piece);
     }
     lowest(down).expires_after(idle);
     boost::system::error_code wec;
@@ -609,6 +616,62 @@ asio::awaitable<void> send_buffered(conn_ctx& c, Stream& down, bhttp::response<b
   rec.bytes_out += res.body().size();
   ok = !ec;
 }
+
+// A response's end-to-end fields, as coalesced followers and the cache get them. The framing is
+// re-applied when they are sent; a HEAD answer keeps its Content-Length (it describes the GET).
+shared_response shareable(int status, const bhttp::fields& f, bool head_request) {
+  shared_response out;
+  out.status = status;
+  for (const auto& field : f) {
+    const auto name = field.name();
+    if (http::is_fixed_hop_by_hop(field.name_string()) || name == bhttp::field::transfer_encoding ||
+        (name == bhttp::field::content_length && !head_request)) {
+      continue;
+    }
+    out.fields.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  return out;
+}
+
+// Answers from a shared response: a coalesced leader's (`how` = "coalesced") or the cache's
+// ("hit", or "stale" while Okta cannot answer), with an Age header for cached ones.
+template <class Stream>
+asio::awaitable<bool> send_shared(conn_ctx& c, Stream& down, const shared_response& sr,
+                                  std::optional<duration> age, std::string_view how, bool head_request,
+                                  bool keep_alive, unsigned version, request_record& rec) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(sr.status), 11};
+  for (const auto& [name, value] : sr.fields) res.insert(name, value);
+  if (age) {
+    res.set(bhttp::field::age,
+            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*age).count()));
+  }
+  res.set("X-Okta-Sidecar-Cache", how);
+  if (!head_request) {
+    res.body() = sr.body;
+  } else if (!sr.body.empty()) {
+    res.content_length(sr.body.size());
+  }
+  rec.status = sr.status;
+  bool ok = false;
+  co_await send_buffered(c, down, res, head_request, keep_alive, version, rec, ok);
+  co_return ok&& keep_alive;
+}
+
+// The leader's side of a coalesced flight: followers are told the outcome on every way out of
+// forward(), a shared response or "go alone" (nullptr).
+struct flight_guard {
+  shared_reads& reads;
+  std::shared_ptr<shared_reads::flight> f;
+  flight_guard(shared_reads& r, std::shared_ptr<shared_reads::flight> fl) : reads(r), f(std::move(fl)) {}
+  flight_guard(const flight_guard&) = delete;
+  flight_guard& operator=(const flight_guard&) = delete;
+  ~flight_guard() {
+    if (f) reads.finish(f, nullptr);
+  }
+  void land(std::shared_ptr<const shared_response> r) {
+    if (f) reads.finish(std::exchange(f, nullptr), std::move(r));
+  }
+};
 
 ratelimit::observation observe(conn_ctx& c, const std::string& host, const bhttp::fields& f) {
   auto v = views(f);
@@ -708,6 +771,57 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                                   "the access token expired before the request was sent", rec,
                                   keep_alive && hp.is_done(), version, {}, {}, "token_expired");
   }
+
+  // Budget savers (issue 15): Okta's public documents from the cache, and identical concurrent
+  // reads sharing one upstream request. Only GET/HEAD without a body.
+  const bool plain_read = dest.inspect && valid.body.kind == http::framing_kind::none &&
+                          (req.method() == bhttp::verb::get || head_request);
+  const std::string origin_name = dest.origin.host + ":" + std::to_string(dest.origin.port);
+  std::string cache_key;
+  if (plain_read && rt.cfg.cache.enabled && cache::is_public_document(dest.path_and_query)) {
+    cache_key = origin_name + dest.path_and_query + "\n" + std::string(req[bhttp::field::accept_encoding]);
+    const bool wants_origin = req[bhttp::field::cache_control].find("no-cache") != std::string_view::npos ||
+                              req[bhttp::field::pragma].find("no-cache") != std::string_view::npos;
+    if (auto hit = svc.reads.fresh(cache_key, svc.clock.now()); hit && !wants_origin) {
+      co_return co_await send_shared(c, down, hit->doc, hit->age, "hit", head_request, keep_alive, version,
+                                     rec);
+    }
+  }
+  flight_guard flight{svc.reads, nullptr};
+  if (plain_read && rt.cfg.rate_limit.coalesce) {
+    const std::string cookie(req[bhttp::field::cookie]);
+    const std::string credential = authz.empty() && cookie.empty()
+                                       ? std::string()
+                                       : auth::to_hex(auth::sha256_of(authz + "\n" + cookie));
+    const bool conditional =
+        req.count(bhttp::field::range) || req.count(bhttp::field::if_none_match) ||
+        req.count(bhttp::field::if_modified_since) || req.count(bhttp::field::if_match) ||
+        req.count(bhttp::field::if_unmodified_since) || req.count(bhttp::field::if_range);
+    const auto key =
+        ratelimit::coalesce_key({method, dest.origin.host, dest.origin.port, dest.path_and_query, credential,
+                                 req[bhttp::field::accept], req[bhttp::field::accept_encoding],
+                                 req[bhttp::field::accept_language], false, conditional});
+    if (key) {
+      auto joined = svc.reads.join(*key);
+      if (joined.leader) {
+        flight.f = std::move(joined.f);
+      } else if (auto shared = co_await svc.reads.follow(
+                     std::move(joined.f), start + milliseconds(rt.cfg.client.request_timeout_ms))) {
+        co_return co_await send_shared(c, down, *shared, std::nullopt, "coalesced", head_request, keep_alive,
+                                       version, rec);
+      }
+      // No shared answer (the leader failed or gave up): this request goes upstream itself.
+    }
+  }
+  // While Okta errs, times out or its breaker is open: a public document within
+  // cache.stale_if_error_s of its freshness is better than no signing keys at all.
+  auto serve_stale = [&]() -> asio::awaitable<std::optional<bool>> {
+    if (cache_key.empty()) co_return std::nullopt;
+    auto st = svc.reads.stale_for_error(cache_key, svc.clock.now());
+    if (!st) co_return std::nullopt;
+    co_return co_await send_shared(c, down, st->doc, st->age, "stale", head_request, keep_alive, version,
+                                   rec);
+  };
 
   // Request body: a body up to max_buffered_body_bytes is read and validated whole before
   // anything goes upstream (a malformed one never reaches Okta) and kept, so the request can be
@@ -812,8 +926,12 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
   const auto request_deadline = start + milliseconds(rt.cfg.client.request_timeout_ms);
   const auto admission_deadline = std::min(start + max_wait, request_deadline);
 
-  ratelimit::admission_request areq{key, token ? auth::caller_key(authz, svc.digest) : 0,
-                                    rt.is_interactive(npath), cls.rate_limited, admission_deadline};
+  ratelimit::admission_request areq{key,
+                                    token ? auth::caller_key(authz, svc.digest) : 0,
+                                    rt.is_interactive(npath),
+                                    cls.rate_limited,
+                                    admission_deadline,
+                                    cls.capacity_percent.value_or(0)};
   request_guard guard{svc, dest.origin.host};
   std::string first_okta_request_id;
   std::uint32_t retries_done = 0;
@@ -850,6 +968,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     }
     if (!permit.allowed) {
       svc.metrics.breaker_rejections.with({dest.origin.host}).inc();
+      if (auto stale = co_await serve_stale()) co_return *stale;
       co_return co_await send_local(c, down, http::local_error::circuit_open,
                                     "recent requests to this host failed; not sending more for now", rec,
                                     keep_alive && !out.streamed, version, retry_after_s(permit.retry_after));
@@ -1001,6 +1120,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
         co_await t.async_wait(use_tuple);
         continue;
       }
+      if (auto stale = co_await serve_stale()) co_return *stale;
       if (response_timed_out) {
         // The request was written whole (the client's body included) before we waited for the
         // head, so the client connection is still in step: keep it (issue 4: the next request
@@ -1092,6 +1212,9 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
           continue;
         }
       }
+      if (outcome == resilience::outcome::failure) {
+        if (auto stale = co_await serve_stale()) co_return *stale;
+      }
       if (!whole) {
         co_return co_await send_local(c, down, http::local_error::upstream_unreachable,
                                       "the upstream response body could not be read", rec, false, version);
@@ -1125,6 +1248,11 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                          .with("token_fingerprint", token ? token->fingerprint : "")
                          .with("okta_request_id", rec.okta_request_id));
       }
+      if (status < 500) {
+        auto copy = shareable(status, whole->base(), head_request);
+        if (!head_request) copy.body = whole->body();
+        flight.land(std::make_shared<const shared_response>(std::move(copy)));
+      }
       rec.status = status;
       bool ok = false;
       co_await send_buffered(c, down, *whole, head_request, keep_alive && client_in_step, version, rec, ok);
@@ -1137,15 +1265,37 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       svc.gate.cancel(std::exchange(guard.ticket, 0));
     }
     rec.status = status;
+    // A copy of the response for coalesced followers and, for a public document, the cache.
+    const bool cacheable = !cache_key.empty() && status == 200 && !head_request;
+    std::optional<std::string> captured;
+    shared_response shared;
+    cache::cache_control cc;
+    // (Bodiless statuses such as 204 are not shared: re-framing would add a Content-Length.)
+    if (cacheable ||
+        (flight.f && status_has_body(static_cast<unsigned>(status)) && svc.reads.has_followers(*flight.f))) {
+      captured.emplace();
+      shared = shareable(status, res, head_request);
+      std::vector<std::string_view> cc_values;
+      for (const auto& f : res) {
+        if (f.name() == bhttp::field::cache_control) cc_values.push_back(f.value());
+      }
+      cc = cache::parse_cache_control(cc_values);
+    }
     bool upstream_reusable = false;
     relay_status rs;
     const bool client_keep_alive = keep_alive && client_in_step && !out.client_body_failed;
+    const std::size_t capture_limit = rt.cfg.client.max_buffered_body_bytes;
     if (conn.is_tls()) {
       rs = co_await relay_response(c, down, conn.secure(), conn, rp, head_request, client_keep_alive, version,
-                                   rec, upstream_reusable);
+                                   rec, upstream_reusable, captured, capture_limit);
     } else {
       rs = co_await relay_response(c, down, conn.plain(), conn, rp, head_request, client_keep_alive, version,
-                                   rec, upstream_reusable);
+                                   rec, upstream_reusable, captured, capture_limit);
+    }
+    if (rs == relay_status::ok && captured) {
+      shared.body = std::move(*captured);
+      if (cacheable) svc.reads.store(cache_key, shared, cc, svc.clock.now());
+      flight.land(std::make_shared<const shared_response>(std::move(shared)));
     }
     lease.reusable = rs == relay_status::ok && upstream_reusable && !hr.request_incomplete;
     if (rs != relay_status::ok) {

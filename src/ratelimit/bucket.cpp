@@ -146,14 +146,23 @@ void bucket::merge(const observation& obs, bool rejected, time_point now) {
   }
 
   const std::int64_t rem = std::max<std::int64_t>(0, *obs.remaining);
+  const bool new_window = phase_ == bucket_phase::unknown || phase_ == bucket_phase::unmetered ||
+                          !reset_epoch_ || *obs.reset_epoch > *reset_epoch_;
+  if (new_window && reset_epoch_) {
+    // A learned share decays: a whole window without a share 429 halves what we keep off
+    // limits, so a share an admin raised (or a 429 that was a neighbour's burst) is found
+    // again within a few windows, at the cost of at most one 429 per re-probe.
+    if (!share_refused_) foreign_ /= 2;
+    share_refused_ = false;
+  }
   if (rejected && rem > 0) {
     // A 429 with org budget left: our credential may use only a share of the bucket (50% by
     // default, okta-facts "Rate-limit headers"). The unreachable part is what was left.
     foreign_ = std::max(foreign_, rem);
+    share_refused_ = true;
   }
 
-  if (phase_ == bucket_phase::unknown || phase_ == bucket_phase::unmetered || !reset_epoch_ ||
-      *obs.reset_epoch > *reset_epoch_) {
+  if (new_window) {
     learn_window(obs, true, now);
     adopt(obs, rejected, now);
   } else if (*obs.reset_epoch <= *reset_epoch_ - stale_age_seconds()) {

@@ -233,13 +233,20 @@ struct classifier_access {
       if (key == "rate_limited" || key == "per_principal") {
         if (!value.is_boolean()) fail(source, where + "." + key, "must be true or false");
         (key == "rate_limited" ? g.rate_limited : g.per_principal) = value.get<bool>();
+      } else if (key == "capacity_percent") {
+        if (!value.is_number_integer() || value.get<std::int64_t>() < 1 || value.get<std::int64_t>() > 100)
+          fail(source, where + ".capacity_percent",
+               "must be an integer from 1 to 100 (the share of the bucket's limit this sidecar may use)");
+        g.capacity_percent = value.get<std::uint32_t>();
       } else if (key == "typical_limit") {
         if (!value.is_number_integer() || value.get<std::int64_t>() <= 0)
           fail(source, where + ".typical_limit", "must be a positive integer (requests per minute)");
         g.typical_limit = value.get<std::int64_t>();
       } else {
         fail(source, where + "." + key,
-             "unknown key (expected name, match, rate_limited, per_principal, typical_limit, note)");
+             "unknown key (expected name, match, rate_limited, per_principal, typical_limit, "
+             "capacity_percent, "
+             "note)");
       }
     }
     if (j.contains("note") && !j["note"].is_string()) fail(source, where + ".note", "must be a string");
@@ -394,6 +401,7 @@ classification classifier::classify(std::string_view method, std::string_view ta
     c.group = g.name;
     c.rate_limited = g.rate_limited;
     c.per_principal = g.per_principal;
+    c.capacity_percent = g.capacity_percent;
     std::size_t size = 0;
     for (const auto& piece : r.bucket)
       size += piece.param_segment < 0 ? piece.literal.size()
@@ -409,7 +417,7 @@ classification classifier::classify(std::string_view method, std::string_view ta
     }
     return c;
   }
-  return classification{"default", "default", true, false};
+  return classification{"default", "default", true, false, false, std::nullopt};
 }
 
 std::vector<std::string> classifier::literal_buckets() const {

@@ -73,6 +73,7 @@ grant fleet_store::take_shared(const bucket_key& key, lease_state& ls, double ke
     const std::int64_t kept = bucket::kept(keep_fraction, ls.limit.value_or(0));
     if (kept > 0 && ls.left.value_or(0) + ls.tokens <= kept) return grant{false, false, 0, ls.reset_at};
     --ls.tokens;
+    ls.last_take = now;
     ++counters_.lease_hits;
     if (ls.epoch >= 0) {
       if (ls.share_epoch != ls.epoch) {
@@ -202,12 +203,20 @@ std::vector<lease_request> fleet_store::outgoing(time_point now) {
   for (auto& [key, ls] : leases_) {
     if (ls.outstanding) continue;
     const bool ask = ls.want_more && !(ls.denied_until && now < *ls.denied_until);
-    if (!ask && !ls.report) continue;
+    const bool give_back = !ask && idle_tokens(ls, now);
+    if (!ask && !ls.report && !give_back) continue;
     lease_request r;
     r.id = next_id_++;
     r.key = key;
     r.want = ask ? settings_.lease_size : 0;
     r.obs = ls.report;
+    if (give_back) {
+      // Nothing here wanted them for a while: another sidecar may have requests waiting.
+      r.give_back = ls.tokens;
+      r.give_back_reset = ls.epoch;
+      counters_.tokens_returned += static_cast<std::uint64_t>(ls.tokens);
+      ls.tokens = 0;
+    }
     if (r.obs) ++counters_.observations_sent;
     if (ask) ++counters_.lease_requests;
     ls.report.reset();
@@ -250,6 +259,7 @@ void fleet_store::on_lease(std::uint64_t id, const lease_reply& r, time_point no
       ls.tokens = 0;
     }
     ls.tokens += r.granted;
+    ls.last_take = now;  // granted for a request waiting now: not idle yet
     ls.epoch = epoch;
     ls.probe = r.probe;
     ls.expires = r.probe || !ls.reset_at ? now + probe_token_ttl : *ls.reset_at;
@@ -272,14 +282,42 @@ void fleet_store::on_lease_failed(std::uint64_t id, time_point) {
 
 heartbeat_request fleet_store::heartbeat() const {
   heartbeat_request r;
-  for (const auto& [host, n] : host_inflight_) r.inflight.emplace_back(host, n);
+  for (const auto& [host, n] : host_inflight_) {
+    r.inflight.emplace_back(host, n);
+    const auto it = learned_out_.find(host);
+    r.learned.push_back(it == learned_out_.end() ? std::nullopt : std::optional(it->second));
+  }
   return r;
+}
+
+void fleet_store::heartbeat_sent(const heartbeat_request& r) {
+  for (std::size_t i = 0; i < r.inflight.size() && i < r.learned.size(); ++i) {
+    const auto it = learned_out_.find(r.inflight[i].first);
+    if (r.learned[i] && it != learned_out_.end() && it->second.cap == r.learned[i]->cap &&
+        it->second.refused == r.learned[i]->refused) {
+      learned_out_.erase(it);
+    }
+  }
+}
+
+void fleet_store::share_concurrency(const std::string& host, const concurrency_memory& learned) {
+  host_inflight_.try_emplace(host, 0);  // so the next heartbeat names the host
+  learned_out_[host] = learned;
+}
+
+std::optional<bucket_store::shared_concurrency> fleet_store::fleet_concurrency(
+    const std::string& host) const {
+  if (health_.mode() != fleet_mode::shared) return std::nullopt;
+  const auto it = learned_in_.find(host);
+  if (it == learned_in_.end() || it->second.version == 0) return std::nullopt;
+  return it->second;
 }
 
 void fleet_store::on_heartbeat(const heartbeat_reply& r, time_point now) {
   replicas_ = std::max<std::uint32_t>(1, r.replicas);
   others_reserved_.clear();
   for (const auto& [host, n] : r.others_reserved) others_reserved_.emplace(host, n);
+  for (const auto& [host, c] : r.concurrency) learned_in_[host] = c;
   heartbeat_at_ = now;
 }
 
@@ -303,9 +341,19 @@ void fleet_store::tick(time_point now) {
   if (health_.mode() != fleet_mode::shared) drop_leases(now);
 }
 
+bool fleet_store::idle_tokens(const lease_state& ls, time_point now) const {
+  return ls.tokens > 0 && ls.epoch >= 0 && !ls.probe && now < ls.expires &&
+         now - ls.last_take >= settings_.lease_idle_return;
+}
+
 std::optional<time_point> fleet_store::next_deadline() const {
   std::optional<time_point> out;
   for (const auto& [key, ls] : leases_) {
+    if (!ls.outstanding && ls.tokens > 0 && ls.epoch >= 0 && !ls.probe) {
+      // When unused tokens fall due to be handed back.
+      const time_point t = ls.last_take + settings_.lease_idle_return;
+      if (t < ls.expires && (!out || t < *out)) out = t;
+    }
     if (!ls.outstanding) continue;
     const time_point t = ls.sent + settings_.health.timeout + std::chrono::milliseconds(1);
     if (!out || t < *out) out = t;

@@ -42,6 +42,7 @@ struct scheduler::impl {
     bool interactive = false;
     bool rate_limited = true;
     bool in_retry = false;
+    std::uint32_t cap_epoch = 0;  // the host cap's epoch when admitted (concurrency_limit)
     std::uint64_t caller = 0;
     time_point deadline{};
     bucket_entry* bucket = nullptr;
@@ -74,6 +75,7 @@ struct scheduler::impl {
     host_entry* host = nullptr;
     lane lanes[2];
     std::uint32_t inflight = 0;
+    std::uint32_t capacity_percent = 0;  // from the buckets file; 0 = settings.capacity_percent
     std::optional<time_point> wake;
     bool active = false;    // listed in host->active
     bool instance = false;  // counted in host->instances[group]
@@ -84,8 +86,8 @@ struct scheduler::impl {
   struct host_entry {
     std::string name;
     std::uint32_t inflight = 0;
-    std::uint32_t cap = 0;
-    std::uint32_t successes = 0;  // since the cap last changed
+    concurrency_limit limit;
+    std::uint64_t fleet_version = 0;  // the fleet's concurrency lesson last adopted
     std::size_t queued = 0;
     std::vector<bucket_entry*> active;  // buckets with queued tickets
     std::size_t rr = 0;                 // rotates which bucket gets a free slot first
@@ -115,6 +117,11 @@ struct scheduler::impl {
       local = l.get();
       store = std::move(l);
     }
+  }
+
+  static concurrency_settings concurrency_for(const scheduler_settings& s) {
+    return concurrency_settings{s.initial_concurrency, s.max_concurrency, s.concurrency_backoff,
+                                s.concurrency_reprobe};
   }
 
   // ---- slab -----------------------------------------------------------------------------
@@ -249,7 +256,7 @@ struct scheduler::impl {
     if (hit == hosts.end()) {
       auto h = std::make_unique<host_entry>();
       h->name = key.host;
-      h->cap = std::max<std::uint32_t>(1, settings.max_concurrency);
+      h->limit = concurrency_limit(concurrency_for(settings));
       hit = hosts.emplace(key.host, std::move(h)).first;
     }
     auto b = std::make_unique<bucket_entry>();
@@ -407,6 +414,7 @@ struct scheduler::impl {
     node& n = nodes[idx];
     n.state = node_state::inflight;
     n.granted = g;
+    n.cap_epoch = n.bucket->host->limit.epoch();
     ++n.bucket->inflight;
     ++n.bucket->host->inflight;
   }
@@ -417,7 +425,18 @@ struct scheduler::impl {
     mark_dirty(*n.bucket->host);
   }
 
-  double keep_for(bool interactive) const { return interactive ? 0.0 : settings.reserve_fraction; }
+  std::uint32_t capacity_of(const bucket_entry& b) const {
+    const std::uint32_t pct = b.capacity_percent != 0 ? b.capacity_percent : settings.capacity_percent;
+    return std::clamp<std::uint32_t>(pct, 1, 100);
+  }
+  // Share of each window a take must leave: what the capacity ceiling keeps for other
+  // integrations (org-wide, like Terraform's max_api_capacity), plus, for batch requests, the
+  // interactive reserve out of what is ours.
+  double keep_for(const bucket_entry& b, bool interactive) const {
+    const double others = 1.0 - static_cast<double>(capacity_of(b)) / 100.0;
+    if (interactive) return others;
+    return std::min(0.99, others + (1.0 - others) * settings.reserve_fraction);
+  }
 
   // Admits the next ticket of a bucket if its budget allows; false when it is blocked or empty.
   bool admit_one(bucket_entry& b, time_point now, wakeups& out) {
@@ -427,7 +446,7 @@ struct scheduler::impl {
       if (idx == npos) continue;
       grant g{true, false, 0, std::nullopt};
       if (nodes[idx].rate_limited) {
-        g = store->take(b.key, keep_for(li == interactive_lane), now);
+        g = store->take(b.key, keep_for(b, li == interactive_lane), now);
         if (!g.granted) {
           // Interactive goes first and may use more of the window than batch, so a blocked
           // lane blocks the bucket. No retry time: an answer (which dirties the host) unblocks.
@@ -451,8 +470,8 @@ struct scheduler::impl {
     const std::size_t n = h.active.size();
     for (std::size_t i = 0; i < n; ++i) scratch.push_back(h.active[(h.rr + i) % n]);
     ++h.rr;
-    while (!scratch.empty() && h.inflight < h.cap) {
-      for (std::size_t i = 0; i < scratch.size() && h.inflight < h.cap;) {
+    while (!scratch.empty() && h.inflight < h.limit.cap()) {
+      for (std::size_t i = 0; i < scratch.size() && h.inflight < h.limit.cap();) {
         if (admit_one(*scratch[i], now, out)) {
           ++i;
         } else {
@@ -488,7 +507,7 @@ struct scheduler::impl {
     const duration hold = v->hold_until ? *v->hold_until - now : duration::zero();
     // Nothing known yet (or nothing to know): the probe's answer will tell.
     if (v->phase == bucket_phase::unknown || v->phase == bucket_phase::unmetered) return hold;
-    const std::int64_t keep = bucket::kept(keep_for(interactive), v->capacity);
+    const std::int64_t keep = bucket::kept(keep_for(b, interactive), v->capacity);
     const std::int64_t per_window = std::max<std::int64_t>(1, v->capacity - keep);
     const std::int64_t avail = std::max<std::int64_t>(0, v->available - keep);
     const auto position = static_cast<std::int64_t>(ahead) + 1;
@@ -540,11 +559,12 @@ verdict scheduler::submit(const admission_request& req, time_point now) {
   auto* bp = m.bucket_for(req.key, now);
   if (!bp) return m.reject(std::chrono::seconds(1));
   auto& b = *bp;
+  b.capacity_percent = req.capacity_percent;
   auto& h = *b.host;
   const bool ahead = req.interactive ? b.lanes[interactive_lane].count > 0 : b.queued() > 0;
-  if (!ahead && h.inflight < h.cap) {
+  if (!ahead && h.inflight < h.limit.cap()) {
     grant g{true, false, 0, std::nullopt};
-    if (req.rate_limited) g = m.store->take(req.key, m.keep_for(req.interactive), now);
+    if (req.rate_limited) g = m.store->take(req.key, m.keep_for(b, req.interactive), now);
     if (g.granted) {
       const std::uint32_t idx = m.alloc();
       auto& n = m.nodes[idx];
@@ -582,6 +602,14 @@ wakeups scheduler::poll(time_point now) {
     m.timers.erase(m.timers.begin());
     b->wake.reset();
     m.mark_dirty(*b->host);
+  }
+  // Back-offs the other sidecars of a fleet learned, each adopted once (downward only).
+  for (auto& [name, h] : m.hosts) {
+    if (const auto shared = m.store->fleet_concurrency(name); shared && shared->version != h->fleet_version) {
+      h->fleet_version = shared->version;
+      h->limit.adopt(shared->memory, now);
+      m.mark_dirty(*h);
+    }
   }
   m.work.clear();
   m.work.swap(m.dirty);  // dispatch never dirties a host, so one pass is enough
@@ -646,8 +674,9 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
     if (obs.kind == limit_kind::concurrency) {
       // Too many in flight org-wide: keep one fewer than we had, and retry as soon as one of
       // the others completes, not at the ~2 min hinted reset (okta-sdk-python #270).
-      h.cap = std::max<std::uint32_t>(1, std::min(h.cap, inflight_before - 1));
-      h.successes = 0;
+      // What one sidecar learned, the fleet knows (a local store ignores it).
+      if (h.limit.on_limited(inflight_before, n.cap_epoch, now))
+        m.store->share_concurrency(h.name, h.limit.memory());
     } else if (n.rate_limited) {
       wait = m.predict(b, n.interactive, 0, now);
     }
@@ -667,13 +696,7 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
       m.store->settle(b.key, n.granted, settle_kind::answered, &obs, now);
     }
   }
-  if (status != too_many_requests && h.cap < m.settings.max_concurrency) {
-    // Additive increase: one more slot per `factor` x cap completions.
-    if (++h.successes >= h.cap * std::max<std::uint32_t>(1, m.settings.cap_recovery_factor)) {
-      ++h.cap;
-      h.successes = 0;
-    }
-  }
+  if (status != too_many_requests) h.limit.on_success(inflight_before, now);
   m.release(idx);
   return {response_kind::deliver, {}};
 }
@@ -703,6 +726,7 @@ std::vector<bucket_status> scheduler::buckets(time_point now) const {
     s.key = key;
     s.queued = b->queued();
     s.inflight = b->inflight;
+    s.capacity_percent = impl_->capacity_of(*b);
     if (const auto v = impl_->store->view(key, now)) {
       s.limit = v->limit;
       s.remaining = v->remaining;
@@ -721,21 +745,43 @@ std::vector<bucket_status> scheduler::buckets(time_point now) const {
 std::vector<host_status> scheduler::hosts() const {
   std::vector<host_status> out;
   out.reserve(impl_->hosts.size());
-  for (const auto& [name, h] : impl_->hosts) out.push_back({name, h->inflight, h->cap, h->queued});
+  for (const auto& [name, h] : impl_->hosts) {
+    out.push_back({name, h->inflight, h->limit.cap(), h->queued, h->limit.source(), h->limit.refused(),
+                   h->limit.backoffs()});
+  }
   return out;
 }
 
 void scheduler::update_settings(const scheduler_settings& s) {
   impl& m = *impl_;
-  const std::uint32_t old_max = m.settings.max_concurrency;
   m.settings = s;
   if (m.local) m.local->update_settings(s.bucket);
-  const std::uint32_t new_max = std::max<std::uint32_t>(1, s.max_concurrency);
   for (auto& [name, h] : m.hosts) {
-    // A cap lowered by a concurrency 429 keeps what it learned unless the new maximum is lower.
-    if (h->cap >= old_max || h->cap > new_max) h->cap = new_max;
+    // A learned cap keeps what it learned, within the new maximum.
+    h->limit.update_settings(impl::concurrency_for(s));
     m.mark_dirty(*h);
   }
+}
+
+std::vector<std::pair<std::string, concurrency_memory>> scheduler::concurrency_memories() const {
+  std::vector<std::pair<std::string, concurrency_memory>> out;
+  for (const auto& [name, h] : impl_->hosts) {
+    if (h->limit.source() != concurrency_source::seed) out.emplace_back(name, h->limit.memory());
+  }
+  return out;
+}
+
+void scheduler::adopt_concurrency(const std::string& host, const concurrency_memory& m, time_point now) {
+  impl& im = *impl_;
+  auto it = im.hosts.find(host);
+  if (it == im.hosts.end()) {
+    auto h = std::make_unique<impl::host_entry>();
+    h->name = host;
+    h->limit = concurrency_limit(impl::concurrency_for(im.settings));
+    it = im.hosts.emplace(host, std::move(h)).first;
+  }
+  it->second->limit.adopt(m, now);
+  im.mark_dirty(*it->second);
 }
 
 std::size_t scheduler::queued_total() const { return impl_->queued_total; }

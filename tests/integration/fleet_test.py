@@ -396,16 +396,18 @@ class FleetTest(unittest.TestCase):
         time.sleep(0.08)
         self.assertEqual(ask(5)[:2], [1, 1], "the window ended: the next one opens with a probe")
 
-        # Heartbeats: each other live sidecar reserves max(in flight, cap / members).
-        def hb(who, inflight, ttl=150):
-            return r.call("EVALSHA", beat, 2, "t:members", "t:inflight:acme.okta.com", who, ttl, 10, inflight)
+        # Heartbeats: each other live sidecar reserves max(in flight, cap / members); after the
+        # reservations, each host's latest concurrency back-off (cap, refused, version).
+        def hb(who, inflight, ttl=150, learned=(0, 0)):
+            return r.call("EVALSHA", beat, 3, "t:members", "t:inflight:acme.okta.com",
+                          "t:concurrency:acme.okta.com", who, ttl, 10, inflight, *learned)
 
-        self.assertEqual(hb("a", 4), [1, 0])
-        self.assertEqual(hb("b", 1), [2, 5])
-        self.assertEqual(hb("a", 7), [2, 5])
-        self.assertEqual(hb("b", 1), [2, 7])
+        self.assertEqual(hb("a", 4), [1, 0, 0, 0, 0])
+        self.assertEqual(hb("b", 1), [2, 5, 0, 0, 0])
+        self.assertEqual(hb("a", 7, learned=(14, 19)), [2, 5, 14, 19, 1], "a's lesson is the fleet's")
+        self.assertEqual(hb("b", 1), [2, 7, 14, 19, 1])
         time.sleep(0.2)
-        self.assertEqual(hb("b", 1), [1, 0], "a died: its contribution expired")
+        self.assertEqual(hb("b", 1), [1, 0, 14, 19, 1], "a died: its contribution expired, its lesson stays")
 
     def test_redis_down_at_start_serves_locally_then_joins(self) -> None:
         redis = RedisServer(TMP)  # not started yet: its port is closed

@@ -74,6 +74,9 @@ def setUpModule() -> None:
         "upstream": {"resolve": {f"{h}:443": f"127.0.0.1:{s.port}" for h, s in SIMS.items()}},
         "retry": {"max_attempts": 1},
         "circuit_breaker": {"failure_threshold": 1000},
+        # These scenarios count identical GETs one by one against the budget; sharing them
+        # (coalescing, issue 15) is tested in budget_test.
+        "rate_limit": {"coalesce": False},
     }, trust_file=PKI.ca_cert, hosts=()).start()
 
 
@@ -377,7 +380,7 @@ class DeadlineTest(unittest.TestCase):
         host = "config.okta.com"
         sim = SIMS[host]
         with sidecar.Sidecar({"upstream": {"resolve": {f"{host}:443": f"127.0.0.1:{sim.port}"}},
-                              "rate_limit": {"max_wait_ms": 1000}},
+                              "rate_limit": {"max_wait_ms": 1000, "coalesce": False}},
                              trust_file=PKI.ca_cert, hosts=()) as sc:
             first = run_clients(sc, host, [({}, i) for i in range(10)], 5)
             self.assertEqual({r.status for _, r in first}, {200},

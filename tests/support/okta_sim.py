@@ -352,6 +352,9 @@ class OktaSimulator:
         self.limits = dict(DEFAULT_LIMITS)
         self.limits.update(limits or {})
         self.concurrency_limit = concurrency_limit
+        # Cache-Control of the public documents (signing keys, discovery), as Okta sends it;
+        # None = no Cache-Control at all. Tests change it to exercise a cache.
+        self.document_cache_control: Optional[str] = "max-age=60, must-revalidate"
         self.latency = float(latency)
         self.skew = float(skew)
         self.check_auth = check_auth
@@ -990,6 +993,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return st
         sim._count("processed")
         status, obj = sim.serve(method, path, query, route, body, host)
+        if route.family in ("keys", "discovery") and sim.document_cache_control is not None:
+            rl_headers = rl_headers + [("Cache-Control", sim.document_cache_control)]
         if body_fault is None or status >= 300:
             self._send(status, rl_headers, obj)
             return status

@@ -51,6 +51,11 @@ struct rate_limit_config {
   std::uint32_t max_concurrency = 75;
   // Distinct {authServerId} bucket instances per host; further ids share one overflow bucket.
   std::uint32_t max_auth_servers_per_host = 64;
+  // Seed of the adaptive in-flight cap: the smallest org concurrency limit Okta publishes (15),
+  // so the first burst cannot trip any org's limit; it grows from there (README).
+  std::uint32_t initial_concurrency = 15;
+  bool coalesce = true;                  // identical concurrent GET/HEAD share one upstream request
+  std::uint32_t capacity_percent = 100;  // at most this share of every bucket's limit per window
   double reserve_fraction = 0.0;
   std::optional<std::string> buckets_file;  // empty = built-in table
   std::vector<std::string> interactive_paths = {"/oauth2/*/v1/token", "/oauth2/v1/token",
@@ -58,6 +63,14 @@ struct rate_limit_config {
                                                 "/api/v1/authn*"};
 
   bool operator==(const rate_limit_config&) const = default;
+};
+
+// The cache of Okta's public documents (signing keys, discovery).
+struct cache_config {
+  bool enabled = true;
+  std::uint32_t stale_if_error_s = 86400;  // served stale this long while Okta errs or is away
+
+  bool operator==(const cache_config&) const = default;
 };
 
 struct circuit_breaker_config {
@@ -151,6 +164,7 @@ struct config {
   ca_config ca;
   upstream_config upstream;
   rate_limit_config rate_limit;
+  cache_config cache;
   circuit_breaker_config circuit_breaker;
   retry_config retry;
   auth_config auth;

@@ -22,6 +22,7 @@
 #include "okta_sidecar/metrics/registry.hpp"
 #include "okta_sidecar/proxy/rate_gate.hpp"
 #include "okta_sidecar/proxy/runtime.hpp"
+#include "okta_sidecar/proxy/shared_reads.hpp"
 #include "okta_sidecar/ratelimit/okta_clock.hpp"
 #include "okta_sidecar/resilience/breaker_table.hpp"
 #include "okta_sidecar/resilience/circuit_breaker.hpp"
@@ -147,6 +148,7 @@ struct services {
   proxy_metrics& metrics;
   diagnosis_log& diagnoses;
   shared_okta_clock& okta_clock;
+  shared_reads& reads;  // coalescing and the public-document cache (issue 15)
   std::atomic<std::shared_ptr<const runtime>> rt;
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> next_request_id{1};

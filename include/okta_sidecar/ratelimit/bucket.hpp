@@ -108,8 +108,9 @@ class bucket {
   std::optional<time_point> hold_until_;
   std::int64_t inflight_ = 0;
   std::int64_t orphans_ = 0;
-  std::int64_t probes_ = 0;   // probes out in the current unknown/opening phase
-  std::int64_t foreign_ = 0;  // part of Limit a 429 showed we may not use (token share)
+  std::int64_t probes_ = 0;     // probes out in the current unknown/opening phase
+  std::int64_t foreign_ = 0;    // part of Limit a 429 showed we may not use (token share)
+  bool share_refused_ = false;  // a share 429 (budget left) was seen in the current window
   std::uint32_t generation_ = 0;
   // Longest (reset_at - now) seen per window, newest last; zero = slot unused.
   std::array<duration, window_memory> time_to_reset_{};

@@ -4,10 +4,12 @@
 // every call is synchronous: a shared store answers from tokens it leased in advance and
 // refreshes its lease in the background, so no request ever waits on a network round trip here.
 #include <optional>
+#include <string>
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/ratelimit/bucket.hpp"
 #include "okta_sidecar/ratelimit/bucket_key.hpp"
+#include "okta_sidecar/ratelimit/concurrency_limit.hpp"
 #include "okta_sidecar/ratelimit/observation.hpp"
 
 namespace okta_sidecar::ratelimit {
@@ -27,6 +29,18 @@ class bucket_store {
   // The scheduler evicted this bucket (idle past its TTL, or least recently used at the cap):
   // drop what is kept for it, so client-chosen keys cannot grow the store without bound.
   virtual void forget(const bucket_key& key) = 0;
+
+  // Fleet sharing of the adaptive in-flight cap (a local store shares nothing): the scheduler
+  // tells what a concurrency 429 taught it, and asks what the others learned (`version` grows
+  // with every new lesson, so each is adopted once).
+  struct shared_concurrency {
+    concurrency_memory memory;
+    std::uint64_t version = 0;
+  };
+  virtual void share_concurrency(const std::string& /*host*/, const concurrency_memory& /*learned*/) {}
+  virtual std::optional<shared_concurrency> fleet_concurrency(const std::string& /*host*/) const {
+    return std::nullopt;
+  }
 };
 
 }  // namespace okta_sidecar::ratelimit

@@ -35,6 +35,8 @@ struct classification {
   // The bucket name carries a path parameter ({authServerId}): client-chosen, so the scheduler
   // caps how many such instances a host may have (issue 14).
   bool instance = false;
+  // The buckets file's per-bucket capacity_percent (1-100); unset = rate_limit.capacity_percent.
+  std::optional<std::uint32_t> capacity_percent;
 
   bool operator==(const classification&) const = default;
 };
@@ -87,6 +89,7 @@ class classifier {
     bool rate_limited = true;
     bool per_principal = false;
     std::optional<std::int64_t> typical_limit;
+    std::optional<std::uint32_t> capacity_percent;
     std::vector<rule> rules;
     int layer = 0;  // 0 for the base table, +1 per merge: later layers win ties
   };

@@ -31,6 +31,12 @@ struct fleet_settings {
   std::uint32_t max_concurrency = 75;   // the tenant's in-flight cap, shared by the fleet
   // take() asks again this soon while a lease is on its way (the shell answers in ~1 RTT).
   duration lease_poll = std::chrono::milliseconds(2);
+  // Leased tokens nobody here asked for in this long go back to the ledger, so a window's
+  // budget is spent by whoever in the fleet still has requests waiting (issue 15).
+  duration lease_idle_return = std::chrono::milliseconds(30);
+  // A sidecar refused because the window's tokens are all leased looks again this soon:
+  // others may hand unused tokens back before the reset.
+  duration lease_recheck = std::chrono::milliseconds(50);
   // A ledger answer older than this no longer says much about the others' in-flight requests.
   duration heartbeat_ttl = std::chrono::seconds(2);
   fleet_health_settings health{};
@@ -55,6 +61,8 @@ struct lease_request {
   bucket_key key;
   std::uint32_t want = 0;  // 0: report only
   std::optional<ledger_observation> obs;
+  std::int64_t give_back = 0;         // unused tokens handed back to the ledger ...
+  std::int64_t give_back_reset = -1;  // ... from the window with this reset (else void)
 };
 
 // The ledger's answer to a lease_request.
@@ -71,10 +79,14 @@ struct lease_reply {
 // The in-flight figures the shell publishes per host, and what the ledger says back.
 struct heartbeat_request {
   std::vector<std::pair<std::string, std::uint32_t>> inflight;  // host -> in flight here
+  // Per host (same order): a concurrency back-off learned here since the last heartbeat.
+  std::vector<std::optional<concurrency_memory>> learned;
 };
 struct heartbeat_reply {
   std::uint32_t replicas = 1;                            // live sidecars, this one included
   std::map<std::string, std::uint32_t> others_reserved;  // host -> in-flight slots the others hold
+  // host -> the fleet's latest concurrency back-off (version 0: none yet).
+  std::map<std::string, bucket_store::shared_concurrency> concurrency;
 };
 
 // Per-bucket state for /status.
@@ -92,6 +104,7 @@ struct fleet_counters {
   std::uint64_t lease_grants = 0;      // ... answered with tokens
   std::uint64_t lease_denials = 0;     // ... answered with none (window spent, probe out)
   std::uint64_t tokens_expired = 0;    // leased tokens that died unused with their window
+  std::uint64_t tokens_returned = 0;   // leased tokens handed back unused while the window ran
   std::uint64_t local_admissions = 0;  // take() granted in local mode
   std::uint64_t share_denials = 0;     // local mode: refused by the conservative share
   std::uint64_t inflight_denials = 0;  // refused by the fleet-wide in-flight cap
@@ -121,6 +134,10 @@ class fleet_store final : public bucket_store {
   // The request got no usable answer (connection lost, error reply, timeout).
   void on_lease_failed(std::uint64_t id, time_point now);
   heartbeat_request heartbeat() const;
+  // A heartbeat carrying `learned` was sent: those lessons are out.
+  void heartbeat_sent(const heartbeat_request& r);
+  void share_concurrency(const std::string& host, const concurrency_memory& learned) override;
+  std::optional<shared_concurrency> fleet_concurrency(const std::string& host) const override;
   void on_heartbeat(const heartbeat_reply& r, time_point now);
   // Every Redis answer's latency and every failure go through here; see fleet_health.
   void on_redis_answer(duration latency, time_point now);
@@ -144,6 +161,7 @@ class fleet_store final : public bucket_store {
     std::int64_t tokens = 0;
     std::int64_t epoch = -1;  // window the tokens belong to (-1: probe, window unknown)
     time_point expires{};
+    time_point last_take{};  // last time take() used (or was granted) a token here
     bool probe = false;
     std::optional<std::uint64_t> outstanding;  // id of the request on its way
     bool asked = false;                        // ... and whether it asks for tokens
@@ -162,6 +180,7 @@ class fleet_store final : public bucket_store {
   grant take_shared(const bucket_key& key, lease_state& ls, double keep_fraction, time_point now);
   grant take_local(const bucket_key& key, lease_state& ls, double keep_fraction, time_point now);
   void drop_leases(time_point now);
+  bool idle_tokens(const lease_state& ls, time_point now) const;
   void note_report(lease_state& ls, const observation& obs, bool rejected, time_point now);
   lease_state& at(const bucket_key& key);
 
@@ -173,6 +192,8 @@ class fleet_store final : public bucket_store {
   std::map<std::string, std::uint32_t, std::less<>> host_inflight_;
   std::map<std::string, std::uint32_t, std::less<>> others_reserved_;
   std::optional<time_point> heartbeat_at_;
+  std::map<std::string, concurrency_memory, std::less<>> learned_out_;  // to publish
+  std::map<std::string, shared_concurrency, std::less<>> learned_in_;   // from the fleet
   std::uint32_t replicas_ = 1;
   std::uint64_t next_id_ = 1;
   fleet_counters counters_;

@@ -18,6 +18,7 @@
 #include "okta_sidecar/ratelimit/bucket.hpp"
 #include "okta_sidecar/ratelimit/bucket_key.hpp"
 #include "okta_sidecar/ratelimit/bucket_store.hpp"
+#include "okta_sidecar/ratelimit/concurrency_limit.hpp"
 #include "okta_sidecar/ratelimit/observation.hpp"
 
 namespace okta_sidecar::ratelimit {
@@ -34,20 +35,25 @@ struct scheduler_settings {
   // new one needs room; at the cap with none idle, a new bucket's request is rejected.
   std::size_t max_buckets = 1024;
   duration bucket_idle_ttl = std::chrono::minutes(10);
-  std::uint32_t max_concurrency = 75;  // in flight per host (tenant)
-  double reserve_fraction = 0.0;       // share of each window kept for interactive requests
-  // After Okta's concurrency 429 the host cap grows back by one per this many x cap
-  // successes (additive increase), so the cap probes upward slowly: ~1/(8 x cap) 429s.
-  std::uint32_t cap_recovery_factor = 8;
+  std::uint32_t max_concurrency = 75;      // in flight per host (tenant): the ceiling
+  std::uint32_t initial_concurrency = 15;  // the adaptive cap's seed (see concurrency_limit)
+  double reserve_fraction = 0.0;           // share of each window kept for interactive requests
+  // rate_limit.capacity_percent: at most this share of every bucket's limit is used per window
+  // (org-wide Remaining, so the whole fleet's use counts), leaving the rest to other integrations.
+  std::uint32_t capacity_percent = 100;
+  // How the adaptive in-flight cap backs off on a concurrency 429 and re-probes upward.
+  double concurrency_backoff = 0.75;
+  duration concurrency_reprobe = std::chrono::seconds(60);
   bucket_settings bucket{};  // for the default local store only
 };
 
 struct admission_request {
   bucket_key key;
-  std::uint64_t caller = 0;  // hash of the credential (fairness key); 0 = anonymous
-  bool interactive = false;  // may use the reserve; served first
-  bool rate_limited = true;  // false: skips the bucket (keys/discovery) but counts in-flight
-  time_point deadline;       // latest admission the client accepts (now + max_wait or its header)
+  std::uint64_t caller = 0;            // hash of the credential (fairness key); 0 = anonymous
+  bool interactive = false;            // may use the reserve; served first
+  bool rate_limited = true;            // false: skips the bucket (keys/discovery) but counts in-flight
+  time_point deadline;                 // latest admission the client accepts (now + max_wait or its header)
+  std::uint32_t capacity_percent = 0;  // the bucket's own ceiling (buckets file); 0 = the setting
 };
 
 using ticket = std::uint64_t;
@@ -82,6 +88,7 @@ struct bucket_status {
   std::optional<duration> reset_in;
   std::size_t queued = 0;
   std::uint32_t inflight = 0;
+  std::uint32_t capacity_percent = 100;  // share of the limit this sidecar (or fleet) may use
 };
 
 struct host_status {
@@ -89,6 +96,9 @@ struct host_status {
   std::uint32_t inflight = 0;
   std::uint32_t cap = 0;
   std::size_t queued = 0;
+  concurrency_source cap_source = concurrency_source::seed;  // how the cap was learned
+  std::optional<std::uint32_t> refused;  // in-flight level Okta last refused (concurrency 429)
+  std::uint64_t backoffs = 0;            // concurrency 429s that lowered the cap
 };
 
 // Decides, for every request to Okta, admit now / queue / reject; the shell only does what it says.
@@ -125,6 +135,9 @@ class scheduler {
   std::vector<bucket_status> buckets(time_point now) const;
   std::vector<host_status> hosts() const;
   void update_settings(const scheduler_settings& s);  // config reload
+  // Fleet sharing of the learned in-flight caps: what this sidecar knows, and what others knew.
+  std::vector<std::pair<std::string, concurrency_memory>> concurrency_memories() const;
+  void adopt_concurrency(const std::string& host, const concurrency_memory& m, time_point now);
   std::size_t queued_total() const;
   std::size_t bucket_count() const;
   std::size_t host_count() const;

@@ -83,10 +83,14 @@ constexpr std::string_view every_key = R"({
     "max_queue_total": 2004,
     "max_auth_servers_per_host": 2005,
     "max_concurrency": 2003,
+    "initial_concurrency": 2004,
+    "coalesce": false,
+    "capacity_percent": 60,
     "reserve_fraction": 0.25,
     "buckets_file": "/etc/buckets.json",
     "interactive_paths": ["/login"]
   },
+  "cache": {"enabled": false, "stale_if_error_s": 600},
   "circuit_breaker": {"failure_threshold": 9, "open_ms": 3001, "max_open_ms": 3002,
                       "half_open_probes": 2},
   "retry": {"max_attempts": 5, "base_backoff_ms": 50, "max_backoff_ms": 5000,
@@ -143,6 +147,11 @@ TEST(ParseConfig, AcceptsEveryKey) {
   EXPECT_EQ(c.rate_limit.max_wait_ms, 2001u);
   EXPECT_EQ(c.rate_limit.max_queue, 2002u);
   EXPECT_EQ(c.rate_limit.max_concurrency, 2003u);
+  EXPECT_EQ(c.rate_limit.initial_concurrency, 2004u);
+  EXPECT_FALSE(c.rate_limit.coalesce);
+  EXPECT_EQ(c.rate_limit.capacity_percent, 60u);
+  EXPECT_FALSE(c.cache.enabled);
+  EXPECT_EQ(c.cache.stale_if_error_s, 600u);
   EXPECT_DOUBLE_EQ(c.rate_limit.reserve_fraction, 0.25);
   EXPECT_EQ(c.rate_limit.buckets_file, "/etc/buckets.json");
   EXPECT_THAT(c.rate_limit.interactive_paths, ElementsAre("/login"));
@@ -518,6 +527,12 @@ INSTANTIATE_TEST_SUITE_P(
                       "upstream.max_connections_per_host: must be at least 1, got 0"},
         validate_case{"NoConcurrency", [](config& c) { c.rate_limit.max_concurrency = 0; },
                       "rate_limit.max_concurrency: must be at least 1, got 0"},
+        validate_case{"NoInitialConcurrency", [](config& c) { c.rate_limit.initial_concurrency = 0; },
+                      "rate_limit.initial_concurrency: must be at least 1, got 0"},
+        validate_case{"CapacityPercentZero", [](config& c) { c.rate_limit.capacity_percent = 0; },
+                      "rate_limit.capacity_percent: must be at least 1, got 0"},
+        validate_case{"CapacityPercentAbove100", [](config& c) { c.rate_limit.capacity_percent = 101; },
+                      "rate_limit.capacity_percent: must be at most 100, got 101"},
         validate_case{"ReserveFractionOne", [](config& c) { c.rate_limit.reserve_fraction = 1.0; },
                       "rate_limit.reserve_fraction: must be at least 0 and less than 1, got 1.0"},
         validate_case{"ReserveFractionNegative",

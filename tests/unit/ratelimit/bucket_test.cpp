@@ -226,6 +226,34 @@ TEST_F(BucketTest, Bucket429WithBudgetLeftLearnsTheTokenShare) {
   EXPECT_EQ(v.available, 300);
 }
 
+TEST_F(BucketTest, ALearnedShareDecaysAfterAWindowWithoutAShare429) {
+  learn(window(600, 400, 60));
+  const auto refused = window(600, 300, 60);
+  b_.settle(b_.take(0.0, now()), settle_kind::not_processed, &refused, now());
+  EXPECT_EQ(b_.view(now()).capacity, 300);
+  // The next window still shows the share: a 429 with budget left in it too.
+  clock_.advance(seconds(60));
+  learn(window(600, 599, 120));
+  EXPECT_EQ(b_.view(now()).capacity, 300);  // the refused window does not decay
+  const auto again = window(600, 300, 120);
+  b_.settle(b_.take(0.0, now()), settle_kind::not_processed, &again, now());
+  // A window with answers but no share 429: the next one re-probes with half kept off.
+  clock_.advance(seconds(60));
+  learn(window(600, 599, 180));
+  EXPECT_EQ(b_.view(now()).capacity, 300);  // the window before had a share 429
+  clock_.advance(seconds(60));
+  learn(window(600, 599, 240));
+  EXPECT_EQ(b_.view(now()).capacity, 450);
+  clock_.advance(seconds(60));
+  learn(window(600, 599, 300));
+  EXPECT_EQ(b_.view(now()).capacity, 525);
+  for (int w = 6; w < 20; ++w) {
+    clock_.advance(seconds(60));
+    learn(window(600, 599, 60 * w));
+  }
+  EXPECT_EQ(b_.view(now()).capacity, 600);  // fully re-probed
+}
+
 TEST_F(BucketTest, RetryAfterOnA429HoldsTheBucket) {
   learn(window(10, 5, 60));
   observation o;  // no X-Rate-Limit-* on this one, only Retry-After

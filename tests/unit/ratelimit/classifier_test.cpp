@@ -30,7 +30,7 @@ struct sample {
 };
 
 classification expected_of(const sample& s) {
-  return {s.group, s.bucket ? s.bucket : s.group, s.rate_limited, s.per_principal};
+  return {s.group, s.bucket ? s.bucket : s.group, s.rate_limited, s.per_principal, false, std::nullopt};
 }
 
 // Hand-written from shared/okta-facts.md's endpoint table and Okta's method/path/bucket map
@@ -274,7 +274,8 @@ TEST(Classifier, DeepPathsStillMatchPrefixes) {
 
 TEST(Classifier, EmptyTableFallsBackToDefault) {
   const auto c = classifier::from_json(R"({"groups": []})", "empty.json");
-  EXPECT_EQ(c.classify("GET", "/api/v1/users"), (classification{"default", "default", true, false}));
+  EXPECT_EQ(c.classify("GET", "/api/v1/users"),
+            (classification{"default", "default", true, false, false, std::nullopt}));
   EXPECT_TRUE(c.groups().empty());
 }
 
@@ -314,7 +315,7 @@ TEST(Classifier, MergeReplacesSameNamesAndAddsNewOnes) {
   const auto overrides = classifier::from_json(R"({"groups": [
     {"name": "logs", "typical_limit": 20, "match": [{"methods": ["GET"], "path": "/api/v1/logs", "bucket": "logs-slow"}]},
     {"name": "events", "match": [{"methods": ["GET"], "path": "/api/v1/events-archive"}]},
-    {"name": "user-lifecycle", "per_principal": true,
+    {"name": "user-lifecycle", "per_principal": true, "capacity_percent": 40,
      "match": [{"methods": ["POST"], "path": "/api/v1/users/{id}/lifecycle/*"}]},
     {"name": "my-apps", "match": [{"methods": "*", "path": "/api/v1/apps/*"}]},
     {"name": "well-known", "rate_limited": true, "match": [{"methods": ["GET"], "path": "/.well-known/*"}]}
@@ -323,13 +324,14 @@ TEST(Classifier, MergeReplacesSameNamesAndAddsNewOnes) {
   const auto before = c.groups().size();
   c.merge(overrides);
 
-  EXPECT_EQ(c.classify("GET", "/api/v1/logs"), (classification{"logs", "logs-slow", true, false}));
+  EXPECT_EQ(c.classify("GET", "/api/v1/logs"),
+            (classification{"logs", "logs-slow", true, false, false, std::nullopt}));
   EXPECT_EQ(c.typical_limit("logs"), 20);
   // The old events row is gone with the group it belonged to.
   EXPECT_EQ(c.classify("GET", "/api/v1/events").group, "other-api");
   EXPECT_EQ(c.classify("GET", "/api/v1/events-archive").group, "events");
   EXPECT_EQ(c.classify("POST", "/api/v1/users/00u1/lifecycle/activate"),
-            (classification{"user-lifecycle", "user-lifecycle", true, true}));
+            (classification{"user-lifecycle", "user-lifecycle", true, true, false, 40u}));
   EXPECT_EQ(c.classify("GET", "/api/v1/users/00u1/lifecycle").group, "users");
   // Same shape as the built-in apps row: the override wins the tie.
   EXPECT_EQ(c.classify("GET", "/api/v1/apps").group, "my-apps");
@@ -385,6 +387,12 @@ const bad_table bad_tables[] = {
     {"NegativeTypicalLimit",
      R"({"groups": [{"name": "a", "typical_limit": -5, "match": [{"methods": "*", "path": "/x"}]}]})",
      {"\"a\".typical_limit", "positive integer"}},
+    {"CapacityPercentZero",
+     R"({"groups": [{"name": "a", "capacity_percent": 0, "match": [{"methods": "*", "path": "/x"}]}]})",
+     {"\"a\".capacity_percent", "1 to 100"}},
+    {"CapacityPercentTooLarge",
+     R"({"groups": [{"name": "a", "capacity_percent": 101, "match": [{"methods": "*", "path": "/x"}]}]})",
+     {"\"a\".capacity_percent", "1 to 100"}},
     {"MissingMatch", R"({"groups": [{"name": "a"}]})", {"\"a\".match", "required"}},
     {"EmptyMatch", R"({"groups": [{"name": "a", "match": []}]})", {"\"a\".match", "non-empty"}},
     {"UnknownMatchKey",

@@ -115,6 +115,64 @@ TEST_F(FleetStoreTest, UnusedTokensDieWithTheirWindow) {
   EXPECT_EQ(st.counters().tokens_expired, 3u);
 }
 
+TEST_F(FleetStoreTest, IdleTokensGoBackToTheLedgerBeforeTheirWindowEnds) {
+  fleet_store st(settings());
+  join(st);
+  lease(st, 5);
+  EXPECT_TRUE(st.take(users, 0.0, clock.now()).granted);
+  EXPECT_TRUE(st.take(users, 0.0, clock.now()).granted);
+  // Nothing more asked for here: the three left are due back after lease_idle_return.
+  ASSERT_TRUE(st.next_deadline().has_value());
+  EXPECT_EQ(*st.next_deadline(), clock.now() + milliseconds(30));
+  clock.advance(milliseconds(29));
+  EXPECT_TRUE(st.outgoing(clock.now()).empty());
+  clock.advance(milliseconds(1));
+  const auto out = st.outgoing(clock.now());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].want, 0u);
+  EXPECT_EQ(out[0].give_back, 3);
+  EXPECT_EQ(out[0].give_back_reset, 1000);
+  EXPECT_EQ(st.counters().tokens_returned, 3u);
+  st.on_lease(out[0].id, lease_reply{0, false, 600, 103, 1000, 29970, 0}, clock.now());
+  // A new request here leases again, like any other sidecar.
+  EXPECT_FALSE(st.take(users, 0.0, clock.now()).granted);
+  EXPECT_EQ(st.outgoing(clock.now())[0].want, 5u);
+}
+
+TEST_F(FleetStoreTest, TokensInUseAreNotHandedBack) {
+  fleet_store st(settings());
+  join(st);
+  lease(st, 5);
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(milliseconds(20));
+    EXPECT_TRUE(st.take(users, 0.0, clock.now()).granted);
+    for (const auto& r : st.outgoing(clock.now())) EXPECT_EQ(r.give_back, 0);  // a prefetch at most
+  }
+  EXPECT_EQ(st.counters().tokens_returned, 0u);
+}
+
+TEST_F(FleetStoreTest, ConcurrencyLessonsGoOutWithTheHeartbeatAndComeBackFromTheFleet) {
+  fleet_store st(settings());
+  join(st);
+  EXPECT_FALSE(st.fleet_concurrency("acme.okta.com").has_value());
+  st.share_concurrency("acme.okta.com", concurrency_memory{14, 19});
+  const auto hb = st.heartbeat();
+  ASSERT_EQ(hb.inflight.size(), 1u);
+  ASSERT_TRUE(hb.learned.at(0).has_value());
+  EXPECT_EQ(hb.learned[0]->cap, 14u);
+  st.heartbeat_sent(hb);
+  EXPECT_FALSE(st.heartbeat().learned.at(0).has_value());  // sent once
+  heartbeat_reply r;
+  r.replicas = 2;
+  r.concurrency["acme.okta.com"] = {concurrency_memory{12, 16}, 3};
+  st.on_heartbeat(r, clock.now());
+  const auto fleet = st.fleet_concurrency("acme.okta.com");
+  ASSERT_TRUE(fleet.has_value());
+  EXPECT_EQ(fleet->memory.cap, 12u);
+  EXPECT_EQ(fleet->memory.refused, 16u);
+  EXPECT_EQ(fleet->version, 3u);
+}
+
 TEST_F(FleetStoreTest, DenialWaitsWhatTheLedgerSaysBeforeAskingAgain) {
   fleet_store st(settings());
   join(st);
@@ -247,7 +305,7 @@ TEST_F(FleetStoreTest, ReportsWaitInLocalModeAndGoOutAfterTheRejoin) {
 TEST_F(FleetStoreTest, FleetInflightAllowanceLeavesTheOthersTheirReservedSlots) {
   fleet_store st(settings());
   join(st);
-  st.on_heartbeat(heartbeat_reply{3, {{"acme.okta.com", 72}}}, clock.now());
+  st.on_heartbeat(heartbeat_reply{3, {{"acme.okta.com", 72}}, {}}, clock.now());
   EXPECT_EQ(st.inflight_allowance("acme.okta.com", clock.now()), 3u);
   EXPECT_EQ(st.inflight_allowance("other.okta.com", clock.now()), 75u);
   lease(st, 5);
@@ -269,13 +327,13 @@ TEST_F(FleetStoreTest, FleetInflightAllowanceLeavesTheOthersTheirReservedSlots) 
 TEST_F(FleetStoreTest, InflightAllowanceFallsToTheShareWhenHeartbeatsAreStaleOrRedisIsGone) {
   fleet_store st(settings(3));
   join(st);
-  st.on_heartbeat(heartbeat_reply{2, {{"acme.okta.com", 0}}}, clock.now());
+  st.on_heartbeat(heartbeat_reply{2, {{"acme.okta.com", 0}}, {}}, clock.now());
   EXPECT_EQ(st.inflight_allowance("acme.okta.com", clock.now()), 75u);
   clock.advance(std::chrono::seconds(2));
   EXPECT_EQ(st.inflight_allowance("acme.okta.com", clock.now()), 75u);
   clock.advance(milliseconds(1));
   EXPECT_EQ(st.inflight_allowance("acme.okta.com", clock.now()), 25u);
-  st.on_heartbeat(heartbeat_reply{2, {{"acme.okta.com", 80}}}, clock.now());
+  st.on_heartbeat(heartbeat_reply{2, {{"acme.okta.com", 80}}, {}}, clock.now());
   EXPECT_EQ(st.inflight_allowance("acme.okta.com", clock.now()), 1u) << "never below one";
   st.on_redis_failure(fallback_reason::down, clock.now());
   EXPECT_EQ(st.inflight_allowance("acme.okta.com", clock.now()), 25u);

@@ -124,6 +124,7 @@ TEST_F(SchedulerTest, PredictedWaitBeyondTheDeadlineIsRejectedWithRetryAfter) {
     SCOPED_TRACE(r.name);
     scheduler_settings cfg;
     cfg.max_concurrency = 1000;
+    cfg.initial_concurrency = 1000;
     scheduler s(cfg);
     // A 60 s window seen from its start, then the state of the row later in that window.
     const time_point opened = now();
@@ -150,7 +151,9 @@ TEST_F(SchedulerTest, ShortWindowsAreLearnedSoA3xLimitBatchIsPredictedToFit) {
   // Test doubles and per-user buckets run windows of seconds, not Okta's usual minute: a batch
   // of three windows' worth must be predicted at ~3 short windows, not 2 x 60 s (which would
   // reject it against a 10 s max wait).
-  scheduler s({});
+  scheduler_settings cfg;
+  cfg.initial_concurrency = cfg.max_concurrency;  // the budget, not the in-flight cap, queues
+  scheduler s(cfg);
   learn(s, 30, 29, milliseconds(2400));
   int queued = 0;
   for (int i = 0; i < 89; ++i) {
@@ -229,6 +232,7 @@ TEST_F(SchedulerTest, NeighbourConsumptionMidWindowStopsAdmissionsEarly) {
 TEST_F(SchedulerTest, RoundRobinKeepsABatchCallerFromStarvingAnother) {
   scheduler_settings cfg;
   cfg.max_concurrency = 1;
+  cfg.initial_concurrency = 1;
   scheduler s(cfg);
   learn(s, 1000, 1000, seconds(60));
   const verdict first = s.submit(req(1), now());
@@ -252,6 +256,7 @@ TEST_F(SchedulerTest, RoundRobinKeepsABatchCallerFromStarvingAnother) {
 TEST_F(SchedulerTest, InteractiveRequestsAreServedFirst) {
   scheduler_settings cfg;
   cfg.max_concurrency = 1;
+  cfg.initial_concurrency = 1;
   scheduler s(cfg);
   learn(s, 1000, 1000, seconds(60));
   const verdict first = s.submit(req(1), now());
@@ -282,6 +287,7 @@ TEST_F(SchedulerTest, ReserveIsLeftForInteractiveRequests) {
 TEST_F(SchedulerTest, HostCapBoundsInflightAcrossBuckets) {
   scheduler_settings cfg;
   cfg.max_concurrency = 3;
+  cfg.initial_concurrency = 3;
   scheduler s(cfg);
   learn(s, 100, 100, seconds(60), users);
   learn(s, 100, 100, seconds(60), groups);
@@ -301,37 +307,49 @@ TEST_F(SchedulerTest, HostCapBoundsInflightAcrossBuckets) {
 
 TEST_F(SchedulerTest, Concurrency429LowersTheCapRetriesOnCompletionAndRecovers) {
   scheduler_settings cfg;
-  cfg.max_concurrency = 4;
-  cfg.cap_recovery_factor = 2;
+  cfg.max_concurrency = 8;
+  cfg.initial_concurrency = 4;
+  cfg.concurrency_reprobe = seconds(60);
   scheduler s(cfg);
   learn(s, 1000, 1000, seconds(60));
   std::vector<ticket> in;
   for (int i = 0; i < 4; ++i) in.push_back(s.submit(req(), now()).id);
+  EXPECT_EQ(s.submit(req(), now()).kind, verdict_kind::queue);  // the seed caps it at 4
   const auto d = s.on_response(in[3], 429, concurrency(), false, now());
   EXPECT_EQ(d.kind, response_kind::requeued);
-  EXPECT_EQ(s.hosts()[0].cap, 3u);
-  EXPECT_EQ(s.queued_total(), 1u);
+  EXPECT_EQ(s.hosts()[0].cap, 3u);  // floor(4 x 0.75), and below the refused 4
+  EXPECT_EQ(s.hosts()[0].cap_source, concurrency_source::backed_off);
+  EXPECT_EQ(s.hosts()[0].refused, 4u);
+  EXPECT_EQ(s.queued_total(), 2u);
   EXPECT_TRUE(s.poll(now()).admitted.empty());  // 3 in flight = cap: wait for one to finish
   // Not at the ~2-minute hinted reset: right when one completes.
   s.on_response(in[0], 200, window(1000, 990, seconds(60)), false, now());
   EXPECT_EQ(s.poll(now()).admitted, std::vector<ticket>{in[3]});
-  // Additive increase: +1 after factor x cap (2 x 3) successes; the one above was the first.
+  // Additive increase: +1 after a cap's worth (3) of completions in full use, up to just
+  // below the refused level; the one above was the first.
   std::deque<ticket> flying{in[1], in[2], in[3]};
-  for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(s.hosts()[0].cap, 3u);
+  auto cycle = [&] {
     s.on_response(flying.front(), 200, window(1000, 900, seconds(60)), false, now());
     flying.pop_front();
-    s.poll(now());
-    const verdict v = s.submit(req(), now());
-    ASSERT_EQ(v.kind, verdict_kind::admit);
-    flying.push_back(v.id);
-  }
+    for (const ticket t : s.poll(now()).admitted) flying.push_back(t);
+    while (flying.size() < s.hosts()[0].cap) {
+      const verdict v = s.submit(req(), now());
+      if (v.kind != verdict_kind::admit) break;
+      flying.push_back(v.id);
+    }
+  };
+  for (int i = 0; i < 20; ++i) cycle();
+  EXPECT_EQ(s.hosts()[0].cap, 3u);  // 4 was refused: not retried before the reprobe interval
+  clock_.advance(seconds(61));
+  for (int i = 0; i < 3; ++i) cycle();
   EXPECT_EQ(s.hosts()[0].cap, 4u);
+  EXPECT_EQ(s.hosts()[0].cap_source, concurrency_source::reprobed);
 }
 
 TEST_F(SchedulerTest, RepeatedConcurrency429sFloorTheCapAtOne) {
   scheduler_settings cfg;
   cfg.max_concurrency = 3;
+  cfg.initial_concurrency = 3;
   scheduler s(cfg);
   learn(s, 1000, 1000, seconds(60));
   std::vector<ticket> in;
@@ -375,6 +393,7 @@ TEST_F(SchedulerTest, PerPrincipal429IsDeliveredNotRetried) {
 TEST_F(SchedulerTest, CancelWhileQueuedCostsNothingUpstream) {
   scheduler_settings cfg;
   cfg.max_concurrency = 1;
+  cfg.initial_concurrency = 1;
   scheduler s(cfg);
   learn(s, 100, 100, seconds(60));
   const verdict first = s.submit(req(), now());
@@ -409,6 +428,7 @@ TEST_F(SchedulerTest, CancelInFlightReleasesTheSlotButKeepsTheCost) {
 TEST_F(SchedulerTest, RequestsOutsideRateLimitsSkipTheBucketButUseSlots) {
   scheduler_settings cfg;
   cfg.max_concurrency = 2;
+  cfg.initial_concurrency = 2;
   scheduler s(cfg);
   const bucket_key keys{"acme.okta.com", "keys"};
   admission_request r{keys, 1, false, false, now() + seconds(60)};
@@ -447,12 +467,14 @@ TEST_F(SchedulerTest, DrainAllReturnsEveryQueuedTicket) {
 TEST_F(SchedulerTest, UpdateSettingsAppliesNewCapAndQueueBound) {
   scheduler_settings cfg;
   cfg.max_concurrency = 1;
+  cfg.initial_concurrency = 1;
   scheduler s(cfg);
   learn(s, 100, 100, seconds(60));
   s.submit(req(), now());
   const verdict b = s.submit(req(), now());
   const verdict c = s.submit(req(), now());
   cfg.max_concurrency = 3;
+  cfg.initial_concurrency = 3;
   cfg.max_queue = 0;
   s.update_settings(cfg);
   EXPECT_EQ(s.poll(now()).admitted, (std::vector<ticket>{b.id, c.id}));
@@ -630,7 +652,8 @@ TEST_F(SchedulerTest, PacingOverSeveralWindowsUsesTheWholeBudgetWithoutA429) {
 TEST_F(SchedulerTest, NeighbourTakingHalfTheBudgetMidWindowCausesNoClientVisible429) {
   okta_model okta;
   scheduler_settings cfg;
-  cfg.max_concurrency = 2;  // ~2 requests per 100 ms: a window takes ~30 s to use
+  cfg.max_concurrency = 2;
+  cfg.initial_concurrency = 2;  // ~2 requests per 100 ms: a window takes ~30 s to use
   scheduler s(cfg);
   const int total = 1500;
   std::vector<ticket> admitted;
@@ -654,6 +677,7 @@ TEST_F(SchedulerTest, ConcurrencyLimitedOktaConvergesWithoutClientVisible429s) {
   constexpr int okta_limit = 5;
   scheduler_settings cfg;
   cfg.max_concurrency = 20;
+  cfg.initial_concurrency = 20;
   scheduler s(cfg);
   learn(s, 100000, 100000, seconds(3600));
   int at_okta = 0, refused = 0, delivered = 0;
@@ -711,6 +735,72 @@ TEST_F(SchedulerTest, ShortWindowBatchCompletesInCeilNOverLimitWindowsWithoutA42
   EXPECT_EQ(r.rejected + r.gave_up, 0);
   EXPECT_EQ(okta.refused, 0);
   EXPECT_EQ(okta.windows, 3);
+}
+
+TEST_F(SchedulerTest, CapacityPercentLeavesTheRestOfEachWindowToOthers) {
+  scheduler_settings cfg;
+  cfg.initial_concurrency = cfg.max_concurrency = 1000;
+  cfg.capacity_percent = 60;
+  scheduler s(cfg);
+  learn(s, 100, 99, seconds(60));
+  int admitted = 1;  // learn()'s probe
+  for (int i = 0; i < 100; ++i) admitted += s.submit(req(), now()).kind == verdict_kind::admit ? 1 : 0;
+  EXPECT_EQ(admitted, 60);  // 40 of the 100 are left for other integrations
+  ASSERT_EQ(s.buckets(now()).size(), 1u);
+  EXPECT_EQ(s.buckets(now())[0].capacity_percent, 60u);
+}
+
+TEST_F(SchedulerTest, BucketsFileCapacityPercentOverridesTheSetting) {
+  scheduler_settings cfg;
+  cfg.initial_concurrency = cfg.max_concurrency = 1000;
+  scheduler s(cfg);
+  learn(s, 100, 99, seconds(60));
+  int admitted = 1;
+  for (int i = 0; i < 100; ++i) {
+    auto r = req();
+    r.capacity_percent = 25;
+    admitted += s.submit(r, now()).kind == verdict_kind::admit ? 1 : 0;
+  }
+  EXPECT_EQ(admitted, 25);
+  // The queued rest waits for the next window, predicted at 25 per window.
+  auto late = req(2, false, seconds(30));
+  late.capacity_percent = 25;
+  EXPECT_EQ(s.submit(late, now()).kind, verdict_kind::reject);
+}
+
+// A store that shares concurrency lessons like the fleet store does.
+class sharing_store final : public bucket_store {
+ public:
+  grant take(const bucket_key&, double, time_point) override { return grant{true, false, 0, std::nullopt}; }
+  void settle(const bucket_key&, const grant&, settle_kind, const observation*, time_point) override {}
+  std::optional<bucket_view> view(const bucket_key&, time_point) const override { return std::nullopt; }
+  void forget(const bucket_key&) override {}
+  void share_concurrency(const std::string& host, const concurrency_memory& m) override {
+    shared.emplace_back(host, m);
+  }
+  std::optional<shared_concurrency> fleet_concurrency(const std::string&) const override { return fleet; }
+  std::vector<std::pair<std::string, concurrency_memory>> shared;
+  std::optional<shared_concurrency> fleet;
+};
+
+TEST_F(SchedulerTest, ConcurrencyBackOffsAreSharedWithTheFleetAndAdoptedOnce) {
+  auto store = std::make_unique<sharing_store>();
+  auto* st = store.get();
+  scheduler_settings cfg;
+  cfg.initial_concurrency = 10;
+  scheduler s(cfg, std::move(store));
+  std::vector<ticket> in;
+  for (int i = 0; i < 10; ++i) in.push_back(s.submit(req(), now()).id);
+  s.on_response(in[9], 429, concurrency(), false, now());
+  ASSERT_EQ(st->shared.size(), 1u);
+  EXPECT_EQ(st->shared[0].first, "acme.okta.com");
+  EXPECT_EQ(st->shared[0].second.cap, 7u);
+  EXPECT_EQ(st->shared[0].second.refused, 10u);
+  // Another sidecar learned a lower level: adopted at the next poll, once.
+  st->fleet = bucket_store::shared_concurrency{concurrency_memory{5, 6}, 1};
+  s.poll(now());
+  EXPECT_EQ(s.hosts()[0].cap, 5u);
+  EXPECT_EQ(s.hosts()[0].cap_source, concurrency_source::shared);
 }
 
 }  // namespace
