@@ -51,7 +51,7 @@ struct scheduler::impl {
     std::uint32_t heap_pos = npos;           // position in the deadline heap while queued
   };
 
-  // DESIGN.md "Performance stance": a queued request costs a few hundred bytes, not a thread.
+  // docs/design.md "Performance stance": a queued request costs a few hundred bytes, not a thread.
   static_assert(sizeof(node) <= 128);
 
   struct fifo {
@@ -668,7 +668,7 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
   const bool retry_429 = status == too_many_requests && !per_principal &&
                          (n.rate_limited || obs.kind == limit_kind::concurrency);
   if (retry_429) {
-    // Okta did not process a 429 (okta-facts "429 responses"), so any method may be retried.
+    // Okta did not process a 429 (docs/okta-facts.md "429 responses"), so any method may be retried.
     if (n.rate_limited) m.store->settle(b.key, n.granted, settle_kind::not_processed, &obs, now);
     duration wait = duration::zero();
     if (obs.kind == limit_kind::concurrency) {

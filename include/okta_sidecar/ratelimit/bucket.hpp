@@ -50,7 +50,7 @@ struct grant {
 // How an admitted request ended.
 enum class settle_kind {
   answered,       // Okta processed it: its cost is inside the answer's Remaining
-  not_processed,  // 429: Okta did not process it, so it cost nothing (okta-facts "429 responses")
+  not_processed,  // 429: Okta did not process it, so it cost nothing (docs/okta-facts.md "429 responses")
   lost,           // no usable answer (timeout, client left mid-flight): it may have been
                   // counted, so it keeps costing until the window ends
 };

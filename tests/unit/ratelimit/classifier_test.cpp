@@ -33,7 +33,7 @@ classification expected_of(const sample& s) {
   return {s.group, s.bucket ? s.bucket : s.group, s.rate_limited, s.per_principal, false, std::nullopt};
 }
 
-// Hand-written from shared/okta-facts.md's endpoint table and Okta's method/path/bucket map
+// Hand-written from docs/okta-facts.md's endpoint table and Okta's method/path/bucket map
 // (okta/terraform-provider-okta okta/internal/apimutex/rate_limit_lines.go), independently of
 // the shipped JSON, so a wrong table row is caught here.
 const sample samples[] = {
