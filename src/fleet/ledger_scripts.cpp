@@ -20,13 +20,14 @@ local k = KEYS[1]
 local want = tonumber(ARGV[1])
 local window_ms = tonumber(ARGV[8])
 local probe_ms = tonumber(ARGV[9])
-local f = redis.call('HMGET', k, 'limit', 'used', 'reset', 'reset_at', 'probe_until', 'foreign')
+local f = redis.call('HMGET', k, 'limit', 'used', 'reset', 'reset_at', 'probe_until', 'foreign', 'seen')
 local limit = tonumber(f[1])
 local used = tonumber(f[2]) or 0
 local reset = tonumber(f[3])
 local reset_at = tonumber(f[4])
 local probe_until = tonumber(f[5]) or 0
 local foreign = tonumber(f[6]) or 0
+local seen = tonumber(f[7]) or 0
 local give_back = tonumber(ARGV[10]) or 0
 local give_back_reset = tonumber(ARGV[11]) or -1
 local recheck_ms = tonumber(ARGV[12]) or 0
@@ -43,18 +44,22 @@ if ARGV[2] == '1' then
     reset = oreset
     reset_at = now + oin
     used = math.max(0, limit - orem)
+    seen = used
     probe_until = 0
   elseif oreset < reset then
     -- a slow answer from a past window (a window's reset never changes)
   else
     if limit == nil then limit = math.max(ol, orem) end
     used = math.max(used, limit - orem)
+    seen = math.max(seen, limit - orem)
     if orej and reset_at ~= nil and reset_at <= now then reset_at = now + 1000 end
   end
 end
 if limit ~= nil and foreign > limit - 1 then foreign = math.max(0, limit - 1) end
 if give_back > 0 and reset ~= nil and give_back_reset == reset and reset_at ~= nil and now < reset_at then
-  used = math.max(0, used - give_back)
+  -- Never below what Okta's own Remaining showed as spent: tokens handed back were not used by
+  -- this sidecar, but the org may have spent their share elsewhere.
+  used = math.max(seen, used - give_back)
 end
 
 local granted, probe, retry = 0, 0, 0
@@ -82,7 +87,7 @@ else
   end
 end
 
-local fields = {'used', used, 'probe_until', probe_until, 'foreign', foreign}
+local fields = {'used', used, 'probe_until', probe_until, 'foreign', foreign, 'seen', seen}
 if limit ~= nil then table.insert(fields, 'limit'); table.insert(fields, limit) end
 if reset ~= nil then table.insert(fields, 'reset'); table.insert(fields, reset) end
 if reset_at ~= nil then table.insert(fields, 'reset_at'); table.insert(fields, reset_at) end
