@@ -48,7 +48,7 @@ TENANTS = {
     "behind.okta.com": dict(limits={"users": LIMIT}, skew=-30.0),
     "neighbour.okta.com": dict(limits={"users": 40}, latency=0.1),
     "deadline.okta.com": dict(limits={"users": 10}, window_seconds=5.0, skew=30.0),
-    "config.okta.com": dict(limits={"users": 10}, window_seconds=5.0),
+    "config.okta.com": dict(limits={"users": 10}, window_seconds=10.0),
     "concurrency.okta.com": dict(limits={"users": 100000}, concurrency_limit=20, latency=0.25),
     "gone.okta.com": dict(limits={"users": 5}),
     "fair.okta.com": dict(limits={"users": 10}),
@@ -380,7 +380,9 @@ class DeadlineTest(unittest.TestCase):
         host = "config.okta.com"
         sim = SIMS[host]
         with sidecar.Sidecar({"upstream": {"resolve": {f"{host}:443": f"127.0.0.1:{sim.port}"}},
-                              "rate_limit": {"max_wait_ms": 1000, "coalesce": False}},
+                              # Slack for the first batch's probe under a sanitizer on a
+                              # busy machine; the window (10 s) stays well beyond it.
+                              "rate_limit": {"max_wait_ms": 2500, "coalesce": False}},
                              trust_file=PKI.ca_cert, hosts=()) as sc:
             first = run_clients(sc, host, [({}, i) for i in range(10)], 5)
             self.assertEqual({r.status for _, r in first}, {200},
