@@ -74,7 +74,7 @@ cache::cache_settings cache_settings_of(const config::config& c) {
   return s;
 }
 
-// The /status document (docs/design.md contract, extended with hosts, diagnoses and uptime).
+// The /status document (docs/architecture.md contract, extended with hosts, diagnoses and uptime).
 std::string status_json(proxy::services& svc, time_point started, const fleet::fleet_service* fleet) {
   const auto now = svc.clock.now();
   nlohmann::json doc;
@@ -439,7 +439,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     server = std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen), threads == 1);
     admin::handlers h;
     h.ready = [&svc] { return !svc.draining.load(); };
-    // Without it a draining sidecar's /readyz said "starting" (docs/design.md: 503 while draining).
+    // Without it a draining sidecar's /readyz said "starting" (docs/architecture.md: 503 while draining).
     h.draining = [&svc] { return svc.draining.load(); };
     h.metrics = [&registry] { return registry.render(); };
     h.status_json = [&svc, started, &fleet] { return status_json(svc, started, fleet.get()); };

@@ -5,7 +5,7 @@ namespace okta_sidecar::fleet {
 // Per (tenant host, bucket): the newest window's limit, reset (Okta's epoch seconds, which
 // orders windows the same way for every sidecar), its end on Redis's clock, the tokens leased
 // in it (`used`) and the part of Limit a 429 showed is not ours (`foreign`, the token share).
-// Observations merge as in bucket.cpp (after Okta's Terraform provider, okta/internal/apimutex):
+// Observations merge as in bucket.cpp (as Okta's own Terraform provider merges them):
 // a larger reset starts a new window; an older one is stale; the same window keeps the minimum
 // Remaining, i.e. the largest use. A sidecar with nothing waiting hands unused tokens back
 // (ARGV[10], for the window whose reset is ARGV[11]; void once a newer window is adopted), and

@@ -14,7 +14,7 @@ namespace {
 struct error_info {
   int status;
   std::string_view reason;
-  // Okta error codes where Okta has one with the same meaning (docs/okta-facts.md), so SDK code that
+  // Okta error codes where Okta has one with the same meaning (docs/okta-behaviour.md), so SDK code that
   // switches on errorCode does the right thing: E0000047 rate limit, E0000011 invalid token,
   // E0000006 access denied, E0000009 server-side failure, E0000003 malformed request.
   std::string_view error_code;
@@ -102,7 +102,7 @@ local_reply make_local_reply(local_error error, std::string_view error_id, std::
 
   switch (error) {
     case local_error::rate_limited: {
-      // Okta SDKs wait reset - Date + 1 s (docs/okta-facts.md) and the Go and Python SDKs fail
+      // Okta SDKs wait reset - Date + 1 s (docs/okta-behaviour.md) and the Go and Python SDKs fail
       // without Date or X-Rate-Limit-Reset, so the reset must exist and must not be earlier
       // than the Retry-After we state: a stale reset would make every SDK retry at once.
       std::int64_t retry = retry_after_s.value_or(

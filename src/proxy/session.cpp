@@ -111,14 +111,14 @@ struct conn_ctx {
   std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
 };
 
-// Sends one of the sidecar's own answers (docs/design.md "responses the sidecar itself produces").
+// Sends one of the sidecar's own answers (docs/architecture.md "responses the sidecar itself produces").
 template <class Stream>
 asio::awaitable<bool> send_local(conn_ctx& c, Stream& s, http::local_error err, std::string_view detail,
                                  request_record& rec, bool keep_alive, unsigned version = 11,
                                  std::optional<std::int64_t> retry_after = {},
                                  const http::rate_limit_echo& echo = {}, std::string_view diagnosis = {}) {
   // A local 429 echoes Okta's X-Rate-Limit-Reset, which is on Okta's clock; the SDKs wait
-  // reset - Date + 1 s (docs/okta-facts.md), so its Date must be on Okta's clock too, or a skewed
+  // reset - Date + 1 s (docs/okta-behaviour.md), so its Date must be on Okta's clock too, or a skewed
   // machine clock would make every SDK wait the skew longer (or not at all).
   const std::int64_t now_epoch = err == http::local_error::rate_limited
                                      ? c.svc.okta_clock.now_epoch(c.svc.clock.wall_now())
@@ -1173,7 +1173,7 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
       lease.reusable = reusable && !hr.request_incomplete;
       lease.give_back();
       if (retry_429) {
-        // Okta did not process it (docs/okta-facts.md): safe to send again for any method.
+        // Okta did not process it (docs/okta-behaviour.md): safe to send again for any method.
         svc.metrics.absorbed_429.with({key.host, key.bucket}).inc();
         const auto retry_count = ++retries_done;
         if (!first_okta_request_id.empty() && !client_sent_retry_for) {

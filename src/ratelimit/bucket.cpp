@@ -157,7 +157,7 @@ void bucket::merge(const observation& obs, bool rejected, time_point now) {
   }
   if (rejected && rem > 0) {
     // A 429 with org budget left: our credential may use only a share of the bucket (50% by
-    // default, docs/okta-facts.md "Rate-limit headers"). The unreachable part is what was left.
+    // default, docs/okta-behaviour.md "Rate-limit headers"). The unreachable part is what was left.
     foreign_ = std::max(foreign_, rem);
     share_refused_ = true;
   }

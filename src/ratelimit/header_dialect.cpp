@@ -46,7 +46,7 @@ void keep_min(std::optional<std::int64_t>& slot, std::int64_t v) {
 }
 
 // Folds every element of a (possibly comma-joined, RFC 9110 §5.3) integer header into `slot`,
-// keeping the minimum: okta-sdk-java #259 shows Okta repeating the rate-limit headers, and the
+// keeping the minimum: Okta has been seen repeating the rate-limit headers, and the
 // smallest value is the one that cannot overdraw the budget.
 void fold_integers(std::string_view value, std::int64_t max, std::optional<std::int64_t>& slot,
                    int& garbage) {

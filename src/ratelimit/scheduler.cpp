@@ -51,7 +51,7 @@ struct scheduler::impl {
     std::uint32_t heap_pos = npos;           // position in the deadline heap while queued
   };
 
-  // docs/design.md "Performance stance": a queued request costs a few hundred bytes, not a thread.
+  // docs/architecture.md "Performance stance": a queued request costs a few hundred bytes, not a thread.
   static_assert(sizeof(node) <= 128);
 
   struct fifo {
@@ -668,13 +668,13 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
   const bool retry_429 = status == too_many_requests && !per_principal &&
                          (n.rate_limited || obs.kind == limit_kind::concurrency);
   if (retry_429) {
-    // Okta did not process a 429 (docs/okta-facts.md "429 responses"), so any method may be retried.
+    // Okta did not process a 429 (docs/okta-behaviour.md "429 responses"), so any method may be retried.
     if (n.rate_limited) m.store->settle(b.key, n.granted, settle_kind::not_processed, &obs, now);
     duration wait = duration::zero();
     if (obs.kind == limit_kind::concurrency) {
       // Too many in flight org-wide: keep one fewer than we had, and retry as soon as one of
-      // the others completes, not at the ~2 min hinted reset (okta-sdk-python #270).
-      // What one sidecar learned, the fleet knows (a local store ignores it).
+      // the others completes, not at the ~2 min hinted reset (what the SDKs do, and their users report as
+      // two-minute stalls). What one sidecar learned, the fleet knows (a local store ignores it).
       if (h.limit.on_limited(inflight_before, n.cap_epoch, now))
         m.store->share_concurrency(h.name, h.limit.memory());
     } else if (n.rate_limited) {

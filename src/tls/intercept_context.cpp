@@ -69,7 +69,7 @@ int on_server_name(SSL* ssl, int* alert, void* arg) {
 }
 
 // Picks "http/1.1" from the client's list and nothing else: a client offering h2 must not get
-// it, since both legs of the tunnel are HTTP/1.1 (docs/design.md). Without http/1.1 in the list no
+// it, since both legs of the tunnel are HTTP/1.1 (docs/architecture.md). Without http/1.1 in the list no
 // protocol is selected and the client falls back to its default, which is HTTP/1.x for every
 // client that also speaks it. Parsed by hand rather than with SSL_select_next_proto
 // (CVE-2024-5535).

@@ -244,7 +244,7 @@ class RateLimitTest(SimTestCase):
         self.assertEqual(c.get("/api/v1/users").status, 429)
         r = c.get("/api/v1/groups")
         self.assertEqual((r.status, r.header("X-Rate-Limit-Remaining")), (200, "2"))
-        # Sub-resources of a user count against the users-list bucket (docs/okta-facts.md).
+        # Sub-resources of a user count against the users-list bucket (docs/okta-behaviour.md).
         self.assertEqual(c.get("/api/v1/users/00u1/groups").status, 429)
         self.assertEqual(c.get("/api/v1/users/00u1").header("X-Rate-Limit-Limit"), "2000")
         form = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -4,7 +4,7 @@
 package `prometheus`) and then read back sample by sample: counters match the traffic sent,
 histograms are well formed, and the callback gauges (bucket limit/remaining, queue depth,
 in-flight, breaker state) agree with the Okta simulator. /status is checked against the
-docs/design.md contract, and the probes/CA routes against theirs.
+docs/architecture.md contract, and the probes/CA routes against theirs.
 
 Run: cd tests/integration && PYTHONPATH=../support python3 -m unittest -v ops_test
 """

@@ -1,6 +1,6 @@
 """An Okta simulator for the integration tests and the benchmarks.
 
-It misbehaves the way Okta does (docs/okta-facts.md):
+It misbehaves the way Okta does (docs/okta-behaviour.md):
 - per-bucket windows that are NOT aligned to the clock: a window opens with the first request
   after the previous one ended; `X-Rate-Limit-Limit/Remaining/Reset` (reset = epoch seconds,
   ceil of the window end), `Date` and `X-Okta-Request-Id` on every response;
@@ -50,7 +50,7 @@ from typing import Any, Optional
 
 MIB = 1024 * 1024
 
-# Typical per-minute limits (docs/okta-facts.md, "Endpoint groups"): only defaults for tests and
+# Typical per-minute limits (docs/okta-behaviour.md, "Endpoint groups"): only defaults for tests and
 # benchmarks; real orgs differ, which is why the sidecar learns them from the headers.
 DEFAULT_LIMITS = {
     "users": 600,
@@ -151,7 +151,7 @@ _API_FAMILIES = {"users", "groups", "apps", "authn", "sessions", "logs", "events
 
 
 def classify(method: str, path: str) -> Route:
-    """Okta's endpoint groups (docs/okta-facts.md): exact paths first, then the longest prefix."""
+    """Okta's endpoint groups (docs/okta-behaviour.md): exact paths first, then the longest prefix."""
     method = method.upper()
     if len(path) > 1:
         path = path.rstrip("/")

@@ -1,5 +1,5 @@
 #pragma once
-// The operator-facing HTTP endpoint (docs/design.md "Contract: admin endpoints"): health and
+// The operator-facing HTTP endpoint (docs/architecture.md "Contract: admin endpoints"): health and
 // readiness probes, Prometheus metrics, the /status JSON, the live dashboard and the CA
 // certificate. Plain HTTP/1.1 on a separate listener so probes and scrapes never queue behind
 // proxied traffic.
@@ -30,8 +30,8 @@ struct handlers {
   std::function<bool()> draining;
 };
 
-// Bounds and deadlines of the admin listener (docs/style.md: bound everything, a deadline before
-// every operation).
+// Bounds and deadlines of the admin listener: every buffer bounded, a deadline before every
+// operation.
 struct admin_options {
   std::chrono::milliseconds read_timeout{10000};  // whole request, and keep-alive idle
   std::chrono::milliseconds write_timeout{10000};

@@ -1,5 +1,5 @@
 #pragma once
-// The command line and environment of okta-sidecar (docs/design.md, "Contract: command
+// The command line and environment of okta-sidecar (docs/architecture.md, "Contract: command
 // line"), and the one function that layers defaults <- file <- env <- CLI into a config.
 #include <functional>
 #include <optional>

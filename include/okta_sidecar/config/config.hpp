@@ -1,6 +1,6 @@
 #pragma once
 // The sidecar's whole configuration, as parsed from JSON + CLI flags. The key names and
-// defaults are a contract (docs/design.md, "Contract: configuration").
+// defaults are a contract (docs/architecture.md, "Contract: configuration").
 #include <cstdint>
 #include <map>
 #include <optional>

@@ -1,5 +1,5 @@
 #pragma once
-// The sidecar's own answers (docs/design.md, "Contract: responses the sidecar itself produces"),
+// The sidecar's own answers (docs/architecture.md, "Contract: responses the sidecar itself produces"),
 // shaped like Okta's error JSON so Okta SDKs parse them as they parse Okta's own errors.
 #include <cstdint>
 #include <optional>

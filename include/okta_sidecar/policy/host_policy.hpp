@@ -1,6 +1,6 @@
 #pragma once
 // Destination policy: the sidecar is never an open proxy. A destination is intercepted, tunnelled
-// or refused, decided only by the configured lists (docs/design.md, intercept_hosts / tunnel_hosts).
+// or refused, decided only by the configured lists (docs/architecture.md, intercept_hosts / tunnel_hosts).
 #include <cstdint>
 #include <optional>
 #include <string>

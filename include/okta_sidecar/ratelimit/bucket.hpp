@@ -5,7 +5,7 @@
 // org-wide: other pods, scripts and the admin console draw from it too, so the newest header
 // always beats our own count. What the headers cannot know yet is our own traffic that Okta
 // has not answered: those requests are subtracted until their answers (which do include them)
-// arrive. Observations are merged as Okta's Terraform provider does (okta/internal/apimutex):
+// arrive. Observations are merged as Okta's own Terraform provider does:
 // a larger reset starts a new window, an older reset is stale, and within one window the
 // minimum Remaining wins (responses reorder under concurrency). The window length itself is
 // learned from the headers, never assumed: an answer right after a window opened shows
@@ -50,7 +50,7 @@ struct grant {
 // How an admitted request ended.
 enum class settle_kind {
   answered,       // Okta processed it: its cost is inside the answer's Remaining
-  not_processed,  // 429: Okta did not process it, so it cost nothing (docs/okta-facts.md "429 responses")
+  not_processed,  // 429: Okta did not process it, so it cost nothing (docs/okta-behaviour.md "429 responses")
   lost,           // no usable answer (timeout, client left mid-flight): it may have been
                   // counted, so it keeps costing until the window ends
 };

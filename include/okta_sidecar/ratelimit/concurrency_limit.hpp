@@ -1,7 +1,7 @@
 #pragma once
 // The adaptive in-flight cap for one Okta tenant (pure; time comes in as arguments).
 //
-// Okta limits how many requests an org may have in flight at once (docs/okta-facts.md "Concurrent rate
+// Okta limits how many requests an org may have in flight at once (docs/okta-behaviour.md "Concurrent rate
 // limit": 75 for Workforce and Customer Identity orgs, 35 or 15 for small ones) and records
 // every violation in the admin-visible System Log. The cap therefore starts from a seed that
 // no published org limit is below, grows additively (one slot per cap's worth of completions

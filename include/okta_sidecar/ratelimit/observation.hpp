@@ -1,5 +1,5 @@
 #pragma once
-// Normalised view of one response's rate-limit headers (docs/design.md "Header dialects"): the
+// Normalised view of one response's rate-limit headers (docs/architecture.md "Header dialects"): the
 // scheduler and bucket code only ever see this form, never raw header text.
 #include <cstdint>
 #include <optional>

@@ -25,7 +25,7 @@ enum class breaker_state { closed, open, half_open };
 
 // What one upstream attempt says about the host's health.
 // neutral: Okta answered at the application level (4xx incl. 401/403/429, 501): never a
-// failure (docs/okta-facts.md: 401/403 are the app's problem, a 429 is the rate limiter's).
+// failure (docs/okta-behaviour.md: 401/403 are the app's problem, a 429 is the rate limiter's).
 enum class outcome { success, failure, neutral };
 
 // 5xx except 501 -> failure; 4xx and 501 -> neutral; 1xx-3xx -> success. A status outside

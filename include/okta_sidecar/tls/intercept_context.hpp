@@ -10,7 +10,7 @@ namespace okta_sidecar::tls {
 class leaf_cache;
 
 // TLS 1.2+ (ECDHE + AEAD suites only for 1.2), ALPN selects "http/1.1" when offered and never
-// h2 (docs/design.md: HTTP/1.1 on both legs), and an SNI callback that installs the leaf for the SNI
+// h2 (docs/architecture.md: HTTP/1.1 on both legs), and an SNI callback that installs the leaf for the SNI
 // name, or refuses the handshake with an unrecognized_name alert when `sni_allowed` says no.
 // `sni_allowed` (empty = every name) runs on the handshaking thread, concurrently across I/O
 // threads. `cache` must outlive the context and every SSL made from it.

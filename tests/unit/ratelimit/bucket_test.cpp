@@ -413,7 +413,7 @@ TEST_F(BucketTest, ConcurrencyAndPastResetsTeachNoWindow) {
   c.limit = 0;
   c.remaining = 0;
   c.reset_epoch = epoch0 + 115;
-  c.reset_at = now() + seconds(115);  // only a hint, ~2 min ahead (docs/okta-facts.md)
+  c.reset_at = now() + seconds(115);  // only a hint, ~2 min ahead (docs/okta-behaviour.md)
   b_.settle(b_.take(0.0, now()), settle_kind::not_processed, &c, now());
   EXPECT_EQ(b_.view(now()).window, seconds(60));
   observation past = window(30, 0, 0);

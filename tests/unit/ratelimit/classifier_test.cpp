@@ -33,8 +33,8 @@ classification expected_of(const sample& s) {
   return {s.group, s.bucket ? s.bucket : s.group, s.rate_limited, s.per_principal, false, std::nullopt};
 }
 
-// Hand-written from docs/okta-facts.md's endpoint table and Okta's method/path/bucket map
-// (okta/terraform-provider-okta okta/internal/apimutex/rate_limit_lines.go), independently of
+// Hand-written from docs/okta-behaviour.md's endpoint table and Okta's method/path/bucket map
+// (docs/okta-behaviour.md, "Endpoint groups"), independently of
 // the shipped JSON, so a wrong table row is caught here.
 const sample samples[] = {
     // users-list / users-create and sub-resources

@@ -152,7 +152,7 @@ const header_case cases[] = {
      {{"X-Rate-Limit-Limit", "0"}, {"X-Rate-Limit-Remaining", "5"}},
      {},
      expect{}.kind(limit_kind::window).limit(0).remaining(5)},
-    // Repeated headers and comma-joined values (okta-sdk-java #259): the minimum wins.
+    // Repeated headers and comma-joined values (Okta has sent both): the minimum wins.
     {"RepeatedHeadersTakeMinimum",
      {{"X-Rate-Limit-Limit", "600"},
       {"X-Rate-Limit-Limit", "1200"},
