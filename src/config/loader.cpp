@@ -528,9 +528,10 @@ void finalize(config& cfg) {
   if (cfg.ca.key_file.empty()) cfg.ca.key_file = in_state_dir("ca.key");
 }
 
-std::vector<std::string> validate(const config& c) {
-  checker ck;
+namespace {
 
+// listen/admin_listen, state_dir, threads, the host lists and the CA files.
+void check_listeners_and_hosts(checker& ck, const config& c) {
   ck.host("listen", c.listen);
   ck.host("admin_listen", c.admin_listen);
   // Port 0 asks the kernel for a free port, so two port-0 listeners never collide.
@@ -558,7 +559,10 @@ std::vector<std::string> validate(const config& c) {
   if (!c.ca.cert_file.empty() && c.ca.cert_file == c.ca.key_file) {
     ck.error("ca.key_file", "must differ from ca.cert_file (both are " + quote_json(c.ca.cert_file) + ")");
   }
+}
 
+// upstream.*
+void check_upstream(checker& ck, const config& c) {
   ck.non_empty_if_set("upstream.trust_file", c.upstream.trust_file);
   for (const auto& [from, to] : c.upstream.resolve) {
     const std::string path = child_path("upstream.resolve", from);
@@ -576,7 +580,10 @@ std::vector<std::string> validate(const config& c) {
   ck.positive_ms("upstream.response_timeout_ms", c.upstream.response_timeout_ms);
   ck.positive_ms("upstream.idle_timeout_ms", c.upstream.idle_timeout_ms);
   ck.at_least("upstream.max_connections_per_host", c.upstream.max_connections_per_host, 1);
+}
 
+// rate_limit.*
+void check_rate_limit(checker& ck, const config& c) {
   ck.at_least("rate_limit.max_concurrency", c.rate_limit.max_concurrency, 1);
   ck.at_least("rate_limit.max_queue_total", c.rate_limit.max_queue_total, 1);
   ck.at_least("rate_limit.max_auth_servers_per_host", c.rate_limit.max_auth_servers_per_host, 1);
@@ -597,7 +604,10 @@ std::vector<std::string> validate(const config& c) {
                quote_json(p) + " is not a path pattern; expected \"/...\" without spaces, query or fragment");
     }
   }
+}
 
+// circuit_breaker.* and retry.*
+void check_resilience(checker& ck, const config& c) {
   ck.at_least("circuit_breaker.failure_threshold", c.circuit_breaker.failure_threshold, 1);
   ck.positive_ms("circuit_breaker.open_ms", c.circuit_breaker.open_ms);
   if (c.circuit_breaker.max_open_ms < c.circuit_breaker.open_ms) {
@@ -618,7 +628,10 @@ std::vector<std::string> validate(const config& c) {
   if (!(c.retry.budget_fraction >= 0.0 && c.retry.budget_fraction <= 1.0)) {
     ck.error("retry.budget_fraction", "must be from 0 to 1, got " + json(c.retry.budget_fraction).dump());
   }
+}
 
+// fleet.* (when fleet mode is on)
+void check_fleet(checker& ck, const config& c) {
   if (c.fleet) {
     const fleet_config& f = *c.fleet;
     if (f.redis.empty()) {
@@ -635,7 +648,10 @@ std::vector<std::string> validate(const config& c) {
                "must be between 0 (= 1/expected_replicas) and 1, got " + json(f.fallback_share).dump());
     }
   }
+}
 
+// log.* and client.*
+void check_log_and_client(checker& ck, const config& c) {
   ck.one_of("log.level", c.log.level, {"trace", "debug", "info", "warn", "error"});
   ck.one_of("log.format", c.log.format, {"json", "text"});
   if (!(c.log.access_sample >= 0.0 && c.log.access_sample <= 1.0)) {
@@ -656,7 +672,10 @@ std::vector<std::string> validate(const config& c) {
   }
   ck.at_least("client.max_header_count", c.client.max_header_count, 1);
   ck.at_least("client.max_connections", c.client.max_connections, 1);
+}
 
+// access.* and admin.*
+void check_access_and_admin(checker& ck, const config& c) {
   ck.non_empty_if_set("access.proxy_auth_file", c.access.proxy_auth_file);
   if (c.access.proxy_auth_env && !is_env_name(*c.access.proxy_auth_env)) {
     ck.error("access.proxy_auth_env", quote_json(*c.access.proxy_auth_env) +
@@ -684,6 +703,20 @@ std::vector<std::string> validate(const config& c) {
                quote_json(h) + " is not a host name (give names without port, e.g. \"sidecar.internal\")");
     }
   }
+}
+
+}  // namespace
+
+std::vector<std::string> validate(const config& c) {
+  // Section by section, in the order of the configuration file, so errors come in that order.
+  checker ck;
+  check_listeners_and_hosts(ck, c);
+  check_upstream(ck, c);
+  check_rate_limit(ck, c);
+  check_resilience(ck, c);
+  check_fleet(ck, c);
+  check_log_and_client(ck, c);
+  check_access_and_admin(ck, c);
   return ck.take();
 }
 
