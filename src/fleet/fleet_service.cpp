@@ -270,63 +270,172 @@ asio::awaitable<boost::system::error_code> fleet_service::setup() {
   co_return boost::system::error_code{};
 }
 
-asio::awaitable<void> fleet_service::run() {
-  std::mt19937 rng(std::random_device{}());
-  duration backoff = settings_.backoff_min;
+struct fleet_service::link_state {
+  std::mt19937 rng{std::random_device{}()};
+  duration backoff{};
   bool reported_down = false;
-  time_point next_heartbeat = clock_.now();
+  time_point next_heartbeat{};
+};
+
+void fleet_service::log_transition() {
+  if (!shared_->core.take_mode_changed()) return;
+  const auto& h = shared_->core.health();
+  if (h.mode() == fleet_mode::shared) {
+    log_.info(logging::event("fleet: shared mode, budgets leased from Redis")
+                  .with("redis", settings_.redacted_url)
+                  .with("rejoins", h.rejoins()));
+  } else {
+    log_.warn(logging::event("fleet: Redis unusable, local mode with a conservative share")
+                  .with("redis", settings_.redacted_url)
+                  .with("reason", ratelimit::to_string(h.last_reason()))
+                  .with("share", settings_.store.share())
+                  .with("error", last_error_)
+                  .with("fallbacks", h.fallbacks()));
+  }
+}
+
+asio::awaitable<bool> fleet_service::reconnect(link_state& link) {
+  connected_ = false;
+  auto ec = co_await setup();
+  if (stopping_) co_return false;
+  if (ec) {
+    redis_errors_->with({"connect"}).inc();
+    {
+      std::lock_guard lock(shared_->mu);
+      if (ec != asio::error::access_denied) last_error_ = ec.message();
+      shared_->core.on_redis_failure(fallback_reason::down, clock_.now());
+      log_transition();
+      if (!link.reported_down) {
+        // Once per outage (transitions are logged above; this covers a Redis down at start).
+        log_.warn(logging::event("fleet: cannot reach Redis, serving in local mode; retrying with backoff")
+                      .with("redis", settings_.redacted_url)
+                      .with("error", last_error_));
+        link.reported_down = true;
+      }
+    }
+    // Full jitter (as the retry policy does) so a fleet does not reconnect in lockstep.
+    std::uniform_int_distribution<std::int64_t> d(ms_of(link.backoff) / 2, ms_of(link.backoff));
+    wake_timer_.expires_after(milliseconds(d(link.rng)));
+    co_await wake_timer_.async_wait(use_tuple);
+    link.backoff = std::min(link.backoff * 2, settings_.backoff_max);
+    co_return false;
+  }
+  link.backoff = settings_.backoff_min;
+  link.reported_down = false;
+  connected_ = true;
+  link.next_heartbeat = clock_.now();
+  co_return true;
+}
+
+void fleet_service::build_commands(const std::vector<ratelimit::lease_request>& reqs,
+                                   const std::optional<ratelimit::heartbeat_request>& hb,
+                                   std::vector<std::string>& cmds) const {
+  cmds.clear();
+  const std::string window_ms = std::to_string(ms_of(settings_.store.bucket.window));
+  const std::string probe_ms = std::to_string(ms_of(settings_.probe_ttl));
+  const std::string recheck_ms = std::to_string(ms_of(settings_.store.lease_recheck));
+  for (const auto& r : reqs) {
+    const std::string key = settings_.key_prefix + "bucket:" + r.key.host + ":" + r.key.bucket;
+    const auto& o = r.obs;
+    const std::string want = std::to_string(r.want);
+    const std::string limit = o ? std::to_string(o->limit) : "0";
+    const std::string remaining = o ? std::to_string(o->remaining) : "0";
+    const std::string reset = o ? std::to_string(o->reset_epoch) : "0";
+    const std::string reset_in = o ? std::to_string(o->reset_in_ms) : "0";
+    const std::string give_back = std::to_string(r.give_back);
+    const std::string give_back_reset = std::to_string(r.give_back_reset);
+    cmds.push_back(format_command({"EVALSHA", lease_sha_, "1", key, want, o ? "1" : "0", limit, remaining,
+                                   reset, reset_in, o && o->rejected ? "1" : "0", window_ms, probe_ms,
+                                   give_back, give_back_reset, recheck_ms}));
+  }
+  if (!hb) return;
+  std::vector<std::string> args{"EVALSHA", heartbeat_sha_, std::to_string(1 + 2 * hb->inflight.size()),
+                                settings_.key_prefix + "members"};
+  for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "inflight:" + host);
+  for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "concurrency:" + host);
+  args.push_back(settings_.sidecar_id);
+  args.push_back(std::to_string(ms_of(settings_.store.heartbeat_ttl)));
+  args.push_back(std::to_string(settings_.store.max_concurrency));
+  for (const auto& [host, n] : hb->inflight) args.push_back(std::to_string(n));
+  for (std::size_t i = 0; i < hb->inflight.size(); ++i) {
+    const auto& l = i < hb->learned.size() ? hb->learned[i] : std::nullopt;
+    args.push_back(std::to_string(l ? l->cap : 0));
+    args.push_back(std::to_string(l && l->refused ? *l->refused : 0));
+  }
+  std::vector<std::string_view> views(args.begin(), args.end());
+  cmds.push_back(format_command(std::span<const std::string_view>(views)));
+}
+
+bool fleet_service::apply_replies(const std::vector<ratelimit::lease_request>& reqs,
+                                  const std::optional<ratelimit::heartbeat_request>& hb,
+                                  const std::vector<redis_value>& replies, time_point done) {
+  auto& core = shared_->core;
+  bool reload = false;
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    const auto& v = replies[i];
+    const auto granted = int_at(v, 0);
+    if (v.is_error() || !granted) {
+      core.on_lease_failed(reqs[i].id, done);
+      redis_errors_->with({"reply"}).inc();
+      last_error_ = v.is_error() ? v.str : "unexpected lease reply";
+      // After a Redis restart its script cache is empty: reconnecting loads them again.
+      if (v.str.starts_with("NOSCRIPT")) {
+        reload = true;
+      } else {
+        core.on_redis_failure(fallback_reason::error, done);
+      }
+      continue;
+    }
+    ratelimit::lease_reply lr;
+    lr.granted = *granted;
+    lr.probe = int_at(v, 1).value_or(0) != 0;
+    lr.limit = int_at(v, 2).value_or(-1);
+    lr.left = int_at(v, 3).value_or(0);
+    lr.reset_epoch = int_at(v, 4).value_or(-1);
+    lr.reset_in_ms = int_at(v, 5).value_or(-1);
+    lr.retry_in_ms = int_at(v, 6).value_or(0);
+    core.on_lease(reqs[i].id, lr, done);
+  }
+  if (!hb) return reload;
+  const auto& v = replies.back();
+  const auto n = int_at(v, 0);
+  if (!n) {
+    redis_errors_->with({"reply"}).inc();
+    return reload || v.str.starts_with("NOSCRIPT");
+  }
+  ratelimit::heartbeat_reply hr;
+  hr.replicas = static_cast<std::uint32_t>(std::max<std::int64_t>(1, *n));
+  const std::size_t hosts = hb->inflight.size();
+  for (std::size_t i = 0; i < hosts; ++i) {
+    hr.others_reserved[hb->inflight[i].first] =
+        static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, i + 1).value_or(0)));
+    const auto base = 1 + hosts + 3 * i;
+    const auto version = int_at(v, base + 2).value_or(0);
+    if (version > 0) {
+      ratelimit::bucket_store::shared_concurrency sc;
+      sc.memory.cap = static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, base).value_or(0)));
+      if (const auto refused = int_at(v, base + 1).value_or(0); refused > 0) {
+        sc.memory.refused = static_cast<std::uint32_t>(refused);
+      }
+      sc.version = static_cast<std::uint64_t>(version);
+      hr.concurrency[hb->inflight[i].first] = sc;
+    }
+  }
+  core.heartbeat_sent(*hb);
+  core.on_heartbeat(hr, done);
+  return reload;
+}
+
+// One round at a time: connect if needed, take what the store wants to send (lease requests, a
+// heartbeat when due), send it as one pipeline, hand the replies back.
+asio::awaitable<void> fleet_service::run() {
+  link_state link;
+  link.backoff = settings_.backoff_min;
+  link.next_heartbeat = clock_.now();
   std::vector<redis_value> replies;
   std::vector<std::string> cmds;
-  auto log_transition = [this] {  // under shared_->mu
-    if (!shared_->core.take_mode_changed()) return;
-    const auto& h = shared_->core.health();
-    if (h.mode() == fleet_mode::shared) {
-      log_.info(logging::event("fleet: shared mode, budgets leased from Redis")
-                    .with("redis", settings_.redacted_url)
-                    .with("rejoins", h.rejoins()));
-    } else {
-      log_.warn(logging::event("fleet: Redis unusable, local mode with a conservative share")
-                    .with("redis", settings_.redacted_url)
-                    .with("reason", ratelimit::to_string(h.last_reason()))
-                    .with("share", settings_.store.share())
-                    .with("error", last_error_)
-                    .with("fallbacks", h.fallbacks()));
-    }
-  };
-
   while (!stopping_) {
-    if (!conn_->is_open()) {
-      connected_ = false;
-      auto ec = co_await setup();
-      if (stopping_) break;
-      if (ec) {
-        redis_errors_->with({"connect"}).inc();
-        {
-          std::lock_guard lock(shared_->mu);
-          if (ec != asio::error::access_denied) last_error_ = ec.message();
-          shared_->core.on_redis_failure(fallback_reason::down, clock_.now());
-          log_transition();
-          if (!reported_down) {
-            // Once per outage (transitions are logged above; this covers a Redis down at start).
-            log_.warn(
-                logging::event("fleet: cannot reach Redis, serving in local mode; retrying with backoff")
-                    .with("redis", settings_.redacted_url)
-                    .with("error", last_error_));
-            reported_down = true;
-          }
-        }
-        // Full jitter (as the retry policy does) so a fleet does not reconnect in lockstep.
-        std::uniform_int_distribution<std::int64_t> d(ms_of(backoff) / 2, ms_of(backoff));
-        wake_timer_.expires_after(milliseconds(d(rng)));
-        co_await wake_timer_.async_wait(use_tuple);
-        backoff = std::min(backoff * 2, settings_.backoff_max);
-        continue;
-      }
-      backoff = settings_.backoff_min;
-      reported_down = false;
-      connected_ = true;
-      next_heartbeat = clock_.now();
-    }
+    if (!conn_->is_open() && !co_await reconnect(link)) continue;
 
     const auto now = clock_.now();
     std::vector<ratelimit::lease_request> reqs;
@@ -336,55 +445,20 @@ asio::awaitable<void> fleet_service::run() {
       std::lock_guard lock(shared_->mu);
       shared_->core.tick(now);
       reqs = shared_->core.outgoing(now);
-      if (now >= next_heartbeat) hb = shared_->core.heartbeat();
+      if (now >= link.next_heartbeat) hb = shared_->core.heartbeat();
       deadline = shared_->core.next_deadline();
       log_transition();
     }
     if (reqs.empty() && !hb) {
-      time_point until = next_heartbeat;
+      time_point until = link.next_heartbeat;
       if (deadline && *deadline < until) until = *deadline;
       wake_timer_.expires_at(until);
       co_await wake_timer_.async_wait(use_tuple);
       continue;
     }
-    if (hb) next_heartbeat = now + settings_.heartbeat_interval;
+    if (hb) link.next_heartbeat = now + settings_.heartbeat_interval;
 
-    cmds.clear();
-    const std::string window_ms = std::to_string(ms_of(settings_.store.bucket.window));
-    const std::string probe_ms = std::to_string(ms_of(settings_.probe_ttl));
-    const std::string recheck_ms = std::to_string(ms_of(settings_.store.lease_recheck));
-    for (const auto& r : reqs) {
-      const std::string key = settings_.key_prefix + "bucket:" + r.key.host + ":" + r.key.bucket;
-      const auto& o = r.obs;
-      const std::string want = std::to_string(r.want);
-      const std::string limit = o ? std::to_string(o->limit) : "0";
-      const std::string remaining = o ? std::to_string(o->remaining) : "0";
-      const std::string reset = o ? std::to_string(o->reset_epoch) : "0";
-      const std::string reset_in = o ? std::to_string(o->reset_in_ms) : "0";
-      const std::string give_back = std::to_string(r.give_back);
-      const std::string give_back_reset = std::to_string(r.give_back_reset);
-      cmds.push_back(format_command({"EVALSHA", lease_sha_, "1", key, want, o ? "1" : "0", limit, remaining,
-                                     reset, reset_in, o && o->rejected ? "1" : "0", window_ms, probe_ms,
-                                     give_back, give_back_reset, recheck_ms}));
-    }
-    if (hb) {
-      std::vector<std::string> args{"EVALSHA", heartbeat_sha_, std::to_string(1 + 2 * hb->inflight.size()),
-                                    settings_.key_prefix + "members"};
-      for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "inflight:" + host);
-      for (const auto& [host, n] : hb->inflight) args.push_back(settings_.key_prefix + "concurrency:" + host);
-      args.push_back(settings_.sidecar_id);
-      args.push_back(std::to_string(ms_of(settings_.store.heartbeat_ttl)));
-      args.push_back(std::to_string(settings_.store.max_concurrency));
-      for (const auto& [host, n] : hb->inflight) args.push_back(std::to_string(n));
-      for (std::size_t i = 0; i < hb->inflight.size(); ++i) {
-        const auto& l = i < hb->learned.size() ? hb->learned[i] : std::nullopt;
-        args.push_back(std::to_string(l ? l->cap : 0));
-        args.push_back(std::to_string(l && l->refused ? *l->refused : 0));
-      }
-      std::vector<std::string_view> views(args.begin(), args.end());
-      cmds.push_back(format_command(std::span<const std::string_view>(views)));
-    }
-
+    build_commands(reqs, hb, cmds);
     const auto sent = clock_.now();
     const auto ec = co_await conn_->exec(cmds, replies, sent + settings_.hard_timeout);
     const auto done = clock_.now();
@@ -403,62 +477,7 @@ asio::awaitable<void> fleet_service::run() {
     }
     latency_->observe(seconds_of(done - sent));
     core.on_redis_answer(done - sent, done);
-    bool reload = false;
-    for (std::size_t i = 0; i < reqs.size(); ++i) {
-      const auto& v = replies[i];
-      const auto granted = int_at(v, 0);
-      if (v.is_error() || !granted) {
-        core.on_lease_failed(reqs[i].id, done);
-        redis_errors_->with({"reply"}).inc();
-        last_error_ = v.is_error() ? v.str : "unexpected lease reply";
-        // After a Redis restart its script cache is empty: reconnecting loads them again.
-        if (v.str.starts_with("NOSCRIPT")) {
-          reload = true;
-        } else {
-          core.on_redis_failure(fallback_reason::error, done);
-        }
-        continue;
-      }
-      ratelimit::lease_reply lr;
-      lr.granted = *granted;
-      lr.probe = int_at(v, 1).value_or(0) != 0;
-      lr.limit = int_at(v, 2).value_or(-1);
-      lr.left = int_at(v, 3).value_or(0);
-      lr.reset_epoch = int_at(v, 4).value_or(-1);
-      lr.reset_in_ms = int_at(v, 5).value_or(-1);
-      lr.retry_in_ms = int_at(v, 6).value_or(0);
-      core.on_lease(reqs[i].id, lr, done);
-    }
-    if (hb) {
-      const auto& v = replies.back();
-      if (auto n = int_at(v, 0)) {
-        ratelimit::heartbeat_reply hr;
-        hr.replicas = static_cast<std::uint32_t>(std::max<std::int64_t>(1, *n));
-        const std::size_t hosts = hb->inflight.size();
-        for (std::size_t i = 0; i < hosts; ++i) {
-          hr.others_reserved[hb->inflight[i].first] =
-              static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, i + 1).value_or(0)));
-          const auto base = 1 + hosts + 3 * i;
-          const auto version = int_at(v, base + 2).value_or(0);
-          if (version > 0) {
-            ratelimit::bucket_store::shared_concurrency sc;
-            sc.memory.cap =
-                static_cast<std::uint32_t>(std::max<std::int64_t>(0, int_at(v, base).value_or(0)));
-            if (const auto refused = int_at(v, base + 1).value_or(0); refused > 0) {
-              sc.memory.refused = static_cast<std::uint32_t>(refused);
-            }
-            sc.version = static_cast<std::uint64_t>(version);
-            hr.concurrency[hb->inflight[i].first] = sc;
-          }
-        }
-        core.heartbeat_sent(*hb);
-        core.on_heartbeat(hr, done);
-      } else {
-        redis_errors_->with({"reply"}).inc();
-        if (v.str.starts_with("NOSCRIPT")) reload = true;
-      }
-    }
-    if (reload) {
+    if (apply_replies(reqs, hb, replies, done)) {
       core.on_redis_failure(fallback_reason::error, done);
       conn_->close();
     }

@@ -15,7 +15,9 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/config/config.hpp"
@@ -65,8 +67,21 @@ class fleet_service {
 
  private:
   struct shared;
+  // Connection state of run()'s loop, kept between its stages.
+  struct link_state;
   asio::awaitable<void> run();
   asio::awaitable<boost::system::error_code> setup();
+  // Connects (with jittered backoff while Redis is away); false: try again later.
+  asio::awaitable<bool> reconnect(link_state&);
+  // The EVALSHA commands for this round's lease requests and heartbeat.
+  void build_commands(const std::vector<ratelimit::lease_request>&,
+                      const std::optional<ratelimit::heartbeat_request>&,
+                      std::vector<std::string>& cmds) const;
+  // Hands Redis's replies to the store (under shared_->mu); true: the scripts must be reloaded.
+  bool apply_replies(const std::vector<ratelimit::lease_request>&,
+                     const std::optional<ratelimit::heartbeat_request>&, const std::vector<redis_value>&,
+                     time_point done);
+  void log_transition();  // under shared_->mu
   void wake();
 
   fleet_service_settings settings_;
