@@ -331,6 +331,275 @@ std::string publish_ca_bundle(const config::config& cfg, const tls::certificate_
   return bundle;
 }
 
+// What the drain and a reload act on, built by run() and alive until it returns.
+struct running {
+  const clock_source& clock;
+  const logging::log& log;
+  app_io_context& ioc;
+  proxy::services& svc;
+  proxy::server& server;
+  admin::admin_server& admin_srv;
+  fleet::fleet_service* fleet;
+  upstream::connection_pool& pool;
+  metrics::label_bounds& bounds;
+  metrics::gauge& reload_ok;
+  metrics::gauge& reload_ok_at;
+  std::function<config::parse_result()> reload;
+};
+
+double wall_seconds(const clock_source& clock) {
+  return std::chrono::duration<double>(clock.wall_now().time_since_epoch()).count();
+}
+
+// The CA (loaded, or made for the intercepted domains) and the fingerprint key, both in
+// state_dir. Returns the exit code on failure, 0 when both are usable.
+int load_local_keys(const config::config& cfg, const proxy::runtime& rt, const logging::log& log,
+                    std::optional<tls::certificate_authority>& ca,
+                    std::optional<tls::fingerprint_key>& fingerprints) {
+  try {
+    fingerprints.emplace(tls::fingerprint_key::load_or_create(cfg.state_dir));  // makes state_dir 0700
+    ca.emplace(
+        tls::certificate_authority::load_or_create(cfg.ca.cert_file, cfg.ca.key_file, ca_permitted(rt)));
+  } catch (const std::exception& e) {
+    log.error(event("local CA unusable").with("error", e.what()));
+    return 1;
+  }
+  // A loaded CA whose nameConstraints leave out an intercepted host would mint certificates
+  // every client rejects: a configuration error, said at start rather than per handshake.
+  if (auto host = ca->host_outside_constraints(cfg.intercept_hosts)) {
+    log.error(event("invalid configuration")
+                  .with("error", "intercept_hosts: \"" + *host +
+                                     "\" is outside the name constraints of the CA in " + cfg.ca.cert_file +
+                                     "; remove both CA files to have a CA made for the configured hosts, or "
+                                     "provide a CA that permits it"));
+    return 2;
+  }
+  return 0;
+}
+
+// The client side of upstream TLS. Returns the exit code on failure, 0 otherwise.
+int make_upstream_tls(const config::config& cfg, const logging::log& log,
+                      std::optional<asio::ssl::context>& upstream_ctx) {
+  try {
+    upstream_ctx.emplace(
+        tls::make_upstream_context(cfg.upstream.trust_file, cfg.upstream.insecure_skip_verify));
+  } catch (const std::exception& e) {
+    log.error(event("upstream TLS setup failed").with("error", e.what()));
+    return 2;
+  }
+  if (cfg.upstream.insecure_skip_verify) {
+    log.warn(
+        event("UPSTREAM CERTIFICATE VERIFICATION IS OFF (upstream.insecure_skip_verify): "
+              "anyone on the path can read every token; never use this in production"));
+  }
+  return 0;
+}
+
+struct app_gauges {
+  metrics::gauge& reload_ok;
+  metrics::gauge& reload_ok_at;
+};
+
+// The reload gauges (set for the configuration loaded at start) and the internal-error count.
+app_gauges add_app_gauges(metrics::registry& registry, const clock_source& clock,
+                          const std::atomic<std::uint64_t>& internal_errors) {
+  app_gauges g{registry
+                   .add_gauge("okta_sidecar_config_last_reload_successful",
+                              "1 if the last configuration reload (SIGHUP) was applied, 0 if it was rejected")
+                   .with({}),
+               registry
+                   .add_gauge("okta_sidecar_config_last_reload_success_timestamp_seconds",
+                              "When the configuration was last loaded successfully (start or SIGHUP)")
+                   .with({})};
+  g.reload_ok.set(1);
+  g.reload_ok_at.set(wall_seconds(clock));
+  registry.add_callback_counter(
+      "okta_sidecar_internal_errors_total", "Exceptions caught out of I/O handlers (each one is a bug)", {},
+      [&internal_errors]() {
+        return std::vector<metrics::registry::sample>{{{}, static_cast<double>(internal_errors.load())}};
+      });
+  return g;
+}
+
+// SIGTERM/SIGINT: stop accepting, say so (/readyz 503), let in-flight work finish until the
+// drain deadline, answer what is still queued 503, then cut the rest short and stop.
+asio::awaitable<void> drain(running& r) {
+  // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
+  // "draining" must not find the port still taking connections.
+  r.server.stop_accepting();
+  const auto t_ex = co_await asio::this_coro::executor;
+  asio::steady_timer t(t_ex);
+  while (!r.server.listener_closed()) {
+    t.expires_after(milliseconds(1));
+    co_await t.async_wait(use_tuple);
+  }
+  r.svc.draining.store(true);
+  admin::notify_stopping();
+  r.log.info(event("draining")
+                 .with("open_connections", r.server.active_sessions())
+                 .with("queued", r.svc.gate.queued()));
+  // Waits while sessions are open, closing idle ones, until `until`.
+  auto wait_sessions = [&](time_point until, duration step, bool close_idle) -> asio::awaitable<void> {
+    while (r.server.active_sessions() > 0 && r.clock.now() < until) {
+      if (close_idle) r.server.close_idle_sessions();
+      t.expires_after(step);
+      co_await t.async_wait(use_tuple);
+    }
+  };
+  co_await wait_sessions(r.clock.now() + milliseconds(r.svc.rt.load()->cfg.client.drain_timeout_ms),
+                         milliseconds(50), true);
+  // Past the drain deadline, queued requests are answered 503 shutting_down.
+  r.svc.gate.drain();
+  co_await wait_sessions(r.clock.now() + seconds(2), milliseconds(20), true);
+  // Whatever is still running now is cut short, so that no coroutine outlives the objects
+  // it uses when the io_context is destroyed.
+  r.server.cancel_all_sessions();
+  co_await wait_sessions(r.clock.now() + seconds(1), milliseconds(10), false);
+  r.log.info(event("stopped").with("connections_left", r.server.active_sessions()));
+  r.admin_srv.stop();
+  if (r.fleet) r.fleet->stop();
+  r.pool.close_all();
+  r.ioc.stop();
+}
+
+// SIGHUP: a valid new configuration replaces the running one (what only a restart can change
+// is said so); an invalid one is rejected and the old one kept.
+void apply_reload(running& r) {
+  admin::notify_reloading();
+  auto parsed = r.reload();
+  if (!parsed.ok()) {
+    r.log.error(event("reload rejected; keeping the running configuration").with("errors", parsed.errors));
+    r.reload_ok.set(0);
+    admin::notify_ready();
+    return;
+  }
+  try {
+    auto next = proxy::runtime::build(parsed.cfg);
+    const auto& old = r.svc.rt.load()->cfg;
+    const auto& c = parsed.cfg;
+    if (c.listen.to_string() != old.listen.to_string() ||
+        c.admin_listen.to_string() != old.admin_listen.to_string() || c.threads != old.threads ||
+        c.ca.cert_file != old.ca.cert_file || c.ca.key_file != old.ca.key_file ||
+        c.upstream.trust_file != old.upstream.trust_file || c.state_dir != old.state_dir ||
+        c.admin != old.admin) {
+      r.log.warn(
+          event("listen addresses, threads, CA, state_dir, admin.* and upstream.trust_file change only on "
+                "restart"));
+    }
+    r.svc.rt.store(next);
+    r.bounds.update(label_hosts(*next), next->classifier.literal_buckets());
+    r.svc.gate.update_settings(next->scheduler);
+    r.svc.breakers.update_settings(next->breaker, next->retry);
+    r.svc.reads.update_settings(cache_settings_of(c));
+    r.pool.update_settings(upstream::connection_pool::from_config(c));
+    logging::set_level(r.log.logger(), c.log.level);
+    r.log.info(event("configuration reloaded"));
+    r.reload_ok.set(1);
+    r.reload_ok_at.set(wall_seconds(r.clock));
+  } catch (const std::exception& e) {
+    r.log.error(event("reload rejected; keeping the running configuration")
+                    .with("errors", nlohmann::json::array({e.what()})));
+    r.reload_ok.set(0);
+  }
+  admin::notify_ready();
+}
+
+// The admin routes' data sources.
+admin::handlers admin_handlers(proxy::services& svc, metrics::registry& registry, time_point started,
+                               const fleet::fleet_service* fleet, const tls::certificate_authority& ca,
+                               const std::string& ca_bundle, const metrics::history& history) {
+  admin::handlers h;
+  h.ready = [&svc] { return !svc.draining.load(); };
+  // Without it a draining sidecar's /readyz said "starting" (docs/architecture.md: 503 while draining).
+  h.draining = [&svc] { return svc.draining.load(); };
+  h.metrics = [&registry] { return registry.render(); };
+  h.status_json = [&svc, started, fleet] { return status_json(svc, started, fleet); };
+  h.ca_pem = [&ca] { return ca.certificate_pem(); };
+  h.ca_bundle_pem = [&ca_bundle] { return ca_bundle; };
+  h.config_json = [&svc] { return config::to_json(svc.rt.load()->cfg, config::secrets::redact).dump(2); };
+  h.history_json = [&history] { return history.to_json().dump(); };
+  return h;
+}
+
+// Listening beyond loopback without the guards that make it safe is allowed, but said.
+void warn_about_exposure(const config::config& cfg, const proxy::runtime& rt, const proxy::server& server,
+                         const admin::admin_server& admin_srv, const logging::log& log) {
+  // A proxy port reachable from the network, with neither proxy authentication nor
+  // access.allowed_clients, lets anyone who reaches it spend the tenant's budget.
+  if (!server.local_endpoint().address().is_loopback() && !rt.proxy_auth.enabled() &&
+      cfg.access.allowed_clients.empty()) {
+    log.warn(event("the proxy listens beyond loopback without proxy authentication or "
+                   "access.allowed_clients: anyone who can reach the port can use it")
+                 .with("listen", endpoint_text(server.local_endpoint())));
+  }
+  if (!admin_srv.local_endpoint().address().is_loopback() && cfg.admin.expose_status) {
+    log.warn(event("admin.expose_status is on and the admin port listens beyond loopback: /status shows "
+                   "client ids, token fingerprints and paths to anyone who can reach it")
+                 .with("admin_listen", endpoint_text(admin_srv.local_endpoint())));
+  }
+}
+
+// Background loops on the control strand: systemd watchdog pings and the dashboard's history.
+void spawn_background(asio::strand<asio::io_context::executor_type>& control, proxy::services& svc,
+                      const clock_source& clock, metrics::history& history) {
+  // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings. The pings go
+  // on through the drain (it ends with ioc.stop()): systemd keeps the watchdog armed while the
+  // service stops, and a drain longer than WatchdogSec/2 would otherwise be killed half-way.
+  if (auto interval = admin::watchdog_interval()) {
+    asio::co_spawn(
+        control,
+        [interval]() -> asio::awaitable<void> {
+          const auto t_ex = co_await asio::this_coro::executor;
+          asio::steady_timer t(t_ex);
+          for (;;) {
+            admin::notify_watchdog();
+            t.expires_after(*interval);
+            co_await t.async_wait(use_tuple);
+          }
+        },
+        asio::detached);
+  }
+  // The dashboard's history: one point per bucket every interval, kept for 15 minutes.
+  asio::co_spawn(
+      control,
+      [&svc, &clock, &history]() -> asio::awaitable<void> {
+        const auto t_ex = co_await asio::this_coro::executor;
+        asio::steady_timer t(t_ex);
+        while (!svc.draining.load()) {
+          const auto now_ms =
+              std::chrono::duration_cast<milliseconds>(clock.wall_now().time_since_epoch()).count();
+          history.record(now_ms, sample_buckets(svc));
+          t.expires_after(milliseconds(history.interval_ms()));
+          auto [ec] = co_await t.async_wait(use_tuple);
+          if (ec) co_return;
+        }
+      },
+      asio::detached);
+}
+
+// Runs the io_context on `threads` threads until it stops. No input may end the process: an
+// exception out of a handler (a bug; every parser limit is an error code) is logged and
+// counted, and the thread goes back to serving. Asio allows run() to be called again after it
+// threw.
+void serve_until_stopped(app_io_context& ioc, unsigned threads, const logging::log& log,
+                         std::atomic<std::uint64_t>& internal_errors) {
+  auto serve = [&ioc, &log, &internal_errors] {
+    for (;;) {
+      try {
+        ioc.run();
+        return;
+      } catch (const std::exception& e) {
+        ++internal_errors;
+        log.error(event("I/O handler failed; serving on").with("error", e.what()));
+      }
+    }
+  };
+  std::vector<std::thread> pool_threads;
+  for (unsigned i = 1; i < threads; ++i) pool_threads.emplace_back(serve);
+  serve();
+  for (auto& t : pool_threads) t.join();
+}
+
 }  // namespace
 
 int run(const config::config& cfg, const logging::log& log, std::function<config::parse_result()> reload) {
@@ -346,24 +615,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
 
   std::optional<tls::certificate_authority> ca;
   std::optional<tls::fingerprint_key> fingerprints;
-  try {
-    fingerprints.emplace(tls::fingerprint_key::load_or_create(cfg.state_dir));  // makes state_dir 0700
-    ca.emplace(
-        tls::certificate_authority::load_or_create(cfg.ca.cert_file, cfg.ca.key_file, ca_permitted(*rt)));
-  } catch (const std::exception& e) {
-    log.error(event("local CA unusable").with("error", e.what()));
-    return 1;
-  }
-  // A loaded CA whose nameConstraints leave out an intercepted host would mint certificates
-  // every client rejects: a configuration error, said at start rather than per handshake.
-  if (auto host = ca->host_outside_constraints(cfg.intercept_hosts)) {
-    log.error(event("invalid configuration")
-                  .with("error", "intercept_hosts: \"" + *host +
-                                     "\" is outside the name constraints of the CA in " + cfg.ca.cert_file +
-                                     "; remove both CA files to have a CA made for the configured hosts, or "
-                                     "provide a CA that permits it"));
-    return 2;
-  }
+  if (const int code = load_local_keys(cfg, *rt, log, ca, fingerprints)) return code;
   tls::leaf_cache leaves(*ca);
   const std::string ca_bundle = publish_ca_bundle(cfg, *ca, log);
   proxy::services* svc_ptr = nullptr;
@@ -373,18 +625,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     return r->hosts.decide(host, 443).r == policy::route::intercept;
   });
   std::optional<asio::ssl::context> upstream_ctx;
-  try {
-    upstream_ctx.emplace(
-        tls::make_upstream_context(cfg.upstream.trust_file, cfg.upstream.insecure_skip_verify));
-  } catch (const std::exception& e) {
-    log.error(event("upstream TLS setup failed").with("error", e.what()));
-    return 2;
-  }
-  if (cfg.upstream.insecure_skip_verify) {
-    log.warn(
-        event("UPSTREAM CERTIFICATE VERIFICATION IS OFF (upstream.insecure_skip_verify): "
-              "anyone on the path can read every token; never use this in production"));
-  }
+  if (const int code = make_upstream_tls(cfg, log, upstream_ctx)) return code;
 
   const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   app_io_context ioc(static_cast<int>(threads));
@@ -417,190 +658,54 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   pm.bound_labels(bounds);
   add_scrape_gauges(registry, svc, leaves, bounds);
   add_process_metrics(registry, version);
-  auto& reload_ok =
-      registry
-          .add_gauge("okta_sidecar_config_last_reload_successful",
-                     "1 if the last configuration reload (SIGHUP) was applied, 0 if it was rejected")
-          .with({});
-  auto& reload_ok_at = registry
-                           .add_gauge("okta_sidecar_config_last_reload_success_timestamp_seconds",
-                                      "When the configuration was last loaded successfully (start or SIGHUP)")
-                           .with({});
-  auto wall_seconds = [&clock] {
-    return std::chrono::duration<double>(clock.wall_now().time_since_epoch()).count();
-  };
-  reload_ok.set(1);
-  reload_ok_at.set(wall_seconds());
+  std::atomic<std::uint64_t> internal_errors{0};
+  const app_gauges gauges = add_app_gauges(registry, clock, internal_errors);
   metrics::history history;
 
   std::unique_ptr<proxy::server> server;
   std::unique_ptr<admin::admin_server> admin_srv;
   try {
     server = std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen), threads == 1);
-    admin::handlers h;
-    h.ready = [&svc] { return !svc.draining.load(); };
-    // Without it a draining sidecar's /readyz said "starting" (docs/architecture.md: 503 while draining).
-    h.draining = [&svc] { return svc.draining.load(); };
-    h.metrics = [&registry] { return registry.render(); };
-    h.status_json = [&svc, started, &fleet] { return status_json(svc, started, fleet.get()); };
-    h.ca_pem = [&ca] { return ca->certificate_pem(); };
-    h.ca_bundle_pem = [&ca_bundle] { return ca_bundle; };
-    h.config_json = [&svc] { return config::to_json(svc.rt.load()->cfg, config::secrets::redact).dump(2); };
-    h.history_json = [&history] { return history.to_json().dump(); };
     admin::admin_options admin_opts;
     admin_opts.access.expose_status = cfg.admin.expose_status;
     admin_opts.access.allowed_hosts = cfg.admin.allowed_hosts;
-    admin_srv = std::make_unique<admin::admin_server>(ioc, to_endpoint(ioc, cfg.admin_listen), std::move(h),
-                                                      admin_opts);
+    admin_srv = std::make_unique<admin::admin_server>(
+        ioc, to_endpoint(ioc, cfg.admin_listen),
+        admin_handlers(svc, registry, started, fleet.get(), *ca, ca_bundle, history), admin_opts);
   } catch (const std::exception& e) {
     log.error(event("cannot listen").with("error", e.what()));
     return 1;
   }
-  // Issue 14: a proxy port reachable from the network, with neither proxy authentication nor
-  // access.allowed_clients, lets anyone who reaches it spend the tenant's budget.
-  if (!server->local_endpoint().address().is_loopback() && !rt->proxy_auth.enabled() &&
-      cfg.access.allowed_clients.empty()) {
-    log.warn(event("the proxy listens beyond loopback without proxy authentication or "
-                   "access.allowed_clients: anyone who can reach the port can use it")
-                 .with("listen", endpoint_text(server->local_endpoint())));
-  }
-  if (!admin_srv->local_endpoint().address().is_loopback() && cfg.admin.expose_status) {
-    log.warn(event("admin.expose_status is on and the admin port listens beyond loopback: /status shows "
-                   "client ids, token fingerprints and paths to anyone who can reach it")
-                 .with("admin_listen", endpoint_text(admin_srv->local_endpoint())));
-  }
+  warn_about_exposure(cfg, *rt, *server, *admin_srv, log);
   server->start();
   admin_srv->start();
   if (fleet) fleet->start();
-
-  // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings. The pings go
-  // on through the drain (it ends with ioc.stop()): systemd keeps the watchdog armed while the
-  // service stops, and a drain longer than WatchdogSec/2 would otherwise be killed half-way.
   auto control = asio::make_strand(ioc);
-  if (auto interval = admin::watchdog_interval()) {
-    asio::co_spawn(
-        control,
-        [interval]() -> asio::awaitable<void> {
-          const auto t_ex = co_await asio::this_coro::executor;
-          asio::steady_timer t(t_ex);
-          for (;;) {
-            admin::notify_watchdog();
-            t.expires_after(*interval);
-            co_await t.async_wait(use_tuple);
-          }
-        },
-        asio::detached);
-  }
+  spawn_background(control, svc, clock, history);
 
-  // The dashboard's history: one point per bucket every interval, kept for 15 minutes.
-  asio::co_spawn(
-      control,
-      [&]() -> asio::awaitable<void> {
-        const auto t_ex = co_await asio::this_coro::executor;
-        asio::steady_timer t(t_ex);
-        while (!svc.draining.load()) {
-          const auto now_ms =
-              std::chrono::duration_cast<milliseconds>(clock.wall_now().time_since_epoch()).count();
-          history.record(now_ms, sample_buckets(svc));
-          t.expires_after(milliseconds(history.interval_ms()));
-          auto [ec] = co_await t.async_wait(use_tuple);
-          if (ec) co_return;
-        }
-      },
-      asio::detached);
-
-  auto drain = [&]() -> asio::awaitable<void> {
-    // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
-    // "draining" must not find the port still taking connections.
-    server->stop_accepting();
-    const auto t_ex = co_await asio::this_coro::executor;
-    asio::steady_timer t(t_ex);
-    while (!server->listener_closed()) {
-      t.expires_after(milliseconds(1));
-      co_await t.async_wait(use_tuple);
-    }
-    svc.draining.store(true);
-    admin::notify_stopping();
-    log.info(
-        event("draining").with("open_connections", server->active_sessions()).with("queued", gate.queued()));
-    const auto deadline = clock.now() + milliseconds(svc.rt.load()->cfg.client.drain_timeout_ms);
-    while (server->active_sessions() > 0 && clock.now() < deadline) {
-      server->close_idle_sessions();
-      t.expires_after(milliseconds(50));
-      co_await t.async_wait(use_tuple);
-    }
-    // Past the drain deadline, queued requests are answered 503 shutting_down.
-    gate.drain();
-    const auto grace = clock.now() + seconds(2);
-    while (server->active_sessions() > 0 && clock.now() < grace) {
-      server->close_idle_sessions();
-      t.expires_after(milliseconds(20));
-      co_await t.async_wait(use_tuple);
-    }
-    // Whatever is still running now is cut short, so that no coroutine outlives the objects
-    // it uses when the io_context is destroyed.
-    server->cancel_all_sessions();
-    const auto last = clock.now() + seconds(1);
-    while (server->active_sessions() > 0 && clock.now() < last) {
-      t.expires_after(milliseconds(10));
-      co_await t.async_wait(use_tuple);
-    }
-    log.info(event("stopped").with("connections_left", server->active_sessions()));
-    admin_srv->stop();
-    if (fleet) fleet->stop();
-    pool.close_all();
-    ioc.stop();
-  };
-
-  auto apply_reload = [&]() {
-    admin::notify_reloading();
-    auto r = reload();
-    if (!r.ok()) {
-      log.error(event("reload rejected; keeping the running configuration").with("errors", r.errors));
-      reload_ok.set(0);
-      admin::notify_ready();
-      return;
-    }
-    try {
-      auto next = proxy::runtime::build(r.cfg);
-      const auto& old = svc.rt.load()->cfg;
-      if (r.cfg.listen.to_string() != old.listen.to_string() ||
-          r.cfg.admin_listen.to_string() != old.admin_listen.to_string() || r.cfg.threads != old.threads ||
-          r.cfg.ca.cert_file != old.ca.cert_file || r.cfg.ca.key_file != old.ca.key_file ||
-          r.cfg.upstream.trust_file != old.upstream.trust_file || r.cfg.state_dir != old.state_dir ||
-          r.cfg.admin != old.admin) {
-        log.warn(
-            event("listen addresses, threads, CA, state_dir, admin.* and upstream.trust_file change only on "
-                  "restart"));
-      }
-      svc.rt.store(next);
-      bounds.update(label_hosts(*next), next->classifier.literal_buckets());
-      gate.update_settings(next->scheduler);
-      breakers.update_settings(next->breaker, next->retry);
-      reads.update_settings(cache_settings_of(r.cfg));
-      pool.update_settings(upstream::connection_pool::from_config(r.cfg));
-      logging::set_level(log.logger(), r.cfg.log.level);
-      log.info(event("configuration reloaded"));
-      reload_ok.set(1);
-      reload_ok_at.set(wall_seconds());
-    } catch (const std::exception& e) {
-      log.error(event("reload rejected; keeping the running configuration")
-                    .with("errors", nlohmann::json::array({e.what()})));
-      reload_ok.set(0);
-    }
-    admin::notify_ready();
-  };
+  running r{clock,
+            log,
+            ioc,
+            svc,
+            *server,
+            *admin_srv,
+            fleet.get(),
+            pool,
+            bounds,
+            gauges.reload_ok,
+            gauges.reload_ok_at,
+            std::move(reload)};
 
   asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
-      apply_reload();
+      apply_reload(r);
       signals.async_wait(on_signal);
       return;
     }
     if (svc.draining.load()) return;
-    asio::co_spawn(control, drain(), asio::detached);
+    asio::co_spawn(control, drain(r), asio::detached);
   };
   signals.async_wait(on_signal);
 
@@ -614,30 +719,7 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   admin::notify_ready();
   admin::notify_status("serving");
 
-  // No input may end the process: an exception out of a handler (a bug; every parser limit is
-  // an error code) is logged and counted, and the thread goes back to serving. Asio allows
-  // run() to be called again after it threw.
-  std::atomic<std::uint64_t> internal_errors{0};
-  registry.add_callback_counter(
-      "okta_sidecar_internal_errors_total", "Exceptions caught out of I/O handlers (each one is a bug)", {},
-      [&internal_errors]() {
-        return std::vector<metrics::registry::sample>{{{}, static_cast<double>(internal_errors.load())}};
-      });
-  auto serve = [&ioc, &log, &internal_errors] {
-    for (;;) {
-      try {
-        ioc.run();
-        return;
-      } catch (const std::exception& e) {
-        ++internal_errors;
-        log.error(event("I/O handler failed; serving on").with("error", e.what()));
-      }
-    }
-  };
-  std::vector<std::thread> pool_threads;
-  for (unsigned i = 1; i < threads; ++i) pool_threads.emplace_back(serve);
-  serve();
-  for (auto& t : pool_threads) t.join();
+  serve_until_stopped(ioc, threads, log, internal_errors);
   // Sessions still suspended (on a hung upstream, say) are destroyed now, while the pool, gate
   // and breakers they give their leases back to still exist.
   ioc.destroy_pending_work();
