@@ -184,20 +184,8 @@ class BlackboxFuzzTest(unittest.TestCase):
                          lambda m: f"https://{HOST}/api/v1/users/{m}", HOST)
 
     def test_2_inside_tunnel(self) -> None:
-        ctx = self.sc.client_ssl_context()
-
-        def connect() -> socket.socket:
-            s = socket.create_connection(self.sc.listen, timeout=5)
-            s.sendall(f"CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n".encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = s.recv(4096)
-                if not data:
-                    raise OSError("CONNECT closed")
-                head += data
-            return ctx.wrap_socket(s, server_hostname=HOST)
-
-        self.run_surface("tunnel", connect, lambda m: f"/api/v1/users/{m}", HOST)
+        self.run_surface("tunnel", lambda: self.sc.raw_tunnel(HOST, timeout=5), lambda m: f"/api/v1/users/{m}",
+                         HOST)
 
     def test_3_admin_port(self) -> None:
         self.run_surface("admin", lambda: socket.create_connection(self.sc.admin_listen, timeout=5),

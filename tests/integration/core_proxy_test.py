@@ -334,17 +334,20 @@ class KeepAliveTest(unittest.TestCase):
 
 
 class StreamingTest(unittest.TestCase):
-    def test_chunked_request_body_reaches_upstream(self) -> None:
-        SIM.add_fault("echo", path="/api/v1/users/chunked-in", count=1)
+    def post_chunked(self, path: str, pieces: list) -> sidecar.Response:
+        """POSTs `pieces` chunked on a tunnel; the simulator echoes the body it received."""
+        SIM.add_fault("echo", path=path, count=1)
         conn = SC.connection(HOST)
-        pieces = [os.urandom(1000) for _ in range(7)]
         try:
-            conn.request("POST", "/api/v1/users/chunked-in", body=iter(pieces),
-                         headers={"Content-Type": "application/octet-stream"},
-                         encode_chunked=True)
-            r = sidecar.read_response(conn.getresponse())
+            conn.request("POST", path, body=iter(pieces),
+                         headers={"Content-Type": "application/octet-stream"}, encode_chunked=True)
+            return sidecar.read_response(conn.getresponse())
         finally:
             conn.close()
+
+    def test_chunked_request_body_reaches_upstream(self) -> None:
+        pieces = [os.urandom(1000) for _ in range(7)]
+        r = self.post_chunked("/api/v1/users/chunked-in", pieces)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b"".join(pieces))
         # A body up to client.max_buffered_body_bytes is read and checked whole before it goes
@@ -352,16 +355,8 @@ class StreamingTest(unittest.TestCase):
         self.assertEqual(r.header("X-Sim-Request-Chunked"), "0")
 
     def test_large_chunked_request_body_streams_upstream_chunked(self) -> None:
-        SIM.add_fault("echo", path="/api/v1/users/chunked-large", count=1)
-        conn = SC.connection(HOST)
         pieces = [os.urandom(64 * 1024) for _ in range(20)]  # 1.25 MiB > 1 MiB kept in memory
-        try:
-            conn.request("POST", "/api/v1/users/chunked-large", body=iter(pieces),
-                         headers={"Content-Type": "application/octet-stream"},
-                         encode_chunked=True)
-            r = sidecar.read_response(conn.getresponse())
-        finally:
-            conn.close()
+        r = self.post_chunked("/api/v1/users/chunked-large", pieces)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b"".join(pieces))
         self.assertEqual(r.header("X-Sim-Request-Chunked"), "1")

@@ -49,12 +49,7 @@ def setUpModule() -> None:
 
 
 def tearDownModule() -> None:
-    alive = SC.alive()
-    code = SC.stop()
-    SIM.stop()
-    shutil.rmtree(TMP, ignore_errors=True)
-    if not alive or code != 0:
-        raise AssertionError(f"shared sidecar died or exited {code}:\n" + "\n".join(SC.logs()[-30:]))
+    sidecar.shut_down(SC, SIM, tmp=TMP)
 
 
 def upstream_seen() -> tuple:

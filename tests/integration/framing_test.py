@@ -136,12 +136,8 @@ class InterleavedTest(Base):
 class InterimRelayTest(Base):
     def test_103_reaches_http11_client_before_the_final_response(self) -> None:
         sc = self.start()
-        ctx = sc.client_ssl_context()
-        s = socket.create_connection(sc.listen, timeout=10)
-        self.addCleanup(s.close)
-        s.sendall(f"CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n".encode())
-        self.assertIn(b" 200 ", _recv_head(s))
-        t = ctx.wrap_socket(s, server_hostname=HOST)
+        t = sc.raw_tunnel(HOST)
+        self.addCleanup(t.close)
         m = marker()
         t.sendall(f"GET /hostile/interims/{m} HTTP/1.1\r\nHost: {HOST}\r\nX-Marker: {m}\r\n\r\n".encode())
         data = _recv_until(t, m.encode(), must_contain=b"\r\n\r\n")
@@ -276,13 +272,8 @@ class Reply:
 
 def fetch(sc: sidecar.Sidecar, method: str, target: str, headers: dict,
           body: bytes | None = None) -> Reply:
-    s = socket.create_connection(sc.listen, timeout=10)
+    t = sc.raw_tunnel(HOST)
     try:
-        s.sendall(f"CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n".encode())
-        head = _recv_head(s)
-        if b" 200 " not in head.split(b"\r\n", 1)[0]:
-            raise AssertionError(f"CONNECT refused: {head!r}")
-        t = sc.client_ssl_context().wrap_socket(s, server_hostname=HOST)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {HOST}", "Connection: close"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         if body is not None:
@@ -299,7 +290,7 @@ def fetch(sc: sidecar.Sidecar, method: str, target: str, headers: dict,
             data += chunk
         return parse_replies(data, method)
     finally:
-        s.close()
+        t.close()
 
 
 def parse_replies(data: bytes, method: str) -> Reply:
@@ -341,16 +332,6 @@ def _header(response: bytes, name: bytes) -> bytes:
         if k.strip().lower() == name.lower():
             return v.strip()
     return b""
-
-
-def _recv_head(s: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _recv_until(s: ssl.SSLSocket, needle: bytes, must_contain: bytes) -> bytes:

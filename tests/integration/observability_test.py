@@ -101,11 +101,7 @@ class ObservabilityTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        code = cls.sc.stop()
-        cls.sim.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if code != 0:
-            raise AssertionError(f"okta-sidecar exited {code}:\n" + "\n".join(cls.sc.logs()[-30:]))
+        sidecar.shut_down(cls.sc, cls.sim, tmp=cls.tmp)
 
     # -- alerts and dashboard ------------------------------------------------------------------
     def test_promtool_accepts_and_unit_tests_the_alert_rules(self) -> None:

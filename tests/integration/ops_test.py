@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import math
 import re
-import shutil
 import subprocess
 import tempfile
 import unittest
@@ -88,11 +87,7 @@ class OpsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        code = cls.sc.stop()
-        cls.sim.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if code != 0:
-            raise AssertionError(f"okta-sidecar exited {code}:\n" + "\n".join(cls.sc.logs()[-30:]))
+        sidecar.shut_down(cls.sc, cls.sim, tmp=cls.tmp)
 
     def test_traffic_was_as_planned(self) -> None:
         self.assertEqual([r.status for r in self.users], [200] * 5)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import unittest
@@ -71,11 +70,7 @@ class RecipesTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        code = cls.sc.stop()
-        cls.sim.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-        if code != 0:
-            raise AssertionError(f"okta-sidecar exited {code}")
+        sidecar.shut_down(cls.sc, cls.sim, tmp=cls.tmp)
 
     def users_ok(self) -> float:
         return sidecar.metric(self.sc, "okta_sidecar_upstream_responses_total", host=ACME,

@@ -14,7 +14,6 @@ import base64
 import http.client
 import json
 import os
-import shutil
 import socket
 import time
 import ssl
@@ -66,12 +65,7 @@ def setUpModule() -> None:
 
 
 def tearDownModule() -> None:
-    alive = SC.alive()
-    code = SC.stop()
-    SIM.stop()
-    shutil.rmtree(TMP, ignore_errors=True)
-    if not alive or code != 0:
-        raise AssertionError(f"shared sidecar died or exited {code}:\n" + "\n".join(SC.logs()[-30:]))
+    sidecar.shut_down(SC, SIM, tmp=TMP)
 
 
 def upstream_seen() -> tuple:
@@ -120,24 +114,12 @@ def raw(sc: sidecar.Sidecar, data: bytes) -> tuple:
 
 def raw_in_tunnel(sc: sidecar.Sidecar, data: bytes, host: str = HOST) -> tuple:
     """Sends `data` inside an intercepted TLS tunnel (origin-form requests)."""
-    s = socket.create_connection(sc.listen, timeout=5)
+    tls = sc.raw_tunnel(host, timeout=5)
     try:
-        s.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = s.recv(1)
-            if not chunk:
-                raise AssertionError("proxy closed during CONNECT")
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 200"), head
-        tls = sc.client_ssl_context().wrap_socket(s, server_hostname=host)
-        try:
-            tls.sendall(data)
-            return parse_response(tls)
-        finally:
-            tls.close()
+        tls.sendall(data)
+        return parse_response(tls)
     finally:
-        s.close()
+        tls.close()
 
 
 def hdr(headers: list, name: str):

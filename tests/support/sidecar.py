@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal as signal_module
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -285,6 +286,27 @@ class Sidecar:
         conn.set_tunnel(host, port, headers=proxy_headers)
         return conn
 
+    def raw_tunnel(self, host: str = "acme.okta.com", port: int = 443,
+                   timeout: float = 10.0) -> ssl.SSLSocket:
+        """A raw TLS socket inside an intercepted CONNECT tunnel, for tests that write their own
+        bytes (pipelining, malformed requests, interim responses). Raises if CONNECT is refused."""
+        assert self.listen, "not started"
+        s = socket.create_connection(self.listen, timeout=timeout)
+        try:
+            s.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(1)  # byte by byte: what follows the head belongs to TLS
+                if not chunk:
+                    raise AssertionError("proxy closed during CONNECT")
+                head += chunk
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise AssertionError(f"CONNECT refused: {head!r}")
+            return self.client_ssl_context().wrap_socket(s, server_hostname=host)
+        except BaseException:
+            s.close()
+            raise
+
     def https_via_proxy(self, method: str, url: str, headers: Optional[dict] = None,
                         body: Optional[bytes] = None, timeout: float = 30.0) -> Response:
         """One request on a fresh CONNECT tunnel (the connection is closed afterwards)."""
@@ -315,6 +337,19 @@ class Sidecar:
                "--cacert", self.ca_cert_path, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5,
                               env=env, check=False)
+
+
+def shut_down(sc: "Sidecar", *servers: Any, tmp: Optional[str] = None) -> None:
+    """Ends a suite: stops the sidecar, then the servers it started, removes its temp dir, and
+    fails if the sidecar had died or did not exit 0 (with its last log lines)."""
+    alive = sc.alive()
+    code = sc.stop()
+    for server in servers:
+        server.stop()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not alive or code != 0:
+        raise AssertionError(f"okta-sidecar died or exited {code}:\n" + "\n".join(sc.logs()[-30:]))
 
 
 def metric(sc: "Sidecar", name: str, **labels: str) -> float:
