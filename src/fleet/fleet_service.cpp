@@ -435,7 +435,10 @@ asio::awaitable<void> fleet_service::run() {
   std::vector<redis_value> replies;
   std::vector<std::string> cmds;
   while (!stopping_) {
-    if (!conn_->is_open() && !co_await reconnect(link)) continue;
+    if (!conn_->is_open()) {
+      const bool connected = co_await reconnect(link);
+      if (!connected) continue;
+    }
 
     const auto now = clock_.now();
     std::vector<ratelimit::lease_request> reqs;

@@ -1435,8 +1435,13 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
     head_result hr;
     attempt_failure failure;
     if (auto done = co_await attempt(r, lease, rh, hr, failure)) co_return *done;
-    const auto done = failure.failed ? co_await after_failure(r, guard, lease, failure)
-                                     : co_await after_response(r, guard, lease, rh, hr, admitted);
+    // Not one conditional expression: GCC 12 mishandles temporaries of co_await operands there.
+    stage_result done;
+    if (failure.failed) {
+      done = co_await after_failure(r, guard, lease, failure);
+    } else {
+      done = co_await after_response(r, guard, lease, rh, hr, admitted);
+    }
     if (done) co_return *done;
   }
 }
