@@ -87,13 +87,13 @@ grant bucket::take(double keep_fraction, time_point now) {
       if (probes_ < std::max<std::int64_t>(1, settings_.opening_probes)) {
         ++probes_;
         ++inflight_;
-        return grant{true, true, generation_, std::nullopt};
+        return grant{true, true, generation_, std::nullopt, ++taken_};
       }
       return grant{false, false, generation_, std::nullopt};
     case bucket_phase::confirmed:
       if (available() - kept(keep_fraction, capacity()) > 0) {
         ++inflight_;
-        return grant{true, false, generation_, std::nullopt};
+        return grant{true, false, generation_, std::nullopt, ++taken_};
       }
       return grant{false, false, generation_, reset_at_};
   }
@@ -103,6 +103,7 @@ grant bucket::take(double keep_fraction, time_point now) {
 void bucket::settle(const grant& g, settle_kind kind, const observation* obs, time_point now) {
   roll(now);
   if (inflight_ > 0) --inflight_;
+  if (g.seq != 0 && g.seq <= counted_mark_ && overlap_ > 0) --overlap_;
   if (g.probe && g.generation == generation_ && probes_ > 0) --probes_;
   if (kind == settle_kind::lost) ++orphans_;
   if (obs) merge(*obs, kind == settle_kind::not_processed, now);
@@ -115,7 +116,7 @@ void bucket::adopt(const observation& obs, bool rejected, time_point now) {
   } else if (!limit_) {
     limit_ = rem;
   }
-  remaining_ = rem;
+  lower_remaining(rem);
   reset_epoch_ = obs.reset_epoch;
   reset_at_ = obs.reset_at.value_or(now + window());
   phase_ = bucket_phase::confirmed;
@@ -123,6 +124,13 @@ void bucket::adopt(const observation& obs, bool rejected, time_point now) {
   probes_ = 0;
   orphans_ = 0;
   if (rejected && reset_at_ <= now) reset_at_ = now + settings_.blind_429_hold;
+}
+
+void bucket::lower_remaining(std::int64_t rem) {
+  remaining_ = rem;
+  // Whatever is still out may already be counted in this Remaining, or may not.
+  counted_mark_ = taken_;
+  overlap_ = inflight_;
 }
 
 void bucket::merge(const observation& obs, bool rejected, time_point now) {
@@ -173,13 +181,13 @@ void bucket::merge(const observation& obs, bool rejected, time_point now) {
       phase_ = bucket_phase::confirmed;
       ++generation_;
       probes_ = 0;
-      remaining_ = std::min(remaining_.value_or(rem), rem);
+      if (!remaining_ || rem <= *remaining_) lower_remaining(rem);
       reset_at_ = std::max(reset_at_.value_or(now), now + settings_.blind_429_hold);
     }
     // An answer from the window that just ended cost that window, not the new one.
   } else {
     learn_window(obs, false, now);
-    remaining_ = std::min(remaining_.value_or(rem), rem);
+    if (!remaining_ || rem <= *remaining_) lower_remaining(rem);
     if (*obs.reset_epoch == *reset_epoch_ && obs.reset_at && reset_at_) {
       // Each answer's Date is rounded to the second; the earliest estimate is the tightest.
       reset_at_ = std::min(*reset_at_, *obs.reset_at);
@@ -202,6 +210,8 @@ bucket_view bucket::view(time_point now) const {
   v.capacity = copy.capacity();
   v.available = copy.available();
   v.inflight = copy.inflight_;
+  copy.inflight_ -= copy.overlap_;
+  v.at_most = copy.available();
   v.orphans = copy.orphans_;
   v.window = copy.window();
   return v;

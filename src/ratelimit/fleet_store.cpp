@@ -194,6 +194,7 @@ std::optional<bucket_view> fleet_store::view(const bucket_key& key, time_point n
     out.reset_at.reset();
     out.available = out.capacity;
   }
+  out.at_most = out.available;  // leased tokens are spent when taken: no answer can return one
   return out;
 }
 

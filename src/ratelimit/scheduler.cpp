@@ -500,8 +500,10 @@ struct scheduler::impl {
   }
 
   // Predicted wait before a request `ahead` places back gets budget: windows needed from
-  // what is left now and the usable capacity of each later window.
-  duration predict(const bucket_entry& b, bool interactive, std::size_t ahead, time_point now) const {
+  // what is left now and the usable capacity of each later window. `best_case` counts the
+  // in-flight requests as already in the last Remaining (what their answers may show).
+  duration predict(const bucket_entry& b, bool interactive, std::size_t ahead, time_point now,
+                   bool best_case = false) const {
     const auto v = store->view(b.key, now);
     if (!v) return duration::zero();
     const duration hold = v->hold_until ? *v->hold_until - now : duration::zero();
@@ -509,7 +511,8 @@ struct scheduler::impl {
     if (v->phase == bucket_phase::unknown || v->phase == bucket_phase::unmetered) return hold;
     const std::int64_t keep = bucket::kept(keep_for(b, interactive), v->capacity);
     const std::int64_t per_window = std::max<std::int64_t>(1, v->capacity - keep);
-    const std::int64_t avail = std::max<std::int64_t>(0, v->available - keep);
+    const std::int64_t avail =
+        std::max<std::int64_t>(0, (best_case ? std::max(v->available, v->at_most) : v->available) - keep);
     const auto position = static_cast<std::int64_t>(ahead) + 1;
     if (position <= avail) return hold;
     const std::int64_t windows = (position - avail + per_window - 1) / per_window;
@@ -577,12 +580,14 @@ verdict scheduler::submit(const admission_request& req, time_point now) {
       return verdict{verdict_kind::admit, m.id_of(idx), {}};
     }
   }
-  const duration wait = req.rate_limited
-                            ? m.predict(b, req.interactive, m.ahead_of(b, req.interactive, req.caller), now)
-                            : duration::zero();
+  const std::size_t places = m.ahead_of(b, req.interactive, req.caller);
+  const duration wait = req.rate_limited ? m.predict(b, req.interactive, places, now) : duration::zero();
   if (b.queued() >= m.settings.max_queue || m.queued_total >= m.settings.max_queue_total)
     return m.reject(wait);
-  if (now + wait > req.deadline) return m.reject(wait);
+  // Refused at once only if it cannot fit even when the answers still out free budget;
+  // otherwise it waits for them, and at worst its deadline answers it.
+  if (now + wait > req.deadline && now + m.predict(b, req.interactive, places, now, true) > req.deadline)
+    return m.reject(wait);
   const std::uint32_t idx = m.alloc();
   auto& n = m.nodes[idx];
   n.caller = req.caller;

@@ -45,6 +45,7 @@ struct grant {
   bool probe = false;                  // sent to learn an unknown or just-opened window
   std::uint32_t generation = 0;        // which phase the probe belonged to
   std::optional<time_point> retry_at;  // not granted: try again then; nullopt = after an answer
+  std::uint64_t seq = 0;               // the bucket's count of takes when granted (0: not counted)
 };
 
 // How an admitted request ended.
@@ -64,8 +65,12 @@ struct bucket_view {
   std::int64_t capacity = 0;   // usable per window: limit minus any share we learned is not ours
   std::int64_t available = 0;  // what may still be taken in this window (estimate in `opening`)
   std::int64_t inflight = 0;   // taken, not settled
-  std::int64_t orphans = 0;    // lost this window
-  duration window{};           // learned window length (the setting until the first headers)
+  // `available` if the requests that were in flight when the last Remaining arrived were
+  // already counted in it: an answer can overtake an earlier request's, so the truth lies
+  // between the two.
+  std::int64_t at_most = 0;
+  std::int64_t orphans = 0;  // lost this window
+  duration window{};         // learned window length (the setting until the first headers)
 };
 
 // One bucket's window state machine.
@@ -96,6 +101,7 @@ class bucket {
   void merge(const observation& obs, bool rejected, time_point now);
   void adopt(const observation& obs, bool rejected, time_point now);
   void learn_window(const observation& obs, bool new_window, time_point now);
+  void lower_remaining(std::int64_t rem);
   // Resets this much older than ours belong to a past window (see merge()).
   std::int64_t stale_age_seconds() const;
   std::int64_t capacity() const;
@@ -107,6 +113,9 @@ class bucket {
   std::optional<time_point> reset_at_;
   std::optional<time_point> hold_until_;
   std::int64_t inflight_ = 0;
+  std::uint64_t taken_ = 0;         // takes so far (grant::seq)
+  std::uint64_t counted_mark_ = 0;  // takes up to this one were out when Remaining last fell
+  std::int64_t overlap_ = 0;        // ...and of those, still in flight (maybe inside Remaining)
   std::int64_t orphans_ = 0;
   std::int64_t probes_ = 0;     // probes out in the current unknown/opening phase
   std::int64_t foreign_ = 0;    // part of Limit a 429 showed we may not use (token share)

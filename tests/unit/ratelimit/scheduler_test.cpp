@@ -147,6 +147,44 @@ TEST_F(SchedulerTest, PredictedWaitBeyondTheDeadlineIsRejectedWithRetryAfter) {
   }
 }
 
+TEST_F(SchedulerTest, AnAnswerThatOvertakesAnEarlierRequestDoesNotRefuseWhatStillFits) {
+  scheduler_settings cfg;
+  cfg.initial_concurrency = cfg.max_concurrency;
+  scheduler s(cfg);
+  learn(s, 10, 9, seconds(10));
+  // Okta counts a (Remaining 8) then b (7), but b's answer arrives first: until a's does, a is
+  // both in flight and in Remaining, so only 6 of the 7 left look free.
+  const verdict a = s.submit(req(), now());
+  const verdict b = s.submit(req(), now());
+  ASSERT_EQ(s.on_response(b.id, 200, window(10, 7, seconds(10)), false, now()).kind, response_kind::deliver);
+  for (int i = 0; i < 6; ++i) ASSERT_EQ(s.submit(req(2), now()).kind, verdict_kind::admit) << i;
+  // The seventh fits once a's answer shows it was already counted: it waits, not a 429.
+  const verdict seventh = s.submit(req(3, false, milliseconds(500)), now());
+  ASSERT_EQ(seventh.kind, verdict_kind::queue);
+  s.on_response(a.id, 200, window(10, 8, seconds(10)), false, now());
+  EXPECT_EQ(s.poll(now()).admitted, (std::vector<ticket>{seventh.id}));
+  // Spent: nothing in flight can free budget, so the next one is refused at once.
+  const verdict eighth = s.submit(req(4, false, milliseconds(500)), now());
+  EXPECT_EQ(eighth.kind, verdict_kind::reject);
+  EXPECT_EQ(eighth.retry_after, seconds(10));
+}
+
+TEST_F(SchedulerTest, AnEmptyWindowIsRefusedAtOnceWhateverIsInFlight) {
+  scheduler_settings cfg;
+  cfg.initial_concurrency = cfg.max_concurrency;
+  scheduler s(cfg);
+  learn(s, 10, 2, seconds(10));
+  const verdict a = s.submit(req(), now());
+  ASSERT_EQ(a.kind, verdict_kind::admit);
+  const verdict b = s.submit(req(), now());
+  ASSERT_EQ(b.kind, verdict_kind::admit);
+  // b's answer says the window is empty; a is still out, but Remaining only ever falls.
+  s.on_response(b.id, 200, window(10, 0, seconds(10)), false, now());
+  const verdict late = s.submit(req(3, false, milliseconds(500)), now());
+  EXPECT_EQ(late.kind, verdict_kind::reject);
+  EXPECT_EQ(late.retry_after, seconds(10));
+}
+
 TEST_F(SchedulerTest, ShortWindowsAreLearnedSoA3xLimitBatchIsPredictedToFit) {
   // Test doubles and per-user buckets run windows of seconds, not Okta's usual minute: a batch
   // of three windows' worth must be predicted at ~3 short windows, not 2 x 60 s (which would
