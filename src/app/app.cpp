@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -577,28 +578,65 @@ void spawn_background(asio::strand<asio::io_context::executor_type>& control, pr
       asio::detached);
 }
 
-// Runs the io_context on `threads` threads until it stops. No input may end the process: an
-// exception out of a handler (a bug; every parser limit is an error code) is logged and
-// counted, and the thread goes back to serving. Asio allows run() to be called again after it
-// threw.
-void serve_until_stopped(app_io_context& ioc, unsigned threads, const logging::log& log,
+// Runs one event loop until it stops. No input may end the process: an exception out of a
+// handler (a bug; every parser limit is an error code) is logged and counted, and the thread
+// goes back to serving. Asio allows run() to be called again after it threw.
+void serve_until_stopped(app_io_context& ioc, const logging::log& log,
                          std::atomic<std::uint64_t>& internal_errors) {
-  auto serve = [&ioc, &log, &internal_errors] {
-    for (;;) {
-      try {
-        ioc.run();
-        return;
-      } catch (const std::exception& e) {
-        ++internal_errors;
-        log.error(event("I/O handler failed; serving on").with("error", e.what()));
-      }
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      ++internal_errors;
+      log.error(event("I/O handler failed; serving on").with("error", e.what()));
     }
-  };
-  std::vector<std::thread> pool_threads;
-  for (unsigned i = 1; i < threads; ++i) pool_threads.emplace_back(serve);
-  serve();
-  for (auto& t : pool_threads) t.join();
+  }
 }
+
+// The event loops beyond the main one when `threads` > 1: each is run by one thread and serves
+// its own sessions (and, through them, its own upstream connections), so nothing a session
+// touches needs a strand; what sessions share (the gate, breakers, pool lists, metrics) takes
+// its own short lock. The main loop also serves sessions, besides the listeners and timers.
+class worker_loops {
+ public:
+  explicit worker_loops(unsigned count) {
+    for (unsigned i = 0; i < count; ++i) {
+      loops_.push_back(std::make_unique<app_io_context>(1));
+      guards_.push_back(asio::make_work_guard(*loops_.back()));
+    }
+  }
+  worker_loops(const worker_loops&) = delete;
+  worker_loops& operator=(const worker_loops&) = delete;
+  ~worker_loops() { stop(); }
+
+  // Where sessions run: the main loop, then each worker.
+  std::vector<asio::io_context*> session_loops(asio::io_context& main) const {
+    std::vector<asio::io_context*> out{&main};
+    for (const auto& l : loops_) out.push_back(l.get());
+    return out;
+  }
+  void start(const logging::log& log, std::atomic<std::uint64_t>& internal_errors) {
+    for (auto& l : loops_) {
+      threads_.emplace_back(
+          [&loop = *l, &log, &internal_errors] { serve_until_stopped(loop, log, internal_errors); });
+    }
+  }
+  // Stops every loop and joins its thread, then destroys what is still suspended on them while
+  // the objects those coroutines use still exist.
+  void stop() {
+    guards_.clear();
+    for (auto& l : loops_) l->stop();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    for (auto& l : loops_) l->destroy_pending_work();
+  }
+
+ private:
+  std::vector<std::unique_ptr<app_io_context>> loops_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+};
 
 }  // namespace
 
@@ -628,7 +666,8 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   if (const int code = make_upstream_tls(cfg, log, upstream_ctx)) return code;
 
   const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-  app_io_context ioc(static_cast<int>(threads));
+  app_io_context ioc(1);
+  worker_loops workers(threads - 1);
   metrics::registry registry;
   proxy::proxy_metrics pm(registry);
   upstream::connection_pool pool(*upstream_ctx, upstream::connection_pool::from_config(cfg));
@@ -665,7 +704,8 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   std::unique_ptr<proxy::server> server;
   std::unique_ptr<admin::admin_server> admin_srv;
   try {
-    server = std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen), threads == 1);
+    server =
+        std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen), workers.session_loops(ioc));
     admin::admin_options admin_opts;
     admin_opts.access.expose_status = cfg.admin.expose_status;
     admin_opts.access.allowed_hosts = cfg.admin.allowed_hosts;
@@ -719,9 +759,11 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   admin::notify_ready();
   admin::notify_status("serving");
 
-  serve_until_stopped(ioc, threads, log, internal_errors);
+  workers.start(log, internal_errors);
+  serve_until_stopped(ioc, log, internal_errors);
   // Sessions still suspended (on a hung upstream, say) are destroyed now, while the pool, gate
   // and breakers they give their leases back to still exist.
+  workers.stop();
   ioc.destroy_pending_work();
   // The drain is over and we are tearing down: a repeated SIGTERM/SIGINT (supervisors resend
   // them) must not turn a clean exit into death by signal once the signal_set is gone.

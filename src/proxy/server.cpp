@@ -9,14 +9,15 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <system_error>
+#include <utility>
 
 namespace okta_sidecar::proxy {
 
 using tcp = asio::ip::tcp;
 
-server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep, bool one_thread)
-    : ioc_(ioc),
-      one_thread_(one_thread),
+server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep,
+               std::vector<asio::io_context*> workers)
+    : workers_(std::move(workers)),
       svc_(svc),
       acceptor_(asio::make_strand(ioc)),
       resume_(acceptor_.get_executor()) {
@@ -30,6 +31,7 @@ server::server(asio::io_context& ioc, services& svc, const tcp::endpoint& ep, bo
                             "cannot listen on " + ep.address().to_string() + ":" + std::to_string(ep.port()));
   }
   local_ = acceptor_.local_endpoint();
+  if (workers_.empty()) workers_.push_back(&ioc);
 }
 
 void server::start() {
@@ -57,9 +59,8 @@ asio::awaitable<void> server::accept_loop() {
       }
       continue;
     }
-    const asio::any_io_executor session_ex = one_thread_ ? asio::any_io_executor(ioc_.get_executor())
-                                                         : asio::any_io_executor(asio::make_strand(ioc_));
-    auto [ec, sock] = co_await acceptor_.async_accept(session_ex, use_tuple);
+    asio::io_context& worker = *workers_[next_worker_++ % workers_.size()];
+    auto [ec, sock] = co_await acceptor_.async_accept(worker, use_tuple);
     if (ec) {
       if (!accepting_.load() || ec == asio::error::operation_aborted) break;
       // Out of descriptors or a transient error: log it and breathe instead of spinning.

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
@@ -85,6 +86,11 @@ void close_quietly(connection& c) {
   c.lowest().socket().close(ec);
 }
 
+bool same_loop(connection& c, const asio::any_io_executor& ex) {
+  return &asio::query(c.lowest().get_executor(), asio::execution::context) ==
+         &asio::query(ex, asio::execution::context);
+}
+
 }  // namespace
 
 asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point deadline) {
@@ -97,10 +103,22 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
       auto& s = slots_[o.key()];
       if (me) std::erase(s.waiters, me);
       auto now = steady_clock::now();
-      while (!s.idle.empty()) {
-        auto c = std::move(s.idle.back());
-        s.idle.pop_back();
-        const auto state = now - c->idle_since < settings_.idle_timeout ? check_idle(*c) : idle_check::closed;
+      // Oldest first: those past the idle timeout go, whichever loop they belong to.
+      while (!s.idle.empty() && now - s.idle.front()->idle_since >= settings_.idle_timeout) {
+        ++stats_.closed;
+        close_quietly(*s.idle.front());
+        s.idle.pop_front();
+      }
+      for (;;) {
+        // Newest first, of this thread's own loop. Another worker's connection works too, but
+        // its I/O is then watched by that worker's loop: taken only when no new one may open.
+        auto pick =
+            std::find_if(s.idle.rbegin(), s.idle.rend(), [&ex](const auto& c) { return same_loop(*c, ex); });
+        if (pick == s.idle.rend() && s.active >= settings_.max_per_origin) pick = s.idle.rbegin();
+        if (pick == s.idle.rend()) break;
+        auto c = std::move(*pick);
+        s.idle.erase(std::next(pick).base());
+        const auto state = check_idle(*c);
         if (state == idle_check::alive) {
           ++s.active;
           ++stats_.reused;

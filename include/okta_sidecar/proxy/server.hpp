@@ -1,6 +1,7 @@
 #pragma once
 // The proxy listener: accepts client connections, runs one session coroutine per connection
-// on its own strand, and supports draining (stop accepting, close idle sessions, count the rest).
+// on one of the workers' event loops (each run by one thread, so a session needs no strand),
+// and supports draining (stop accepting, close idle sessions, count the rest).
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "okta_sidecar/proxy/services.hpp"
 
@@ -19,9 +21,9 @@ namespace okta_sidecar::proxy {
 // Lets the server close a session that is waiting for its next request (drain), and only then.
 struct session_control {
   explicit session_control(asio::any_io_executor ex) : executor(std::move(ex)) {}
-  asio::any_io_executor executor;    // the session's strand
-  asio::cancellation_signal cancel;  // emitted on that strand
-  bool idle = true;                  // read and written on that strand only
+  asio::any_io_executor executor;    // the session's worker
+  asio::cancellation_signal cancel;  // emitted on that worker
+  bool idle = true;                  // read and written on that worker only
 };
 
 // Runs one client connection to completion.
@@ -29,10 +31,11 @@ asio::awaitable<void> run_session(services&, asio::ip::tcp::socket, std::uint64_
 
 class server {
  public:
-  // Binds now; throws std::system_error naming the address when it cannot.
-  // `one_thread`: the io_context runs on one thread, so sessions need no strand (each strand
-  // hop costs a lock and a polymorphic executor copy per completion).
-  server(asio::io_context&, services&, const asio::ip::tcp::endpoint&, bool one_thread = false);
+  // Binds now; throws std::system_error naming the address when it cannot. The listener runs
+  // on `ioc`; sessions go round-robin to `workers` (`ioc` alone when empty), each of which
+  // must be run by exactly one thread.
+  server(asio::io_context& ioc, services&, const asio::ip::tcp::endpoint&,
+         std::vector<asio::io_context*> workers = {});
   asio::ip::tcp::endpoint local_endpoint() const { return local_; }
   void start();
   void stop_accepting();
@@ -45,8 +48,8 @@ class server {
  private:
   asio::awaitable<void> accept_loop();
 
-  asio::io_context& ioc_;
-  bool one_thread_;
+  std::vector<asio::io_context*> workers_;
+  std::size_t next_worker_ = 0;
   services& svc_;
   asio::ip::tcp::acceptor acceptor_;
   asio::ip::tcp::endpoint local_;
