@@ -38,7 +38,15 @@ BODY = json.dumps([{"id": "00u1a2b3c4d5e6f7g8h9", "status": "ACTIVE",
                     "profile": {"firstName": "Ada", "lastName": "Lovelace",
                                 "email": "ada@example.com", "login": "ada@example.com"},
                     "_links": {"self": {"href": "https://acme.okta.com/api/v1/users/00u1"}}}])
-API_PATH = "/api/v1/users"
+# The forwarding scenarios use an Okta-classified path (`GET /api/v1/users/{id}`) whose upstream
+# sends Okta's rate-limit headers, so the sidecar does its whole per-request work: classify,
+# admit against a learned bucket, read the headers back (issue 13's yardstick).
+API_PATH = "/api/v1/users/00u1a2b3c4d5e6f7g8h9"
+# The simulator's `users` bucket, for the rate-limit scenarios.
+SIM_PATH = "/api/v1/users"
+# Far enough ahead for any run, within the sidecar's reset horizon: Remaining never drops, so
+# the bucket admits at once, as a lightly used Okta bucket does.
+RESET_AHEAD_S = 1800
 
 
 def log(msg: str) -> None:
@@ -241,6 +249,9 @@ http {{
     ssl_certificate_key {self.pki.server_key};
     location / {{
       default_type application/json;
+      add_header X-Rate-Limit-Limit 600 always;
+      add_header X-Rate-Limit-Remaining 599 always;
+      add_header X-Rate-Limit-Reset {int(time.time()) + RESET_AHEAD_S} always;
       return 200 '{BODY}';
     }}
   }}
@@ -1005,8 +1016,10 @@ def scenario_scale(env: Env, reps: int) -> dict:
                 allowed_ports=(sim.http_port,),
                 extra={"rate_limit": {"max_queue": n * 2, "max_wait_ms": 120000},
                        "client": {"request_timeout_ms": 180000}})
-            target = ["--target", f"http://{OKTA_HOST}:{sim.http_port}{API_PATH}",
+            target = ["--target", f"http://{OKTA_HOST}:{sim.http_port}{SIM_PATH}",
                       "--proxy", f"127.0.0.1:{port}"]
+            time.sleep(0.3)
+            rss_base = rss_kib(sc.pid)
             h = Holder(env, [*target, "--connections", str(n), "--per-connection", "1",
                              "--duration", str(window * 3 + 60), "--timeout", str(window * 3 + 60),
                              "--wait-stdin"])
@@ -1047,6 +1060,10 @@ def scenario_scale(env: Env, reps: int) -> dict:
                  "errors": res["errors"], "rss_connected_kib": rss_conn,
                  "rss_queued_kib": rss_queued,
                  "per_queued_bytes": (rss_queued - rss_conn) * 1024 / max(1, q_seen),
+                 "per_connection_bytes": (rss_conn - rss_base) * 1024 / n,
+                 # Issue 13's yardstick: a waiting request with its (plain) connection.
+                 "per_waiting_bytes": ((rss_queued - rss_conn) * 1024 / max(1, q_seen) +
+                                       (rss_conn - rss_base) * 1024 / n),
                  "reset_unix": reset,
                  "first_admit_after_reset_ms": (res["first_ok_unix"] - reset) * 1000,
                  "all_done_after_reset_s": res["last_ok_unix"] - reset,
