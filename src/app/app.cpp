@@ -682,9 +682,9 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     }
   }
   proxy::rate_gate gate(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr);
-  proxy::breaker_board breakers(rt->breaker, rt->retry);
-  proxy::diagnosis_log diagnoses;
-  proxy::shared_okta_clock okta_clock;
+  resilience::breaker_board breakers(rt->breaker, rt->retry);
+  auth::diagnosis_log diagnoses;
+  ratelimit::shared_okta_clock okta_clock;
   proxy::shared_reads reads(cache_settings_of(cfg));
   proxy::services svc{clock,    log, leaves,    intercept_ctx, pool,  gate,
                       breakers, pm,  diagnoses, okta_clock,    reads, {},

@@ -5,6 +5,8 @@
 #include <set>
 #include <utility>
 
+#include "okta_sidecar/http/ip_literal.hpp"
+
 namespace okta_sidecar::config {
 namespace {
 
@@ -468,7 +470,7 @@ class checker {
     error(path, msg);
   }
   void host(const std::string& path, const endpoint& ep) {
-    if (ep.host.find(':') != std::string::npos ? !parse_ip(ep.host).has_value()
+    if (ep.host.find(':') != std::string::npos ? !http::parse_ipv6(ep.host).has_value()
                                                : !is_host_name_or_ipv4(ep.host)) {
       error(path, "host " + quote_json(ep.host) + " is not a valid host name or IP address");
     }
@@ -491,7 +493,7 @@ bool is_env_name(std::string_view s) {
 }
 
 void check_host_list(checker& ck, const std::string& name, const std::vector<std::string>& list,
-                     std::vector<host_pattern>& out) {
+                     std::vector<policy::host_pattern>& out) {
   for (std::size_t i = 0; i < list.size(); ++i) {
     auto p = explain_host_pattern(list[i]);
     if (!p) {
@@ -544,11 +546,11 @@ void check_listeners_and_hosts(checker& ck, const config& c) {
   if (c.state_dir.empty()) ck.error("state_dir", "must not be empty");
   ck.at_most("threads", c.threads, 256, "0 means one per core");
 
-  std::vector<host_pattern> intercept, tunnel;
+  std::vector<policy::host_pattern> intercept, tunnel;
   check_host_list(ck, "intercept_hosts", c.intercept_hosts, intercept);
   check_host_list(ck, "tunnel_hosts", c.tunnel_hosts, tunnel);
   for (std::size_t i = 0; i < c.tunnel_hosts.size(); ++i) {
-    auto p = parse_host_pattern(c.tunnel_hosts[i]);
+    auto p = policy::parse_host_pattern(c.tunnel_hosts[i]);
     if (p && std::find(intercept.begin(), intercept.end(), *p) != intercept.end()) {
       ck.error(index_path("tunnel_hosts", i),
                quote_json(c.tunnel_hosts[i]) +
@@ -698,7 +700,7 @@ void check_access_and_admin(checker& ck, const config& c) {
   }
   for (std::size_t i = 0; i < c.admin.allowed_hosts.size(); ++i) {
     const std::string& h = c.admin.allowed_hosts[i];
-    if (!is_host_name_or_ipv4(h) && !parse_ip(h)) {
+    if (!is_host_name_or_ipv4(h) && !http::parse_ipv6(h)) {
       ck.error(index_path("admin.allowed_hosts", i),
                quote_json(h) + " is not a host name (give names without port, e.g. \"sidecar.internal\")");
     }

@@ -11,17 +11,6 @@ namespace {
 // no DNS name needs them and each extra form is another way to disagree with a resolver.
 bool is_host_char(char c) { return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_'; }
 
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-  if (text.empty() || text.size() > 5 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
-  unsigned v = 0;
-  for (char c : text) {
-    if (!is_digit(c)) return std::nullopt;
-    v = v * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (v == 0 || v > 65535) return std::nullopt;
-  return static_cast<std::uint16_t>(v);
-}
-
 // host[:port] or [v6][:port]; `port_required` for authority-form.
 std::optional<host_and_port> parse_host_port(std::string_view text, bool port_required) {
   host_and_port out;
@@ -58,6 +47,17 @@ bool is_path_char(char c) {
 }
 
 }  // namespace
+
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+  if (text.empty() || text.size() > 5 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
+  unsigned v = 0;
+  for (char c : text) {
+    if (!is_digit(c)) return std::nullopt;
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (v == 0 || v > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(v);
+}
 
 bool is_valid_origin_form(std::string_view target) {
   if (target.empty() || target[0] != '/') return false;

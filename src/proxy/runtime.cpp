@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "okta_sidecar/ratelimit/path.hpp"
 #include "okta_sidecar/resilience/settings.hpp"
 
 namespace okta_sidecar::proxy {
@@ -20,25 +21,9 @@ std::string read_file(const std::string& path, std::string_view what) {
 
 }  // namespace
 
-bool path_glob_match(std::string_view pattern, std::string_view path) {
-  std::size_t p = 0, s = 0;
-  while (p < pattern.size()) {
-    if (pattern[p] == '*') {
-      if (p + 1 == pattern.size()) return true;
-      while (s < path.size() && path[s] != '/') ++s;
-      ++p;
-      continue;
-    }
-    if (s >= path.size() || pattern[p] != path[s]) return false;
-    ++p;
-    ++s;
-  }
-  return s == path.size();
-}
-
 bool runtime::is_interactive(std::string_view normalized_path) const {
   for (const auto& p : interactive_paths) {
-    if (path_glob_match(p, normalized_path)) return true;
+    if (ratelimit::path_glob_match(p, normalized_path)) return true;
   }
   return false;
 }

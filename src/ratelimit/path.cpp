@@ -100,4 +100,20 @@ std::string normalize_path(std::string_view target) {
   return out;
 }
 
+bool path_glob_match(std::string_view pattern, std::string_view path) {
+  std::size_t p = 0, s = 0;
+  while (p < pattern.size()) {
+    if (pattern[p] == '*') {
+      if (p + 1 == pattern.size()) return true;
+      while (s < path.size() && path[s] != '/') ++s;
+      ++p;
+      continue;
+    }
+    if (s >= path.size() || pattern[p] != path[s]) return false;
+    ++p;
+    ++s;
+  }
+  return s == path.size();
+}
+
 }  // namespace okta_sidecar::ratelimit

@@ -1,8 +1,10 @@
 #pragma once
 // Parsers for the small value syntaxes that configuration strings carry (endpoints, IP
 // addresses, CIDRs, host patterns, Redis URLs) and the "did you mean" helper. Each parser has
-// an `explain_*` twin that says what is wrong, so config errors can tell the user why.
-#include <array>
+// an `explain_*` twin that says what is wrong, so config errors can tell the user why. The
+// syntaxes the runtime reads as well (IP literals, CIDRs, host names and patterns) are parsed
+// by the http and policy functions the runtime calls, never by a copy here, so the loader
+// accepts exactly what the runtime does.
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -10,6 +12,8 @@
 #include <string_view>
 
 #include "okta_sidecar/config/config.hpp"
+#include "okta_sidecar/policy/cidr.hpp"
+#include "okta_sidecar/policy/host_pattern.hpp"
 
 namespace okta_sidecar::config {
 
@@ -22,33 +26,12 @@ struct parsed {
   explicit operator bool() const { return value.has_value(); }
 };
 
-// An IPv4 or IPv6 address; IPv4 lives in the first 4 bytes of `bytes`.
-struct ip_address {
-  std::array<std::uint8_t, 16> bytes{};
-  bool v6 = false;
+// access.allowed_clients entries: policy::parse_cidr, the parser the runtime uses, with its
+// explanation in `error`.
+parsed<policy::cidr> explain_cidr(std::string_view text);
 
-  bool operator==(const ip_address&) const = default;
-  std::string to_string() const;  // dotted quad, or RFC 5952 compressed IPv6
-};
-
-// Dotted quad with no leading zeros ("010.0.0.1" is refused: some stacks read it as octal), or
-// RFC 4291 section 2.2 text form (with "::" and an optional trailing dotted quad); no zone id.
-std::optional<ip_address> parse_ip(std::string_view text);
-
-// A source address range for access.allowed_clients. A bare address means /32 or /128.
-struct cidr {
-  ip_address network;
-  std::uint8_t prefix_len = 0;
-
-  bool operator==(const cidr&) const = default;
-  // IPv4-mapped IPv6 clients (::ffff:a.b.c.d, seen on dual-stack listeners) match IPv4 ranges.
-  bool contains(const ip_address& address) const;
-};
-parsed<cidr> explain_cidr(std::string_view text);
-std::optional<cidr> parse_cidr(std::string_view text);
-
-// True for an RFC 1123 host name (letters, digits, hyphens; labels 1..63, total <= 253) or
-// an IPv4 address. A name whose last label is all digits must be a valid IPv4 address.
+// True for a host name as policy::is_dns_name reads it or an IPv4 address as
+// http::parse_ipv4 does: a name whose last label is all digits must be a valid IPv4 address.
 bool is_host_name_or_ipv4(std::string_view host);
 
 // "host:port", "[v6]:port". Port 0 is accepted (ephemeral listen); callers that need a real
@@ -56,18 +39,9 @@ bool is_host_name_or_ipv4(std::string_view host);
 parsed<endpoint> explain_endpoint(std::string_view text);
 std::optional<endpoint> parse_endpoint(std::string_view text);
 
-// An intercept_hosts / tunnel_hosts entry: "acme.okta.com", "*.okta.com", optional ":port",
-// "[::1]:443". Host names compare case-insensitively, so `host` is lower-cased.
-struct host_pattern {
-  std::string host;                   // for a wildcard, the suffix after "*." ("okta.com")
-  bool wildcard = false;              // "*.okta.com" matches any name ending in ".okta.com", not okta.com
-  std::optional<std::uint16_t> port;  // unset = any port
-
-  bool operator==(const host_pattern&) const = default;
-  bool matches(std::string_view host, std::uint16_t port) const;
-};
-parsed<host_pattern> explain_host_pattern(std::string_view text);
-std::optional<host_pattern> parse_host_pattern(std::string_view text);
+// intercept_hosts / tunnel_hosts entries: policy::parse_host_pattern, the parser the runtime
+// uses, with its explanation in `error`.
+parsed<policy::host_pattern> explain_host_pattern(std::string_view text);
 
 // fleet.redis: redis://[user:password@]host:port[/db] or rediss:// (TLS). User and password
 // are percent-decoded; the user may be empty (Redis < 6 "AUTH password").

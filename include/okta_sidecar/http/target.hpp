@@ -19,6 +19,10 @@ struct parsed_target {
   bool operator==(const parsed_target&) const = default;
 };
 
+// A port as a request-target or a host pattern writes it: 1..65535 in plain decimal, no sign and
+// no leading zero (so "0443" is not quietly 443).
+std::optional<std::uint16_t> parse_port(std::string_view text);
+
 // http://host[:port]/p?q ("" path -> "/"), https:// too.
 std::optional<parsed_target> parse_absolute_form(std::string_view target);
 // host:port or [v6]:port; the port is required (RFC 9110 §9.3.6). Host lower-cased.

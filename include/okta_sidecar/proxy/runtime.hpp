@@ -37,7 +37,4 @@ struct runtime {
   bool is_interactive(std::string_view normalized_path) const;
 };
 
-// '*' matches within one path segment; a trailing '*' matches the rest.
-bool path_glob_match(std::string_view pattern, std::string_view path);
-
 }  // namespace okta_sidecar::proxy

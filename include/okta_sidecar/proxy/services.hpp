@@ -2,19 +2,11 @@
 // The object graph a session works with, built by the app and passed down by reference:
 // no globals. Reloadable settings live in `runtime` behind an atomic shared_ptr.
 #include <atomic>
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <nlohmann/json.hpp>
-#include <optional>
-#include <string>
-#include <unordered_map>
 
+#include "okta_sidecar/auth/diagnosis_log.hpp"
 #include "okta_sidecar/auth/token_info.hpp"
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/logging/log.hpp"
@@ -23,94 +15,12 @@
 #include "okta_sidecar/proxy/rate_gate.hpp"
 #include "okta_sidecar/proxy/runtime.hpp"
 #include "okta_sidecar/proxy/shared_reads.hpp"
-#include "okta_sidecar/ratelimit/okta_clock.hpp"
-#include "okta_sidecar/resilience/breaker_table.hpp"
-#include "okta_sidecar/resilience/circuit_breaker.hpp"
-#include "okta_sidecar/resilience/retry_budget.hpp"
-#include "okta_sidecar/resilience/retry_policy.hpp"
+#include "okta_sidecar/ratelimit/shared_okta_clock.hpp"
+#include "okta_sidecar/resilience/breaker_board.hpp"
 #include "okta_sidecar/tls/leaf_cache.hpp"
 #include "okta_sidecar/upstream/connection_pool.hpp"
 
 namespace okta_sidecar::proxy {
-
-// One circuit breaker per upstream host, plus the shared retry budget.
-class breaker_board {
- public:
-  explicit breaker_board(resilience::breaker_settings s, resilience::retry_settings r)
-      : breakers_(s), budget_(r) {}
-  resilience::permit try_acquire(const std::string& host, time_point now);
-  // Returns the state after recording, so the caller can count transitions.
-  void record(const std::string& host, resilience::outcome, bool probe, time_point now);
-  void release_probe(const std::string& host, time_point now);
-  // For a `hold` permit: resumes once the host's probes report (record or release_probe), or
-  // at `deadline`; the caller asks try_acquire again.
-  asio::awaitable<void> wait_for_probe(const std::string& host, time_point deadline);
-  void on_request(time_point now);
-  bool try_spend_retry(time_point now);
-  struct host_state {
-    std::string host;
-    resilience::breaker_state state;
-    duration retry_after;
-    std::uint64_t opened;
-  };
-  std::vector<host_state> states(time_point now) const;
-  void update_settings(const resilience::breaker_settings&, const resilience::retry_settings&);
-  std::size_t size() const;
-
- private:
-  void wake_locked(const std::string& host);
-  mutable std::mutex mu_;
-  resilience::breaker_table breakers_;  // bounded: hosts under a wildcard are client-chosen
-  // Requests waiting for a half-open probe's outcome; an entry lives only while one waits.
-  std::map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> held_;
-  resilience::retry_budget budget_;
-};
-
-// The last N auth diagnoses, for /status and the dashboard.
-class diagnosis_log {
- public:
-  explicit diagnosis_log(std::size_t capacity = 50) : capacity_(capacity) {}
-  void add(nlohmann::json entry);
-  nlohmann::json snapshot() const;
-
- private:
-  mutable std::mutex mu_;
-  std::size_t capacity_;
-  std::deque<nlohmann::json> entries_;
-};
-
-// Okta's clock as estimated from Date headers: the smoothed estimate auth diagnostics read,
-// and each host's offset bound that places rate-limit resets.
-class shared_okta_clock {
- public:
-  static constexpr std::size_t max_hosts = 1024;  // hosts are allowlisted; this only bounds memory
-
-  // The host's bound before this response (what the response's headers are read with).
-  std::optional<double> offset_bound(const std::string& host) const {
-    std::lock_guard lock(mu_);
-    auto it = bounds_.find(host);
-    return it == bounds_.end() ? std::nullopt : it->second.seconds();
-  }
-  void observe(const std::string& host, std::int64_t server_date_epoch, wall_time received_at) {
-    std::lock_guard lock(mu_);
-    clock_.observe(server_date_epoch, received_at);
-    auto it = bounds_.find(host);
-    if (it == bounds_.end()) {
-      if (bounds_.size() >= max_hosts) return;
-      it = bounds_.emplace(host, ratelimit::okta_offset_bound{}).first;
-    }
-    it->second.observe(server_date_epoch, received_at);
-  }
-  std::int64_t now_epoch(wall_time wall_now) const {
-    std::lock_guard lock(mu_);
-    return clock_.okta_now_epoch(wall_now);
-  }
-
- private:
-  mutable std::mutex mu_;
-  ratelimit::okta_clock clock_;
-  std::unordered_map<std::string, ratelimit::okta_offset_bound> bounds_;
-};
 
 // Metric handles created once at start; hot paths use family::with() on these.
 struct proxy_metrics {
@@ -144,10 +54,10 @@ struct services {
   asio::ssl::context& intercept_tls;
   upstream::connection_pool& pool;
   rate_gate& gate;
-  breaker_board& breakers;
+  resilience::breaker_board& breakers;
   proxy_metrics& metrics;
-  diagnosis_log& diagnoses;
-  shared_okta_clock& okta_clock;
+  auth::diagnosis_log& diagnoses;
+  ratelimit::shared_okta_clock& okta_clock;
   shared_reads& reads;  // coalescing and the public-document cache (issue 15)
   std::atomic<std::shared_ptr<const runtime>> rt;
   std::atomic<bool> draining{false};

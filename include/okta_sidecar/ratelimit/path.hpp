@@ -1,5 +1,6 @@
 #pragma once
-// Request-target normalisation so that equivalent spellings of a path classify alike.
+// Request-target normalisation so that equivalent spellings of a path classify alike, and the
+// path patterns matched against the result.
 #include <string>
 #include <string_view>
 
@@ -9,5 +10,9 @@ namespace okta_sidecar::ratelimit {
 // stays encoded so it never becomes a segment separator), collapses "//", resolves "." and
 // ".." segments (RFC 3986 §5.2.4) and drops a trailing "/". The result always starts with "/".
 std::string normalize_path(std::string_view target);
+
+// rate_limit.interactive_paths patterns against a normalised path: '*' matches within one path
+// segment ("/oauth2/*/v1/token"); a trailing '*' matches the rest, across segments.
+bool path_glob_match(std::string_view pattern, std::string_view path);
 
 }  // namespace okta_sidecar::ratelimit

@@ -4,8 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "okta_sidecar/policy/cidr.hpp"
+#include "okta_sidecar/policy/host_policy.hpp"
 
 namespace okta_sidecar::config {
 namespace {
@@ -776,6 +780,158 @@ TEST(LoaderIssue14, KeysParseValidateAndRoundTrip) {
   EXPECT_THAT(errors, ::testing::Contains(HasSubstr("rate_limit.max_queue_total: must be at least 1")));
   EXPECT_THAT(errors, ::testing::Contains(HasSubstr("client.max_connections: must be at least 1")));
   EXPECT_THAT(errors, ::testing::Contains(HasSubstr("admin.allowed_hosts[0]")));
+}
+
+}  // namespace
+}  // namespace okta_sidecar::config
+
+// ---- the loader refuses exactly what the runtime refuses ----
+// intercept_hosts, tunnel_hosts and access.allowed_clients are validated with the parsers the
+// runtime builds its policy with (policy::parse_host_pattern, policy::parse_cidr), so a
+// configuration that passes --check-config cannot fail at start or reload, and one that fails
+// it cannot slip through. The same inputs go through both; `ok` pins what both should say.
+namespace okta_sidecar::config {
+namespace {
+
+struct agreement_case {
+  const char* text;
+  bool ok;
+};
+
+bool runtime_accepts_hosts(const std::vector<std::string>& intercept,
+                           const std::vector<std::string>& tunnel) {
+  try {
+    policy::host_policy(intercept, tunnel, {443});
+    return true;
+  } catch (const std::runtime_error&) {
+    return false;
+  }
+}
+
+bool runtime_accepts_clients(const std::vector<std::string>& clients) {
+  try {
+    policy::cidr_list::parse(clients);
+    return true;
+  } catch (const std::runtime_error&) {
+    return false;
+  }
+}
+
+TEST(LoaderAgreesWithRuntime, HostPatterns) {
+  const agreement_case cases[] = {
+      {"acme.okta.com", true},
+      {"*.okta.com", true},
+      {"*.OKTA.com:8443", true},
+      {"ACME.okta.com", true},
+      {"10.1.2.3", true},
+      {"10.1.2.3:8443", true},
+      {"[::1]", true},
+      {"[2001:db8::5]:443", true},
+      {"*.a.b.c", true},
+      {"xn--bcher-kva.example", true},
+      {"a-b.c", true},
+      {"", false},
+      {"*", false},
+      {"*.", false},
+      {"*.com", false},
+      {"**.okta.com", false},
+      {"a.*.okta.com", false},
+      {"*okta.com", false},
+      {"okta.*", false},
+      {"*.10.0.0.1", false},
+      {"localhost", false},
+      {"LOCALHOST", false},
+      {"*.localhost", false},
+      {"api.localhost", false},
+      {"127.1", false},
+      {"2130706433", false},
+      {"0x7f.0.0.1", false},
+      {"acme.0x1", false},
+      {"010.0.0.1", false},
+      {"256.0.0.1", false},
+      {"acme.okta.com.", false},
+      {"acme..okta.com", false},
+      {"-acme.okta.com", false},
+      {"a_b.okta.com", false},
+      {"a b.com", false},
+      {"user@acme.okta.com", false},
+      {"acme.okta.com/", false},
+      {"https://acme.okta.com", false},
+      {"acme.okta.com:", false},
+      {"acme.okta.com:0", false},
+      {"acme.okta.com:0443", false},
+      {"acme.okta.com:65536", false},
+      {"acme.okta.com:x", false},
+      {"::1", false},
+      {"[::1", false},
+      {"[::1]x", false},
+      {"[::1]:", false},
+      {"[127.0.0.1]", false},
+      {"[fe80::1%eth0]", false},
+      {"[acme]", false},
+      {"a%2eokta.com", false},
+  };
+  for (const auto& c : cases) {
+    for (const bool tunnel : {false, true}) {
+      config cfg;
+      cfg.intercept_hosts = tunnel ? std::vector<std::string>{} : std::vector<std::string>{c.text};
+      cfg.tunnel_hosts = tunnel ? std::vector<std::string>{c.text} : std::vector<std::string>{};
+      const bool loader = validate(cfg).empty();
+      const bool runtime = runtime_accepts_hosts(cfg.intercept_hosts, cfg.tunnel_hosts);
+      EXPECT_EQ(loader, runtime) << c.text << (tunnel ? " in tunnel_hosts" : " in intercept_hosts");
+      EXPECT_EQ(loader, c.ok) << c.text;
+    }
+  }
+  std::string long_name;
+  while (long_name.size() < 260) long_name += "abcdefgh.";
+  for (const std::string& text :
+       {long_name + "com", std::string(64, 'a') + ".com", std::string(63, 'a') + ".com"}) {
+    config cfg;
+    cfg.intercept_hosts = {text};
+    EXPECT_EQ(validate(cfg).empty(), runtime_accepts_hosts(cfg.intercept_hosts, {})) << text;
+  }
+}
+
+TEST(LoaderAgreesWithRuntime, Cidrs) {
+  const agreement_case cases[] = {
+      {"10.0.0.0/8", true},
+      {"192.168.1.7", true},
+      {"0.0.0.0/0", true},
+      {"::/0", true},
+      {"::1", true},
+      {"fd00::/8", true},
+      {"2001:db8::1/128", true},
+      {"::ffff:10.0.0.0/104", true},
+      {"10.1.2.3/32", true},
+      {"", false},
+      {"/8", false},
+      {"10.0.0.0/", false},
+      {"10.0.0.0/33", false},
+      {"::/129", false},
+      {"10.0.0.0/-1", false},
+      {"10.0.0.0/+8", false},
+      {"10.0.0.0/08", false},
+      {"10.0.0.0/8/8", false},
+      {"10.0.0.0/ 8", false},
+      {" 10.0.0.0/8", false},
+      {"10.0.0/8", false},
+      {"010.0.0.0/8", false},
+      {"10.0.0.1/8", false},
+      {"fd00::1/8", false},
+      {"fe80::1%eth0/64", false},
+      {"fe80::1%eth0", false},
+      {"office", false},
+      {"example.com/24", false},
+      {"10.0.0.0/8000", false},
+      {"1:2:3:4:5:6:7:8:9", false},
+  };
+  for (const auto& c : cases) {
+    config cfg;
+    cfg.access.allowed_clients = {c.text};
+    const bool loader = validate(cfg).empty();
+    EXPECT_EQ(loader, runtime_accepts_clients(cfg.access.allowed_clients)) << c.text;
+    EXPECT_EQ(loader, c.ok) << c.text;
+  }
 }
 
 }  // namespace

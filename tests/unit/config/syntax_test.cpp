@@ -10,82 +10,18 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct ip_case {
-  std::string_view text;
-  bool ok;
-  std::string_view canonical;  // to_string() of the parsed address
-};
-
-TEST(ParseIp, AcceptsAndPrintsCanonically) {
-  const std::vector<ip_case> cases = {
-      {"0.0.0.0", true, "0.0.0.0"},
-      {"127.0.0.1", true, "127.0.0.1"},
-      {"255.255.255.255", true, "255.255.255.255"},
-      {"256.0.0.1", false, ""},
-      {"1.2.3", false, ""},
-      {"1.2.3.4.5", false, ""},
-      {"01.2.3.4", false, ""},  // leading zero: octal in inet_aton
-      {"1.2.3.", false, ""},
-      {"1..3.4", false, ""},
-      {"-1.2.3.4", false, ""},
-      {"", false, ""},
-      {"::", true, "::"},
-      {"::1", true, "::1"},
-      {"1::", true, "1::"},
-      {"2001:DB8:0:0:0:0:0:1", true, "2001:db8::1"},
-      {"2001:db8:0:0:1:0:0:1", true, "2001:db8::1:0:0:1"},  // first longest run wins
-      {"2001:db8::0:1", true, "2001:db8::1"},
-      {"1:2:3:4:5:6:7:8", true, "1:2:3:4:5:6:7:8"},
-      {"1:0:3:4:5:6:7:8", true, "1:0:3:4:5:6:7:8"},  // a single zero group is not "::"
-      {"::ffff:10.0.0.1", true, "::ffff:10.0.0.1"},
-      {"64:ff9b::192.0.2.33", true, "64:ff9b::c000:221"},
-      {"1:2:3:4:5:6:7:8:9", false, ""},
-      {"1:2:3:4:5:6:7", false, ""},
-      {"1::2::3", false, ""},
-      {":::", false, ""},
-      {"1:::2", false, ""},
-      {":1::", false, ""},
-      {"12345::", false, ""},
-      {"g::1", false, ""},
-      {"1.2.3.4::", false, ""},
-      {"::1%eth0", false, ""},
-      {"1:2:3:4:5:6:7::", true, "1:2:3:4:5:6:7:0"},
-      {"::2:3:4:5:6:7:8", true, "0:2:3:4:5:6:7:8"},
-  };
-  for (const auto& c : cases) {
-    auto ip = parse_ip(c.text);
-    EXPECT_EQ(ip.has_value(), c.ok) << c.text;
-    if (ip && c.ok) {
-      EXPECT_EQ(ip->to_string(), c.canonical) << c.text;
-    }
-  }
-}
-
-TEST(ParseIp, FamiliesAndBytes) {
-  auto v4 = parse_ip("10.1.2.3");
-  ASSERT_TRUE(v4);
-  EXPECT_FALSE(v4->v6);
-  EXPECT_EQ(v4->bytes[0], 10);
-  EXPECT_EQ(v4->bytes[3], 3);
-  auto v6 = parse_ip("fe80::1");
-  ASSERT_TRUE(v6);
-  EXPECT_TRUE(v6->v6);
-  EXPECT_EQ(v6->bytes[0], 0xfe);
-  EXPECT_EQ(v6->bytes[1], 0x80);
-  EXPECT_EQ(v6->bytes[15], 1);
-}
-
 TEST(Cidr, ParsesPrefixesAndBareAddresses) {
-  auto c = parse_cidr("10.0.0.0/8");
+  auto c = explain_cidr("10.0.0.0/8");
   ASSERT_TRUE(c);
-  EXPECT_EQ(c->prefix_len, 8);
-  EXPECT_EQ(parse_cidr("10.1.2.3")->prefix_len, 32);
-  EXPECT_EQ(parse_cidr("::1")->prefix_len, 128);
-  EXPECT_EQ(parse_cidr("0.0.0.0/0")->prefix_len, 0);
-  EXPECT_EQ(parse_cidr("::/0")->prefix_len, 0);
-  EXPECT_EQ(parse_cidr("fd00::/8")->prefix_len, 8);
-  EXPECT_EQ(parse_cidr("10.1.2.3/32")->prefix_len, 32);
-  EXPECT_EQ(parse_cidr("2001:db8::1/128")->prefix_len, 128);
+  EXPECT_EQ(c.value->prefix, 8u);
+  EXPECT_TRUE(c.error.empty());
+  EXPECT_EQ(explain_cidr("10.1.2.3").value->prefix, 32u);
+  EXPECT_EQ(explain_cidr("::1").value->prefix, 128u);
+  EXPECT_EQ(explain_cidr("0.0.0.0/0").value->prefix, 0u);
+  EXPECT_EQ(explain_cidr("::/0").value->prefix, 0u);
+  EXPECT_EQ(explain_cidr("fd00::/8").value->prefix, 8u);
+  EXPECT_EQ(explain_cidr("10.1.2.3/32").value->prefix, 32u);
+  EXPECT_EQ(explain_cidr("2001:db8::1/128").value->prefix, 128u);
 }
 
 TEST(Cidr, ExplainsEveryRejection) {
@@ -105,34 +41,14 @@ TEST(Cidr, ExplainsEveryRejection) {
       {"10.0.0.1/8", "has address bits set after the /8 prefix (did you mean \"10.0.0.0/8\"?)"},
       {"192.168.1.129/25", "has address bits set after the /25 prefix (did you mean \"192.168.1.128/25\"?)"},
       {"fd00::1/64", "has address bits set after the /64 prefix (did you mean \"fd00::/64\"?)"},
+      {"10.0.0.0/08", "has prefix length /08; expected a number from 0 to 32 for IPv4"},
+      {"fe80::1%eth0/64", "\"fe80::1%eth0\" has a zone id, which a range cannot have"},
   };
   for (const auto& c : cases) {
     auto r = explain_cidr(c.text);
     EXPECT_FALSE(r) << c.text;
     EXPECT_EQ(r.error, c.message) << c.text;
   }
-}
-
-TEST(Cidr, ContainsAtEveryPrefixBoundary) {
-  auto net = *parse_cidr("192.168.1.128/25");
-  EXPECT_FALSE(net.contains(*parse_ip("192.168.1.127")));
-  EXPECT_TRUE(net.contains(*parse_ip("192.168.1.128")));
-  EXPECT_TRUE(net.contains(*parse_ip("192.168.1.255")));
-  EXPECT_FALSE(net.contains(*parse_ip("192.168.2.128")));
-  EXPECT_TRUE(parse_cidr("0.0.0.0/0")->contains(*parse_ip("8.8.8.8")));
-  EXPECT_FALSE(parse_cidr("0.0.0.0/0")->contains(*parse_ip("::1")));
-  EXPECT_TRUE(parse_cidr("::/0")->contains(*parse_ip("2001:db8::1")));
-  EXPECT_TRUE(parse_cidr("10.0.0.1")->contains(*parse_ip("10.0.0.1")));
-  EXPECT_FALSE(parse_cidr("10.0.0.1")->contains(*parse_ip("10.0.0.2")));
-  EXPECT_TRUE(parse_cidr("fd00::/8")->contains(*parse_ip("fdff::1")));
-  EXPECT_FALSE(parse_cidr("fd00::/8")->contains(*parse_ip("fe00::1")));
-}
-
-TEST(Cidr, Ipv4MappedClientsMatchIpv4Ranges) {
-  // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
-  EXPECT_TRUE(parse_cidr("10.0.0.0/8")->contains(*parse_ip("::ffff:10.9.8.7")));
-  EXPECT_FALSE(parse_cidr("10.0.0.0/8")->contains(*parse_ip("::ffff:11.0.0.1")));
-  EXPECT_FALSE(parse_cidr("10.0.0.0/8")->contains(*parse_ip("::10.9.8.7")));
 }
 
 TEST(HostNames, AcceptRfc1123NamesAndIpv4) {
@@ -209,7 +125,7 @@ TEST(Endpoint, ExplainsEveryRejection) {
 TEST(HostPattern, ParsesNamesWildcardsPortsAndLiterals) {
   struct ok_case {
     std::string_view text;
-    host_pattern expected;
+    policy::host_pattern expected;
   };
   const std::vector<ok_case> cases = {
       {"acme.okta.com", {"acme.okta.com", false, std::nullopt}},
@@ -219,12 +135,13 @@ TEST(HostPattern, ParsesNamesWildcardsPortsAndLiterals) {
       {"127.0.0.1:8443", {"127.0.0.1", false, 8443}},
       {"[::1]", {"::1", false, std::nullopt}},
       {"[::1]:443", {"::1", false, 443}},
-      {"*.com", {"com", true, std::nullopt}},
+      {"[::0:1]", {"::1", false, std::nullopt}},
+      {"*.a.b.c", {"a.b.c", true, std::nullopt}},
   };
   for (const auto& c : cases) {
-    auto p = parse_host_pattern(c.text);
+    auto p = explain_host_pattern(c.text);
     ASSERT_TRUE(p) << c.text;
-    EXPECT_EQ(*p, c.expected) << c.text;
+    EXPECT_EQ(*p.value, c.expected) << c.text;
   }
 }
 
@@ -250,26 +167,18 @@ TEST(HostPattern, ExplainsEveryRejection) {
       {"[::1]443", "has \"443\" after ']'; expected :PORT"},
       {"[acme]", "has \"acme\" in brackets, which is not an IPv6 address"},
       {"", "is empty; expected a host name or *.suffix wildcard"},
+      // refused by the runtime before the loader shared its parser
+      {"*.com", "is a wildcard over a top-level domain; a *. wildcard needs two labels, e.g. \"*.okta.com\""},
+      {"localhost", "names this machine (loopback); the sidecar never proxies to it"},
+      {"*.localhost:443", "names this machine (loopback); the sidecar never proxies to it"},
+      {"acme.0x7f", "is not a host name or *.suffix wildcard"},
+      {"acme.okta.com:0443", "has port \"0443\", which is not a number from 1 to 65535"},
   };
   for (const auto& c : cases) {
     auto r = explain_host_pattern(c.text);
     EXPECT_FALSE(r) << c.text;
     EXPECT_EQ(r.error, c.message) << c.text;
   }
-}
-
-TEST(HostPattern, WildcardMatchesSubdomainsOnly) {
-  auto p = *parse_host_pattern("*.okta.com");
-  EXPECT_TRUE(p.matches("acme.okta.com", 443));
-  EXPECT_TRUE(p.matches("ACME.OKTA.COM", 443));
-  EXPECT_TRUE(p.matches("a.b.okta.com", 80));
-  EXPECT_FALSE(p.matches("okta.com", 443));
-  EXPECT_FALSE(p.matches("evilokta.com", 443));
-  EXPECT_FALSE(p.matches("acme.okta.com.evil.net", 443));
-  auto exact = *parse_host_pattern("acme.okta.com:8443");
-  EXPECT_TRUE(exact.matches("Acme.okta.com", 8443));
-  EXPECT_FALSE(exact.matches("acme.okta.com", 443));
-  EXPECT_FALSE(exact.matches("x.acme.okta.com", 8443));
 }
 
 TEST(RedisUrl, ParsesEveryPart) {

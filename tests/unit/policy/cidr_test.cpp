@@ -65,7 +65,39 @@ TEST(CidrList, OddPrefixBoundary) {
   EXPECT_FALSE(l.contains("10.0.1.128"));
 }
 
-TEST(CidrList, HostBitsIgnored) { EXPECT_TRUE(cidr_list::parse({"10.1.2.3/8"}).contains("10.200.0.1")); }
+TEST(CidrList, HostBitsAreATypoNotIgnored) {
+  // The loader refused "10.1.2.3/8" with a "did you mean"; the runtime now reads the same parser.
+  EXPECT_THROW(cidr_list::parse({"10.1.2.3/8"}), std::runtime_error);
+  EXPECT_TRUE(cidr_list::parse({"10.0.0.0/8"}).contains("10.200.0.1"));
+}
+
+TEST(Cidr, ContainsAtEveryPrefixBoundary) {
+  auto ip = [](const char* text) { return *http::parse_ip(text); };
+  const auto net = *parse_cidr("192.168.1.128/25");
+  EXPECT_FALSE(net.contains(ip("192.168.1.127")));
+  EXPECT_TRUE(net.contains(ip("192.168.1.128")));
+  EXPECT_TRUE(net.contains(ip("192.168.1.255")));
+  EXPECT_FALSE(net.contains(ip("192.168.2.128")));
+  EXPECT_TRUE(parse_cidr("0.0.0.0/0")->contains(ip("8.8.8.8")));
+  EXPECT_FALSE(parse_cidr("0.0.0.0/0")->contains(ip("::1")));
+  EXPECT_TRUE(parse_cidr("::/0")->contains(ip("2001:db8::1")));
+  EXPECT_TRUE(parse_cidr("10.0.0.1")->contains(ip("10.0.0.1")));
+  EXPECT_FALSE(parse_cidr("10.0.0.1")->contains(ip("10.0.0.2")));
+  EXPECT_TRUE(parse_cidr("fd00::/8")->contains(ip("fdff::1")));
+  EXPECT_FALSE(parse_cidr("fd00::/8")->contains(ip("fe00::1")));
+  // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; ::a.b.c.d is not that.
+  EXPECT_TRUE(parse_cidr("10.0.0.0/8")->contains(ip("::ffff:10.9.8.7")));
+  EXPECT_FALSE(parse_cidr("10.0.0.0/8")->contains(ip("::ffff:11.0.0.1")));
+  EXPECT_FALSE(parse_cidr("10.0.0.0/8")->contains(ip("::10.9.8.7")));
+}
+
+TEST(Cidr, ParseWithoutAReasonWanted) {
+  EXPECT_TRUE(parse_cidr("10.0.0.0/8"));
+  EXPECT_FALSE(parse_cidr("10.0.0.0/33"));
+  std::string why;
+  EXPECT_FALSE(parse_cidr("10.0.0.1/8", &why));
+  EXPECT_EQ(why, "has address bits set after the /8 prefix (did you mean \"10.0.0.0/8\"?)");
+}
 
 TEST(CidrList, MappedV6RangeMatchesPlainV4) {
   const auto l = cidr_list::parse({"::ffff:10.0.0.0/104"});
@@ -74,8 +106,9 @@ TEST(CidrList, MappedV6RangeMatchesPlainV4) {
 }
 
 TEST(CidrList, BadEntriesThrowNamingTheEntry) {
-  for (const char* bad : {"10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/08", "10.0.0/8",
-                          "banana", "", "/8", "10.0.0.0/8/8", "fe80::1%eth0/64", "10.0.0.0/ 8"}) {
+  for (const char* bad :
+       {"10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/08", "10.0.0/8", "banana", "", "/8",
+        "10.0.0.0/8/8", "fe80::1%eth0/64", "10.0.0.0/ 8", "10.0.0.1/8"}) {
     try {
       cidr_list::parse({"10.0.0.0/8", bad});
       ADD_FAILURE() << "accepted " << bad;

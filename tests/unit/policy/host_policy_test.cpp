@@ -156,26 +156,12 @@ TEST(HostPolicyDecide, EmptyListsRefuseEverything) {
 }
 
 TEST(HostPolicyPatterns, BadPatternsThrowNamingThePattern) {
-  for (const char* bad : {"*",
-                          "*.",
-                          "*.com",
-                          "**.okta.com",
-                          "a.*.okta.com",
-                          "*okta.com",
-                          "okta.*",
-                          "acme.okta.com:0",
-                          "acme.okta.com:65536",
-                          "acme.okta.com:",
-                          "acme.okta.com:x",
-                          "[::1",
-                          "[::1]x",
-                          "[::1]:",
-                          "*.10.0.0.1",
-                          "localhost",
-                          "127.1",
-                          "",
-                          "a b.com",
-                          "user@acme.okta.com"}) {
+  for (const char* bad :
+       {"*", "*.", "*.com", "**.okta.com", "a.*.okta.com", "*okta.com", "okta.*", "acme.okta.com:0",
+        "acme.okta.com:65536", "acme.okta.com:", "acme.okta.com:x", "[::1", "[::1]x", "[::1]:", "*.10.0.0.1",
+        "localhost", "127.1", "", "a b.com", "user@acme.okta.com",
+        // the loader always refused these; the runtime now reads its parser
+        "::1", "acme.okta.com.", "acme.okta.com:0443"}) {
     try {
       host_policy({bad}, {}, {443});
       ADD_FAILURE() << "accepted " << bad;
@@ -194,7 +180,7 @@ TEST(HostPolicyPatterns, BadPatternsThrowNamingThePattern) {
 
 TEST(HostPolicyPatterns, GoodPatternsAccepted) {
   EXPECT_NO_THROW(host_policy(
-      {"*.okta.com", "acme.okta.com:8443", "10.0.0.1", "[::1]:443", "::1", "ACME.OKTA.COM.", "*.a.b.c"}, {},
+      {"*.okta.com", "acme.okta.com:8443", "10.0.0.1", "[::1]:443", "[::1]", "ACME.OKTA.COM", "*.a.b.c"}, {},
       {443}));
 }
 

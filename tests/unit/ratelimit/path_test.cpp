@@ -49,5 +49,43 @@ INSTANTIATE_TEST_SUITE_P(
         path_case{"https://acme.okta.com/api/v1/users?x=1", "/api/v1/users"},
         path_case{"http://acme.okta.com", "/"}, path_case{"http://acme.okta.com?x", "/"}));
 
+struct glob_case {
+  const char* pattern;
+  const char* path;
+  bool match;
+};
+
+class PathGlob : public ::testing::TestWithParam<glob_case> {};
+
+TEST_P(PathGlob, Matches) {
+  EXPECT_EQ(path_glob_match(GetParam().pattern, GetParam().path), GetParam().match)
+      << GetParam().pattern << " vs " << GetParam().path;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, PathGlob,
+                         ::testing::Values(
+                             // literal patterns match exactly
+                             glob_case{"/oauth2/v1/token", "/oauth2/v1/token", true},
+                             glob_case{"/oauth2/v1/token", "/oauth2/v1/tokens", false},
+                             glob_case{"/oauth2/v1/token", "/oauth2/v1/toke", false},
+                             glob_case{"/", "/", true}, glob_case{"", "", true}, glob_case{"", "/", false},
+                             // '*' inside: exactly one segment, possibly empty, never across '/'
+                             glob_case{"/oauth2/*/v1/token", "/oauth2/default/v1/token", true},
+                             glob_case{"/oauth2/*/v1/token", "/oauth2/aus1/v1/token", true},
+                             glob_case{"/oauth2/*/v1/token", "/oauth2//v1/token", true},
+                             glob_case{"/oauth2/*/v1/token", "/oauth2/a/b/v1/token", false},
+                             glob_case{"/oauth2/*/v1/token", "/oauth2/v1/token", false},
+                             glob_case{"/api/*/x", "/api/users", false},
+                             // '*' within a segment takes the rest of that segment
+                             glob_case{"/a*/b", "/abc/b", true}, glob_case{"/a*c/b", "/abc/b", false},
+                             // a trailing '*' matches the rest, across segments, and nothing
+                             glob_case{"/api/v1/authn*", "/api/v1/authn", true},
+                             glob_case{"/api/v1/authn*", "/api/v1/authn/factors/x/verify", true},
+                             glob_case{"/api/v1/*", "/api/v1/", true},
+                             glob_case{"/api/v1/*", "/api/v1", false}, glob_case{"*", "", true},
+                             glob_case{"*", "/anything/at/all", true},
+                             // case-sensitive, as paths are (RFC 3986 §6.2.2.1 covers only scheme and host)
+                             glob_case{"/OAuth2/v1/token", "/oauth2/v1/token", false}));
+
 }  // namespace
 }  // namespace okta_sidecar::ratelimit
