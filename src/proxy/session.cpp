@@ -31,6 +31,7 @@
 #include "okta_sidecar/ratelimit/coalesce_key.hpp"
 #include "okta_sidecar/ratelimit/header_dialect.hpp"
 #include "okta_sidecar/ratelimit/path.hpp"
+#include "okta_sidecar/resilience/attempt_machine.hpp"
 #include "okta_sidecar/tls/intercept_context.hpp"
 
 namespace okta_sidecar::proxy {
@@ -754,6 +755,11 @@ std::int64_t retry_after_s(duration d) {
   return std::max<std::int64_t>(1, (std::chrono::duration_cast<milliseconds>(d).count() + 999) / 1000);
 }
 
+// The shared retry budget, as the attempt machine asks for it.
+resilience::retry_allowance retry_budget_of(services& svc) {
+  return [&svc](time_point now) { return svc.breakers.try_spend_retry(now); };
+}
+
 // Waits out a retry's backoff.
 asio::awaitable<void> sleep_for(duration d) {
   const auto t_ex = co_await asio::this_coro::executor;
@@ -795,10 +801,8 @@ struct request_ctx {
   std::optional<bhttp::request_parser<bhttp::buffer_body>> body_parser;
   bool expect_continue = false;
   bool continue_sent = false;
-  // Across attempts.
+  // Across attempts (the retry bookkeeping is the attempt_machine's).
   std::string first_okta_request_id;
-  std::uint32_t retries_done = 0;
-  std::uint32_t failures = 0;
 
   request_ctx(conn_ctx& cc, Down& d, beast::flat_buffer& b, const destination& de, request_record& r)
       : c(cc), down(d), buf(b), dest(de), rec(r), svc(cc.svc), rt(*cc.rt), flight(cc.svc.reads, nullptr) {}
@@ -1103,7 +1107,8 @@ asio::awaitable<stage_result> pass_breaker(request_ctx<Down>& r, request_guard& 
 // Admission: now, after a wait in the queue, or a local 429.
 template <class Down>
 asio::awaitable<stage_result> admit(request_ctx<Down>& r, request_guard& guard,
-                                    const ratelimit::admission_request& areq) {
+                                    const ratelimit::admission_request& areq,
+                                    resilience::attempt_machine& m) {
   auto& svc = r.svc;
   const auto queued_at = svc.clock.now();
   // The executor is a named local: GCC 12 may destroy a temporary that lives inside a
@@ -1114,9 +1119,13 @@ asio::awaitable<stage_result> admit(request_ctx<Down>& r, request_guard& guard,
   if (res.kind == rate_gate::outcome::queued) res = co_await admit_watching(r.c, r.down, svc.gate.wait(sub));
   if (res.kind == rate_gate::outcome::cancelled) {
     r.stats().cancelled().inc();
+    m.on_client_gone();
     co_return client_gone(r);
   }
-  if (res.kind == rate_gate::outcome::rejected) co_return co_await reject_rate_limited(r, res.retry_after);
+  if (res.kind == rate_gate::outcome::rejected) {
+    const auto refused = m.on_admission_refused(res.retry_after);
+    co_return co_await reject_rate_limited(r, refused.delay);
+  }
   guard.ticket = res.id;
   const auto waited = svc.clock.now() - queued_at;
   r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
@@ -1213,7 +1222,8 @@ asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& le
 // when the policy, the body and the retry budget allow, else answered (stale, 504 or 502).
 template <class Down>
 asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard& guard,
-                                            connection_lease& lease, const attempt_failure& failure) {
+                                            connection_lease& lease, const attempt_failure& failure,
+                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
   auto& svc = r.svc;
   svc.metrics.upstream_failures.with({r.dest.origin.host, failure.detail.substr(0, failure.detail.find(':'))})
       .inc();
@@ -1222,10 +1232,8 @@ asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard&
   if (guard.ticket) svc.gate.on_failure(std::exchange(guard.ticket, 0));
   lease.reusable = false;
   lease.give_back();
-  ++r.failures;
-  auto d = resilience::decide_retry(r.rt.retry, r.method, failure.kind, r.failures, svc.clock.now(),
-                                    r.request_deadline, random01());
-  const bool may_retry = !r.out.streamed && d.retry && svc.breakers.try_spend_retry(svc.clock.now());
+  act = m.on_failure(failure.kind, svc.clock.now(), random01(), retry_budget_of(svc));
+  const bool may_retry = act.step == resilience::next_step::backoff;
   svc.log.debug(logging::event("upstream failure")
                     .with("conn", r.c.id)
                     .with("req", r.rec.id)
@@ -1234,11 +1242,10 @@ asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard&
                     .with("retry", may_retry));
   if (may_retry) {
     svc.metrics.retried.get().inc();
-    co_await sleep_for(d.delay);
-    co_return std::nullopt;
+    co_return std::nullopt;  // forward() backs off, then the next attempt is admitted
   }
   if (auto stale = co_await serve_stale(r)) co_return stale;
-  if (failure.timed_out) {
+  if (act.reason == resilience::give_up_reason::upstream_timeout) {
     // The request was written whole (the client's body included) before we waited for the
     // head, so the client connection is still in step: keep it (issue 4: the next request
     // on the same connection must work). Only the upstream connection is discarded.
@@ -1247,34 +1254,56 @@ asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard&
   co_return co_await r.reply(http::local_error::upstream_unreachable, failure.detail, r.keep_after_local());
 }
 
-// Okta did not process a 429 (docs/okta-behaviour.md): safe to send again for any method, from
-// the front of the queue, with the SDKs' retry headers.
+// Okta did not process a 429 (docs/okta-behaviour.md): it goes again with the SDKs' retry headers,
+// or, when the limiter gives up on it, is answered with the contract's local 429.
 template <class Down>
-asio::awaitable<stage_result> requeue_after_429(request_ctx<Down>& r, request_guard& guard,
-                                                const ratelimit::response_decision& decision) {
-  auto& svc = r.svc;
+asio::awaitable<stage_result> absorb_429(request_ctx<Down>& r, request_guard& guard,
+                                         const resilience::attempt_machine& m,
+                                         const resilience::attempt_action& act) {
   r.stats().absorbed_429().inc();
-  const auto retry_count = ++r.retries_done;
   if (!r.first_okta_request_id.empty() && !r.client_sent_retry_for) {
     r.out.head_and_body.set("X-Okta-Retry-For", r.first_okta_request_id);
   }
-  r.out.head_and_body.set("X-Okta-Retry-Count", std::to_string(r.client_retry_count + retry_count));
-  if (decision.kind == ratelimit::response_kind::give_up) {
-    guard.ticket = 0;
-    co_return co_await reject_rate_limited(r, decision.retry_after);
-  }
+  r.out.head_and_body.set("X-Okta-Retry-Count", std::to_string(r.client_retry_count + m.requeues()));
+  if (act.step == resilience::next_step::requeue) co_return std::nullopt;
+  guard.ticket = 0;
+  co_return co_await reject_rate_limited(r, act.delay);
+}
+
+// The machine's `requeue`: waits, from the front of the queue, to be admitted again; then the
+// breaker, as before every attempt.
+template <class Down>
+asio::awaitable<stage_result> requeue_wait(request_ctx<Down>& r, request_guard& guard,
+                                           resilience::attempt_machine& m, resilience::attempt_action& act) {
+  auto& svc = r.svc;
   const auto queued_at = svc.clock.now();
   auto again = co_await admit_watching(r.c, r.down, svc.gate.wait_again(guard.ticket));
   if (again.kind == rate_gate::outcome::cancelled) {
     guard.ticket = 0;
+    m.on_client_gone();
     co_return client_gone(r);
   }
   if (again.kind == rate_gate::outcome::rejected) {
     guard.ticket = 0;
-    co_return co_await reject_rate_limited(r, again.retry_after);
+    const auto refused = m.on_admission_refused(again.retry_after);
+    co_return co_await reject_rate_limited(r, refused.delay);
   }
   r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(svc.clock.now() - queued_at).count();
-  co_return std::nullopt;
+  act = m.on_admitted();
+  r.rec.attempts = m.attempts();
+  co_return co_await pass_breaker(r, guard);
+}
+
+resilience::limiter_verdict verdict_of(ratelimit::response_kind k) {
+  switch (k) {
+    case ratelimit::response_kind::deliver:
+      return resilience::limiter_verdict::deliver;
+    case ratelimit::response_kind::requeued:
+      return resilience::limiter_verdict::requeue;
+    case ratelimit::response_kind::give_up:
+      return resilience::limiter_verdict::give_up;
+  }
+  return resilience::limiter_verdict::deliver;
 }
 
 // What the response's status asks of the request after its head arrived.
@@ -1282,8 +1311,7 @@ struct response_plan {
   int status = 0;
   resilience::outcome outcome{};
   ratelimit::response_decision decision{ratelimit::response_kind::deliver, {}};
-  bool retry_429 = false;
-  bool retry_5xx = false;
+  resilience::limiter_verdict verdict = resilience::limiter_verdict::deliver;
   bool client_in_step = true;
 };
 
@@ -1292,7 +1320,8 @@ struct response_plan {
 template <class Down>
 asio::awaitable<stage_result> deliver_whole(request_ctx<Down>& r, request_guard& guard,
                                             connection_lease& lease, response_head& rh, const head_result& hr,
-                                            const response_plan& plan, bool& admitted) {
+                                            const response_plan& plan, resilience::attempt_machine& m,
+                                            resilience::attempt_action& act) {
   auto& svc = r.svc;
   auto& conn = *lease.conn;
   std::optional<bhttp::response<bhttp::string_body>> whole;
@@ -1304,20 +1333,14 @@ asio::awaitable<stage_result> deliver_whole(request_ctx<Down>& r, request_guard&
   }
   lease.reusable = reusable && !hr.request_incomplete;
   lease.give_back();
-  if (plan.retry_429) {
-    auto done = co_await requeue_after_429(r, guard, plan.decision);
-    admitted = !done;
-    co_return done;
+  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, whole.has_value(),
+                      svc.clock.now(), random01(), retry_budget_of(svc));
+  if (act.step == resilience::next_step::requeue || act.reason == resilience::give_up_reason::rate_limited) {
+    co_return co_await absorb_429(r, guard, m, act);
   }
-  if (plan.retry_5xx && whole) {
-    ++r.failures;
-    auto d = resilience::decide_retry(r.rt.retry, r.method, resilience::failure_kind::upstream_5xx,
-                                      r.failures, svc.clock.now(), r.request_deadline, random01());
-    if (d.retry && svc.breakers.try_spend_retry(svc.clock.now())) {
-      svc.metrics.retried.get().inc();
-      co_await sleep_for(d.delay);
-      co_return std::nullopt;
-    }
+  if (act.step == resilience::next_step::backoff) {
+    svc.metrics.retried.get().inc();
+    co_return std::nullopt;  // forward() backs off, then the next attempt is admitted
   }
   if (plan.outcome == resilience::outcome::failure) {
     if (auto stale = co_await serve_stale(r)) co_return stale;
@@ -1414,7 +1437,8 @@ asio::awaitable<bool> relay_through(request_ctx<Down>& r, request_guard& guard, 
 template <class Down>
 asio::awaitable<stage_result> after_response(request_ctx<Down>& r, request_guard& guard,
                                              connection_lease& lease, response_head& rh,
-                                             const head_result& hr, bool& admitted) {
+                                             const head_result& hr, resilience::attempt_machine& m,
+                                             resilience::attempt_action& act) {
   auto& svc = r.svc;
   const auto& res = rh.parser->get();
   response_plan plan;
@@ -1438,14 +1462,43 @@ asio::awaitable<stage_result> after_response(request_ctx<Down>& r, request_guard
     plan.decision = svc.gate.on_response(guard.ticket, plan.status, obs, r.cls.per_principal);
     if (plan.decision.kind == ratelimit::response_kind::deliver) guard.ticket = 0;
   }
-  const bool replayable = !r.out.streamed;
-  plan.retry_429 =
-      plan.status == 429 && replayable && plan.decision.kind != ratelimit::response_kind::deliver;
-  plan.retry_5xx = plan.outcome == resilience::outcome::failure && replayable;
-  if (plan.retry_429 || plan.retry_5xx || plan.status == 401 || plan.status == 403) {
-    co_return co_await deliver_whole(r, guard, lease, rh, hr, plan, admitted);
+  plan.verdict = verdict_of(plan.decision.kind);
+  if (m.must_read_whole(plan.status, plan.verdict) || plan.status == 401 || plan.status == 403) {
+    co_return co_await deliver_whole(r, guard, lease, rh, hr, plan, m, act);
   }
+  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, true, svc.clock.now(), 0.0,
+                      retry_budget_of(svc));
   co_return co_await relay_through(r, guard, lease, rh, hr, plan);
+}
+
+// The machine's `admit`: the breaker, then the scheduler.
+template <class Down>
+asio::awaitable<stage_result> admit_attempt(request_ctx<Down>& r, request_guard& guard,
+                                            const ratelimit::admission_request& areq,
+                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
+  if (auto done = co_await pass_breaker(r, guard)) co_return done;
+  if (auto done = co_await admit(r, guard, areq, m)) co_return done;
+  act = m.on_admitted();
+  co_return std::nullopt;
+}
+
+// The machine's `send`: one try on a connection of its own, then what its outcome asks for.
+template <class Down>
+asio::awaitable<stage_result> send_attempt(request_ctx<Down>& r, request_guard& guard,
+                                           resilience::attempt_machine& m, resilience::attempt_action& act) {
+  connection_lease lease{r.svc.pool, r.dest.origin, nullptr};
+  response_head rh{static_cast<std::uint32_t>(r.rt.cfg.client.max_header_bytes), r.head_request, {}};
+  head_result hr;
+  attempt_failure failure;
+  if (auto done = co_await attempt(r, lease, rh, hr, failure)) co_return done;
+  // Not one conditional expression: GCC 12 mishandles temporaries of co_await operands there.
+  stage_result done;
+  if (failure.failed) {
+    done = co_await after_failure(r, guard, lease, failure, m, act);
+  } else {
+    done = co_await after_response(r, guard, lease, rh, hr, m, act);
+  }
+  co_return done;
 }
 
 // The whole life of one request after its head was read and validated: identify, budget
@@ -1473,25 +1526,32 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                                           r.cls.capacity_percent.value_or(0)};
   request_guard guard{r.svc, dest.origin.host};
   r.svc.breakers.on_request(r.start);
-  bool admitted = false;  // a requeued 429 comes back admitted
+  resilience::attempt_machine m(r.rt.retry, r.method, !r.out.streamed, r.request_deadline);
+  auto act = m.start();
   for (;;) {
-    ++rec.attempts;
-    if (auto done = co_await pass_breaker(r, guard)) co_return *done;
-    if (!admitted) {
-      if (auto done = co_await admit(r, guard, areq)) co_return *done;
-    }
-    admitted = false;
-    connection_lease lease{r.svc.pool, dest.origin, nullptr};
-    response_head rh{static_cast<std::uint32_t>(r.rt.cfg.client.max_header_bytes), r.head_request, {}};
-    head_result hr;
-    attempt_failure failure;
-    if (auto done = co_await attempt(r, lease, rh, hr, failure)) co_return *done;
-    // Not one conditional expression: GCC 12 mishandles temporaries of co_await operands there.
+    rec.attempts = m.attempts();
     stage_result done;
-    if (failure.failed) {
-      done = co_await after_failure(r, guard, lease, failure);
-    } else {
-      done = co_await after_response(r, guard, lease, rh, hr, admitted);
+    // Each step's stage answers the request (done) or leaves the machine's next step in `act`.
+    switch (act.step) {
+      case resilience::next_step::admit:
+        done = co_await admit_attempt(r, guard, areq, m, act);
+        break;
+      case resilience::next_step::send:
+        done = co_await send_attempt(r, guard, m, act);
+        break;
+      case resilience::next_step::backoff:
+        co_await sleep_for(act.delay);
+        act = m.on_backoff_elapsed();
+        break;
+      case resilience::next_step::requeue:
+        done = co_await requeue_wait(r, guard, m, act);
+        break;
+      case resilience::next_step::deliver:
+      case resilience::next_step::give_up:
+        // The stages that reach these answer in place; the machine ended without an answer.
+        done = co_await r.reply(http::local_error::upstream_unreachable, "no upstream response",
+                                r.keep_after_local());
+        break;
     }
     if (done) co_return *done;
   }
