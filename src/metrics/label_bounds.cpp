@@ -14,6 +14,7 @@ void label_bounds::update(std::vector<std::string> exact_hosts, std::vector<std:
   std::lock_guard lock(mu_);
   hosts_.insert(exact_hosts.begin(), exact_hosts.end());  // never removed: a label seen stays valid
   table_.insert(table_buckets.begin(), table_buckets.end());
+  generation_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 std::string label_bounds::host(std::string_view host) const {

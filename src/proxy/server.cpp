@@ -52,7 +52,7 @@ asio::awaitable<void> server::accept_loop() {
     if (active_.load() >= cap) {
       // Accepting pauses; every session that ends pokes `resume_`. The timer also expires on
       // its own, so a missed poke costs at most one period.
-      svc_.metrics.accept_paused.with({}).inc();
+      svc_.metrics.accept_paused_now.inc();
       while (accepting_.load() && active_.load() >= cap) {
         resume_.expires_after(milliseconds(100));
         co_await resume_.async_wait(use_tuple);
@@ -78,7 +78,7 @@ asio::awaitable<void> server::accept_loop() {
       sessions_.emplace(id, ctl);
     }
     ++active_;
-    svc_.metrics.open_connections.with({}).add(1);
+    svc_.metrics.open_now.add(1);
     asio::co_spawn(
         ex, run_session(svc_, std::move(sock), id, *ctl),
         asio::bind_cancellation_slot(ctl->cancel.slot(), [this, id, ctl](std::exception_ptr e) {
@@ -93,7 +93,7 @@ asio::awaitable<void> server::accept_loop() {
             std::lock_guard lock(mu_);
             sessions_.erase(id);
           }
-          svc_.metrics.open_connections.with({}).add(-1);
+          svc_.metrics.open_now.add(-1);
           --active_;
           asio::post(acceptor_.get_executor(), [this] { resume_.cancel(); });
         }));

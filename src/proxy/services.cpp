@@ -42,7 +42,16 @@ proxy_metrics::proxy_metrics(metrics::registry& r)
       open_connections(r.add_gauge("okta_sidecar_client_connections_open", "Client connections open now")),
       bytes(r.add_counter("okta_sidecar_response_bytes_total", "Response body bytes relayed", {"direction"})),
       accept_paused(r.add_counter("okta_sidecar_accept_paused_total",
-                                  "Times the proxy stopped accepting at client.max_connections")) {}
+                                  "Times the proxy stopped accepting at client.max_connections")),
+      per_bucket(metrics::request_families{requests, upstream_responses, upstream_429, absorbed_429,
+                                           admissions, queue_wait, upstream_latency, breaker_rejections}),
+      open_now(open_connections.with({})),
+      accept_paused_now(accept_paused.with({})) {
+  for (std::size_t i = 0; i < http::local_error_count; ++i) {
+    const auto reason = http::reason_of(static_cast<http::local_error>(i));
+    local_reply_series_[i] = std::make_unique<lazy_counter>(local_replies, std::vector{std::string(reason)});
+  }
+}
 
 void proxy_metrics::bound_labels(metrics::label_bounds& bounds) {
   auto host_bucket = [&bounds](std::vector<std::string>& v) {
@@ -57,6 +66,7 @@ void proxy_metrics::bound_labels(metrics::label_bounds& bounds) {
   upstream_latency.set_label_mapper(host_only);
   upstream_failures.set_label_mapper(host_only);
   breaker_rejections.set_label_mapper(host_only);
+  per_bucket.bound_labels(bounds);
 }
 
 }  // namespace okta_sidecar::proxy

@@ -31,6 +31,7 @@
 #include "okta_sidecar/ratelimit/coalesce_key.hpp"
 #include "okta_sidecar/ratelimit/header_dialect.hpp"
 #include "okta_sidecar/ratelimit/path.hpp"
+#include "okta_sidecar/resilience/attempt_machine.hpp"
 #include "okta_sidecar/tls/intercept_context.hpp"
 
 namespace okta_sidecar::proxy {
@@ -100,6 +101,8 @@ struct request_record {
   double queue_wait_ms = 0;
   time_point started{};
   std::string trace_id;  // from the request's traceparent, to join the app's traces
+  // The (host, bucket) series, resolved once host and bucket are final (identify(), or at the end).
+  metrics::bucket_series* series = nullptr;
 };
 
 struct conn_ctx {
@@ -137,15 +140,21 @@ asio::awaitable<bool> send_local(conn_ctx& c, Stream& s, http::local_error err, 
   rec.status = reply.status;
   rec.local_reason = reply.reason;
   rec.bytes_out += res.body().size();
-  c.svc.metrics.local_replies.with({reply.reason}).inc();
+  c.svc.metrics.local_reply(err).inc();
   lowest(s).expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
   auto [ec, n] = co_await bhttp::async_write(s, res, use_tuple);
   co_return !ec && keep_alive;
 }
 
-void access_log(conn_ctx& c, const request_record& r) {
+// The request's series: looked up once, when its host and bucket are known.
+metrics::bucket_series& series_of(conn_ctx& c, request_record& r) {
+  if (!r.series) r.series = &c.svc.metrics.per_bucket.of(r.host, r.bucket);
+  return *r.series;
+}
+
+void access_log(conn_ctx& c, request_record& r) {
   const auto ms = std::chrono::duration<double, std::milli>(c.svc.clock.now() - r.started).count();
-  c.svc.metrics.requests.with({r.host, r.bucket, std::to_string(r.status)}).inc();
+  series_of(c, r).requests(r.status).inc();
   if (!c.svc.log.enabled(spdlog::level::info)) return;
   // log.access_sample thins out the lines of requests that went well; anything the sidecar
   // answered itself, any status from 400 up and unanswered requests are always written.
@@ -173,6 +182,47 @@ void access_log(conn_ctx& c, const request_record& r) {
   if (r.queue_wait_ms > 0) e.with("queue_wait_ms", std::round(r.queue_wait_ms * 1000) / 1000);
   c.svc.log.info(e);
 }
+
+// One request from its head to its end (Envoy's ActiveStream): however it ends, a local reply,
+// an upstream response, the client gone or an exception, its completion writes the access-log
+// line and counts okta_sidecar_requests_total, once. A connection that closes before a head
+// arrives has no request, and no line.
+class request_scope {
+ public:
+  explicit request_scope(conn_ctx& c) : c_(c) {}
+  request_scope(const request_scope&) = delete;
+  request_scope& operator=(const request_scope&) = delete;
+  ~request_scope() {
+    try {
+      finish();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor must not throw; a lost line is all
+    }
+  }
+
+  // A head was read (or refused): from here on the request exists and will be logged.
+  request_record& begin() {
+    if (!begun_) {
+      begun_ = true;
+      rec_.started = c_.svc.clock.now();
+      rec_.id = c_.svc.next_request_id++;
+    }
+    return rec_;
+  }
+  request_record& rec() { return rec_; }
+  // Ends the request now rather than at the end of the scope (a CONNECT's line goes out before
+  // the lines of the requests inside its tunnel); later calls do nothing.
+  void finish() {
+    if (!begun_ || finished_) return;
+    finished_ = true;
+    access_log(c_, rec_);
+  }
+
+ private:
+  conn_ctx& c_;
+  request_record rec_;
+  bool begun_ = false;
+  bool finished_ = false;
+};
 
 // How much the next read may add to a client buffer: flat_buffer::prepare throws past the
 // buffer's bound (which keeps Beast from ever meeting a field it cannot store).
@@ -486,7 +536,7 @@ template <class Parser>
 bool reusable_after(conn_ctx& c, const Parser& p, upstream::connection& conn) {
   if (!p.is_done() || !p.keep_alive()) return false;
   if (conn.buffer().size() != 0) {
-    c.svc.metrics.upstream_discards.with({"unread_bytes"}).inc();
+    c.svc.metrics.discard_unread_bytes.get().inc();
     return false;
   }
   return true;
@@ -562,9 +612,9 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
       if (rec_ec) {
         // A body shorter than its framing, or a TLS connection closed without close_notify
         // (stream_truncated): the client must not take what it got for the whole body.
-        c.svc.metrics.timeouts
-            .with({rec_ec == beast::error::timeout ? "upstream_body_idle" : "upstream_body_error"})
-            .inc();
+        auto& timeouts = rec_ec == beast::error::timeout ? c.svc.metrics.timeout_upstream_body_idle
+                                                         : c.svc.metrics.timeout_upstream_body_error;
+        timeouts.get().inc();
         rec.error = rec_ec == beast::error::timeout ? "upstream_body_timeout" : "upstream_body_truncated";
         co_return relay_status::upstream_failed;
       }
@@ -595,7 +645,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
     if (!more) break;
   }
   upstream_reusable = reusable_after(c, p, conn);
-  c.svc.metrics.bytes.with({"downstream"}).inc(static_cast<double>(rec.bytes_out));
+  c.svc.metrics.bytes_downstream.get().inc(static_cast<double>(rec.bytes_out));
   co_return relay_status::ok;
 }
 
@@ -711,6 +761,11 @@ std::int64_t retry_after_s(duration d) {
   return std::max<std::int64_t>(1, (std::chrono::duration_cast<milliseconds>(d).count() + 999) / 1000);
 }
 
+// The shared retry budget, as the attempt machine asks for it.
+resilience::retry_allowance retry_budget_of(services& svc) {
+  return [&svc](time_point now) { return svc.breakers.try_spend_retry(now); };
+}
+
 // Waits out a retry's backoff.
 asio::awaitable<void> sleep_for(duration d) {
   const auto t_ex = co_await asio::this_coro::executor;
@@ -752,13 +807,14 @@ struct request_ctx {
   std::optional<bhttp::request_parser<bhttp::buffer_body>> body_parser;
   bool expect_continue = false;
   bool continue_sent = false;
-  // Across attempts.
+  // Across attempts (the retry bookkeeping is the attempt_machine's).
   std::string first_okta_request_id;
-  std::uint32_t retries_done = 0;
-  std::uint32_t failures = 0;
 
   request_ctx(conn_ctx& cc, Down& d, beast::flat_buffer& b, const destination& de, request_record& r)
       : c(cc), down(d), buf(b), dest(de), rec(r), svc(cc.svc), rt(*cc.rt), flight(cc.svc.reads, nullptr) {}
+
+  // The request's (host, bucket) series, resolved in identify().
+  metrics::bucket_series& stats() { return *rec.series; }
 
   // A local answer; `keep` says whether the client connection may stay open.
   asio::awaitable<bool> reply(http::local_error err, std::string_view detail, bool keep,
@@ -800,6 +856,7 @@ void identify(request_ctx<Down>& r, const client_request& req) {
   }
   r.rec.bucket = r.cls.bucket;
   r.key = ratelimit::bucket_key{r.dest.origin.host, r.cls.bucket};
+  series_of(r.c, r.rec);
   r.authz = std::string(req[bhttp::field::authorization]);
   if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end()) {
     r.client_max_wait = parse_max_wait_header(h->value());
@@ -950,7 +1007,7 @@ http::local_error body_error(const boost::system::error_code& ec) {
 // arriving. Beast's tcp_stream closes the socket at its deadline, so there is nobody left to answer.
 template <class Down>
 bool body_timed_out(request_ctx<Down>& r) {
-  r.svc.metrics.timeouts.with({"client_body"}).inc();
+  r.svc.metrics.timeout_client_body.get().inc();
   r.rec.status = 408;
   r.rec.local_reason = "request_timeout";
   return false;
@@ -1017,7 +1074,7 @@ asio::awaitable<bool> reject_rate_limited(request_ctx<Down>& r, duration retry_a
   if (r.svc.draining.load()) {
     co_return co_await r.reply(http::local_error::shutting_down, "the sidecar is shutting down", false, 1);
   }
-  r.svc.metrics.admissions.with({r.key.host, r.key.bucket, "rejected"}).inc();
+  r.stats().rejected().inc();
   const auto ls = r.svc.gate.last(r.key);
   co_return co_await r.reply(http::local_error::rate_limited,
                              "the predicted wait exceeds the allowed queue time", r.keep_after_local(),
@@ -1043,7 +1100,7 @@ asio::awaitable<stage_result> pass_breaker(request_ctx<Down>& r, request_guard& 
     permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
   }
   if (!permit.allowed) {
-    r.svc.metrics.breaker_rejections.with({host}).inc();
+    r.stats().breaker_rejections().inc();
     if (auto stale = co_await serve_stale(r)) co_return stale;
     co_return co_await r.reply(http::local_error::circuit_open,
                                "recent requests to this host failed; not sending more for now",
@@ -1056,7 +1113,8 @@ asio::awaitable<stage_result> pass_breaker(request_ctx<Down>& r, request_guard& 
 // Admission: now, after a wait in the queue, or a local 429.
 template <class Down>
 asio::awaitable<stage_result> admit(request_ctx<Down>& r, request_guard& guard,
-                                    const ratelimit::admission_request& areq) {
+                                    const ratelimit::admission_request& areq,
+                                    resilience::attempt_machine& m) {
   auto& svc = r.svc;
   const auto queued_at = svc.clock.now();
   // The executor is a named local: GCC 12 may destroy a temporary that lives inside a
@@ -1066,16 +1124,19 @@ asio::awaitable<stage_result> admit(request_ctx<Down>& r, request_guard& guard,
   auto res = sub.res;
   if (res.kind == rate_gate::outcome::queued) res = co_await admit_watching(r.c, r.down, svc.gate.wait(sub));
   if (res.kind == rate_gate::outcome::cancelled) {
-    svc.metrics.admissions.with({r.key.host, r.key.bucket, "cancelled"}).inc();
+    r.stats().cancelled().inc();
+    m.on_client_gone();
     co_return client_gone(r);
   }
-  if (res.kind == rate_gate::outcome::rejected) co_return co_await reject_rate_limited(r, res.retry_after);
+  if (res.kind == rate_gate::outcome::rejected) {
+    const auto refused = m.on_admission_refused(res.retry_after);
+    co_return co_await reject_rate_limited(r, refused.delay);
+  }
   guard.ticket = res.id;
   const auto waited = svc.clock.now() - queued_at;
   r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
-  svc.metrics.queue_wait.with({r.key.host, r.key.bucket})
-      .observe(std::chrono::duration<double>(waited).count());
-  svc.metrics.admissions.with({r.key.host, r.key.bucket, "admitted"}).inc();
+  r.stats().queue_wait().observe(std::chrono::duration<double>(waited).count());
+  r.stats().admitted().inc();
   co_return std::nullopt;
 }
 
@@ -1111,9 +1172,9 @@ asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& le
     }
     if (acq.status == upstream::connect_status::connect_timeout ||
         acq.status == upstream::connect_status::tls_timeout) {
-      svc.metrics.timeouts
-          .with({acq.status == upstream::connect_status::tls_timeout ? "tls_handshake" : "connect"})
-          .inc();
+      auto& timeouts = acq.status == upstream::connect_status::tls_timeout ? svc.metrics.timeout_tls_handshake
+                                                                           : svc.metrics.timeout_connect;
+      timeouts.get().inc();
     }
     co_return std::nullopt;
   }
@@ -1157,7 +1218,7 @@ asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& le
       break;
     case send_status::response_timeout:
       failure = {true, true, resilience::failure_kind::response_timeout, "no response headers in time"};
-      svc.metrics.timeouts.with({"response_headers"}).inc();
+      svc.metrics.timeout_response_headers.get().inc();
       break;
   }
   co_return std::nullopt;
@@ -1167,7 +1228,8 @@ asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& le
 // when the policy, the body and the retry budget allow, else answered (stale, 504 or 502).
 template <class Down>
 asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard& guard,
-                                            connection_lease& lease, const attempt_failure& failure) {
+                                            connection_lease& lease, const attempt_failure& failure,
+                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
   auto& svc = r.svc;
   svc.metrics.upstream_failures.with({r.dest.origin.host, failure.detail.substr(0, failure.detail.find(':'))})
       .inc();
@@ -1176,10 +1238,8 @@ asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard&
   if (guard.ticket) svc.gate.on_failure(std::exchange(guard.ticket, 0));
   lease.reusable = false;
   lease.give_back();
-  ++r.failures;
-  auto d = resilience::decide_retry(r.rt.retry, r.method, failure.kind, r.failures, svc.clock.now(),
-                                    r.request_deadline, random01());
-  const bool may_retry = !r.out.streamed && d.retry && svc.breakers.try_spend_retry(svc.clock.now());
+  act = m.on_failure(failure.kind, svc.clock.now(), random01(), retry_budget_of(svc));
+  const bool may_retry = act.step == resilience::next_step::backoff;
   svc.log.debug(logging::event("upstream failure")
                     .with("conn", r.c.id)
                     .with("req", r.rec.id)
@@ -1187,12 +1247,11 @@ asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard&
                     .with("detail", failure.detail)
                     .with("retry", may_retry));
   if (may_retry) {
-    svc.metrics.retries.with({d.reason}).inc();
-    co_await sleep_for(d.delay);
-    co_return std::nullopt;
+    svc.metrics.retried.get().inc();
+    co_return std::nullopt;  // forward() backs off, then the next attempt is admitted
   }
   if (auto stale = co_await serve_stale(r)) co_return stale;
-  if (failure.timed_out) {
+  if (act.reason == resilience::give_up_reason::upstream_timeout) {
     // The request was written whole (the client's body included) before we waited for the
     // head, so the client connection is still in step: keep it (issue 4: the next request
     // on the same connection must work). Only the upstream connection is discarded.
@@ -1201,34 +1260,56 @@ asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard&
   co_return co_await r.reply(http::local_error::upstream_unreachable, failure.detail, r.keep_after_local());
 }
 
-// Okta did not process a 429 (docs/okta-behaviour.md): safe to send again for any method, from
-// the front of the queue, with the SDKs' retry headers.
+// Okta did not process a 429 (docs/okta-behaviour.md): it goes again with the SDKs' retry headers,
+// or, when the limiter gives up on it, is answered with the contract's local 429.
 template <class Down>
-asio::awaitable<stage_result> requeue_after_429(request_ctx<Down>& r, request_guard& guard,
-                                                const ratelimit::response_decision& decision) {
-  auto& svc = r.svc;
-  svc.metrics.absorbed_429.with({r.key.host, r.key.bucket}).inc();
-  const auto retry_count = ++r.retries_done;
+asio::awaitable<stage_result> absorb_429(request_ctx<Down>& r, request_guard& guard,
+                                         const resilience::attempt_machine& m,
+                                         const resilience::attempt_action& act) {
+  r.stats().absorbed_429().inc();
   if (!r.first_okta_request_id.empty() && !r.client_sent_retry_for) {
     r.out.head_and_body.set("X-Okta-Retry-For", r.first_okta_request_id);
   }
-  r.out.head_and_body.set("X-Okta-Retry-Count", std::to_string(r.client_retry_count + retry_count));
-  if (decision.kind == ratelimit::response_kind::give_up) {
-    guard.ticket = 0;
-    co_return co_await reject_rate_limited(r, decision.retry_after);
-  }
+  r.out.head_and_body.set("X-Okta-Retry-Count", std::to_string(r.client_retry_count + m.requeues()));
+  if (act.step == resilience::next_step::requeue) co_return std::nullopt;
+  guard.ticket = 0;
+  co_return co_await reject_rate_limited(r, act.delay);
+}
+
+// The machine's `requeue`: waits, from the front of the queue, to be admitted again; then the
+// breaker, as before every attempt.
+template <class Down>
+asio::awaitable<stage_result> requeue_wait(request_ctx<Down>& r, request_guard& guard,
+                                           resilience::attempt_machine& m, resilience::attempt_action& act) {
+  auto& svc = r.svc;
   const auto queued_at = svc.clock.now();
   auto again = co_await admit_watching(r.c, r.down, svc.gate.wait_again(guard.ticket));
   if (again.kind == rate_gate::outcome::cancelled) {
     guard.ticket = 0;
+    m.on_client_gone();
     co_return client_gone(r);
   }
   if (again.kind == rate_gate::outcome::rejected) {
     guard.ticket = 0;
-    co_return co_await reject_rate_limited(r, again.retry_after);
+    const auto refused = m.on_admission_refused(again.retry_after);
+    co_return co_await reject_rate_limited(r, refused.delay);
   }
   r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(svc.clock.now() - queued_at).count();
-  co_return std::nullopt;
+  act = m.on_admitted();
+  r.rec.attempts = m.attempts();
+  co_return co_await pass_breaker(r, guard);
+}
+
+resilience::limiter_verdict verdict_of(ratelimit::response_kind k) {
+  switch (k) {
+    case ratelimit::response_kind::deliver:
+      return resilience::limiter_verdict::deliver;
+    case ratelimit::response_kind::requeued:
+      return resilience::limiter_verdict::requeue;
+    case ratelimit::response_kind::give_up:
+      return resilience::limiter_verdict::give_up;
+  }
+  return resilience::limiter_verdict::deliver;
 }
 
 // What the response's status asks of the request after its head arrived.
@@ -1236,8 +1317,7 @@ struct response_plan {
   int status = 0;
   resilience::outcome outcome{};
   ratelimit::response_decision decision{ratelimit::response_kind::deliver, {}};
-  bool retry_429 = false;
-  bool retry_5xx = false;
+  resilience::limiter_verdict verdict = resilience::limiter_verdict::deliver;
   bool client_in_step = true;
 };
 
@@ -1246,7 +1326,8 @@ struct response_plan {
 template <class Down>
 asio::awaitable<stage_result> deliver_whole(request_ctx<Down>& r, request_guard& guard,
                                             connection_lease& lease, response_head& rh, const head_result& hr,
-                                            const response_plan& plan, bool& admitted) {
+                                            const response_plan& plan, resilience::attempt_machine& m,
+                                            resilience::attempt_action& act) {
   auto& svc = r.svc;
   auto& conn = *lease.conn;
   std::optional<bhttp::response<bhttp::string_body>> whole;
@@ -1258,20 +1339,14 @@ asio::awaitable<stage_result> deliver_whole(request_ctx<Down>& r, request_guard&
   }
   lease.reusable = reusable && !hr.request_incomplete;
   lease.give_back();
-  if (plan.retry_429) {
-    auto done = co_await requeue_after_429(r, guard, plan.decision);
-    admitted = !done;
-    co_return done;
+  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, whole.has_value(),
+                      svc.clock.now(), random01(), retry_budget_of(svc));
+  if (act.step == resilience::next_step::requeue || act.reason == resilience::give_up_reason::rate_limited) {
+    co_return co_await absorb_429(r, guard, m, act);
   }
-  if (plan.retry_5xx && whole) {
-    ++r.failures;
-    auto d = resilience::decide_retry(r.rt.retry, r.method, resilience::failure_kind::upstream_5xx,
-                                      r.failures, svc.clock.now(), r.request_deadline, random01());
-    if (d.retry && svc.breakers.try_spend_retry(svc.clock.now())) {
-      svc.metrics.retries.with({d.reason}).inc();
-      co_await sleep_for(d.delay);
-      co_return std::nullopt;
-    }
+  if (act.step == resilience::next_step::backoff) {
+    svc.metrics.retried.get().inc();
+    co_return std::nullopt;  // forward() backs off, then the next attempt is admitted
   }
   if (plan.outcome == resilience::outcome::failure) {
     if (auto stale = co_await serve_stale(r)) co_return stale;
@@ -1368,7 +1443,8 @@ asio::awaitable<bool> relay_through(request_ctx<Down>& r, request_guard& guard, 
 template <class Down>
 asio::awaitable<stage_result> after_response(request_ctx<Down>& r, request_guard& guard,
                                              connection_lease& lease, response_head& rh,
-                                             const head_result& hr, bool& admitted) {
+                                             const head_result& hr, resilience::attempt_machine& m,
+                                             resilience::attempt_action& act) {
   auto& svc = r.svc;
   const auto& res = rh.parser->get();
   response_plan plan;
@@ -1381,26 +1457,54 @@ asio::awaitable<stage_result> after_response(request_ctx<Down>& r, request_guard
     r.rec.okta_request_id = std::string(id->value());
     if (r.first_okta_request_id.empty()) r.first_okta_request_id = r.rec.okta_request_id;
   }
-  svc.metrics.upstream_responses.with({r.key.host, r.key.bucket, std::to_string(plan.status)}).inc();
-  svc.metrics.upstream_latency.with({r.key.host})
-      .observe(std::chrono::duration<double>(svc.clock.now() - r.start).count());
+  r.stats().upstream_responses(plan.status).inc();
+  r.stats().upstream_latency().observe(std::chrono::duration<double>(svc.clock.now() - r.start).count());
   const auto obs = observe(r.c, r.dest.origin.host, res);
   plan.outcome = resilience::classify_status(plan.status);
   svc.breakers.record(r.dest.origin.host, plan.outcome, guard.probe, svc.clock.now());
   guard.probe = false;
-  if (plan.status == 429) svc.metrics.upstream_429.with({r.key.host, r.key.bucket}).inc();
+  if (plan.status == 429) r.stats().upstream_429().inc();
   if (guard.ticket) {
     plan.decision = svc.gate.on_response(guard.ticket, plan.status, obs, r.cls.per_principal);
     if (plan.decision.kind == ratelimit::response_kind::deliver) guard.ticket = 0;
   }
-  const bool replayable = !r.out.streamed;
-  plan.retry_429 =
-      plan.status == 429 && replayable && plan.decision.kind != ratelimit::response_kind::deliver;
-  plan.retry_5xx = plan.outcome == resilience::outcome::failure && replayable;
-  if (plan.retry_429 || plan.retry_5xx || plan.status == 401 || plan.status == 403) {
-    co_return co_await deliver_whole(r, guard, lease, rh, hr, plan, admitted);
+  plan.verdict = verdict_of(plan.decision.kind);
+  if (m.must_read_whole(plan.status, plan.verdict) || plan.status == 401 || plan.status == 403) {
+    co_return co_await deliver_whole(r, guard, lease, rh, hr, plan, m, act);
   }
+  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, true, svc.clock.now(), 0.0,
+                      retry_budget_of(svc));
   co_return co_await relay_through(r, guard, lease, rh, hr, plan);
+}
+
+// The machine's `admit`: the breaker, then the scheduler.
+template <class Down>
+asio::awaitable<stage_result> admit_attempt(request_ctx<Down>& r, request_guard& guard,
+                                            const ratelimit::admission_request& areq,
+                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
+  if (auto done = co_await pass_breaker(r, guard)) co_return done;
+  if (auto done = co_await admit(r, guard, areq, m)) co_return done;
+  act = m.on_admitted();
+  co_return std::nullopt;
+}
+
+// The machine's `send`: one try on a connection of its own, then what its outcome asks for.
+template <class Down>
+asio::awaitable<stage_result> send_attempt(request_ctx<Down>& r, request_guard& guard,
+                                           resilience::attempt_machine& m, resilience::attempt_action& act) {
+  connection_lease lease{r.svc.pool, r.dest.origin, nullptr};
+  response_head rh{static_cast<std::uint32_t>(r.rt.cfg.client.max_header_bytes), r.head_request, {}};
+  head_result hr;
+  attempt_failure failure;
+  if (auto done = co_await attempt(r, lease, rh, hr, failure)) co_return done;
+  // Not one conditional expression: GCC 12 mishandles temporaries of co_await operands there.
+  stage_result done;
+  if (failure.failed) {
+    done = co_await after_failure(r, guard, lease, failure, m, act);
+  } else {
+    done = co_await after_response(r, guard, lease, rh, hr, m, act);
+  }
+  co_return done;
 }
 
 // The whole life of one request after its head was read and validated: identify, budget
@@ -1428,25 +1532,32 @@ asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
                                           r.cls.capacity_percent.value_or(0)};
   request_guard guard{r.svc, dest.origin.host};
   r.svc.breakers.on_request(r.start);
-  bool admitted = false;  // a requeued 429 comes back admitted
+  resilience::attempt_machine m(r.rt.retry, r.method, !r.out.streamed, r.request_deadline);
+  auto act = m.start();
   for (;;) {
-    ++rec.attempts;
-    if (auto done = co_await pass_breaker(r, guard)) co_return *done;
-    if (!admitted) {
-      if (auto done = co_await admit(r, guard, areq)) co_return *done;
-    }
-    admitted = false;
-    connection_lease lease{r.svc.pool, dest.origin, nullptr};
-    response_head rh{static_cast<std::uint32_t>(r.rt.cfg.client.max_header_bytes), r.head_request, {}};
-    head_result hr;
-    attempt_failure failure;
-    if (auto done = co_await attempt(r, lease, rh, hr, failure)) co_return *done;
-    // Not one conditional expression: GCC 12 mishandles temporaries of co_await operands there.
+    rec.attempts = m.attempts();
     stage_result done;
-    if (failure.failed) {
-      done = co_await after_failure(r, guard, lease, failure);
-    } else {
-      done = co_await after_response(r, guard, lease, rh, hr, admitted);
+    // Each step's stage answers the request (done) or leaves the machine's next step in `act`.
+    switch (act.step) {
+      case resilience::next_step::admit:
+        done = co_await admit_attempt(r, guard, areq, m, act);
+        break;
+      case resilience::next_step::send:
+        done = co_await send_attempt(r, guard, m, act);
+        break;
+      case resilience::next_step::backoff:
+        co_await sleep_for(act.delay);
+        act = m.on_backoff_elapsed();
+        break;
+      case resilience::next_step::requeue:
+        done = co_await requeue_wait(r, guard, m, act);
+        break;
+      case resilience::next_step::deliver:
+      case resilience::next_step::give_up:
+        // The stages that reach these answer in place; the machine ended without an answer.
+        done = co_await r.reply(http::local_error::upstream_unreachable, "no upstream response",
+                                r.keep_after_local());
+        break;
     }
     if (done) co_return *done;
   }
@@ -1473,7 +1584,7 @@ raw_head scan_raw_head(std::string_view b, std::size_t from) {
 
 template <class Stream>
 asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
-                                       bhttp::request_parser<bhttp::empty_body>& p, request_record& rec) {
+                                       bhttp::request_parser<bhttp::empty_body>& p, request_scope& scope) {
   const auto& cfg = c.rt->cfg.client;
   if (buf.size() == 0) {
     c.ctl.idle = true;
@@ -1495,18 +1606,15 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
     const std::string_view raw(static_cast<const char*>(buf.data().data()), buf.size());
     const auto st = scan_raw_head(raw, scanned);
     if (st == raw_head::obs_fold) {
-      rec.started = c.svc.clock.now();
-      rec.id = c.svc.next_request_id++;
       co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head",
-                          rec, false);
-      access_log(c, rec);
+                          scope.begin(), false);
       co_return head_status::replied;
     }
     if (st == raw_head::complete || buf.size() >= cfg.max_header_bytes || read_room(buf) == 0) break;
     scanned = raw.empty() ? 0 : raw.size() - 1;
     auto [rec_ec, rn] = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
     if (rec_ec) {
-      if (rec_ec == beast::error::timeout) c.svc.metrics.timeouts.with({"client_header"}).inc();
+      if (rec_ec == beast::error::timeout) c.svc.metrics.timeout_client_header.get().inc();
       co_return head_status::closed;
     }
     buf.commit(rn);
@@ -1514,15 +1622,14 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   auto [ec, n] = co_await bhttp::async_read_header(s, buf, p, use_tuple);
   if (!ec) co_return head_status::ok;
   if (ec == beast::error::timeout) {
-    c.svc.metrics.timeouts.with({"client_header"}).inc();
+    c.svc.metrics.timeout_client_header.get().inc();
     co_return head_status::closed;
   }
   if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
       ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated) {
     co_return head_status::closed;
   }
-  rec.started = c.svc.clock.now();
-  rec.id = c.svc.next_request_id++;
+  auto& rec = scope.begin();
   if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
     co_await send_local(c, s, http::local_error::headers_too_large, "request head too large", rec, false);
   } else if (ec == bhttp::error::body_limit) {
@@ -1531,7 +1638,6 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   } else {
     co_await send_local(c, s, http::local_error::bad_request, "malformed request", rec, false);
   }
-  access_log(c, rec);
   co_return head_status::replied;
 }
 
@@ -1542,7 +1648,7 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
                             const std::optional<upstream::origin>& tunnel);
 
 asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
-                                     bhttp::request_parser<bhttp::empty_body>& hp, request_record& rec);
+                                     bhttp::request_parser<bhttp::empty_body>& hp, request_scope& scope);
 
 bool proxy_auth_ok(conn_ctx& c, const bhttp::request_header<>& req) {
   if (!c.rt->proxy_auth.enabled()) return true;
@@ -1558,12 +1664,12 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
                             const std::optional<upstream::origin>& tunnel) {
   for (;;) {
     c.rt = c.svc.rt.load();
-    request_record rec;
+    // Ends (writes its access-log line) when this iteration does, whichever way.
+    request_scope scope(c);
     bhttp::request_parser<bhttp::empty_body> hp;
-    auto hs = co_await read_head(c, s, buf, hp, rec);
+    auto hs = co_await read_head(c, s, buf, hp, scope);
     if (hs != head_status::ok) co_return;
-    rec.started = c.svc.clock.now();
-    rec.id = c.svc.next_request_id++;
+    auto& rec = scope.begin();
     auto& req = hp.get();
     rec.method = std::string(req.method_string());
     rec.path = http::redact_target(req.target());
@@ -1575,7 +1681,6 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
     if (!tunnel && !proxy_auth_ok(c, req)) {
       co_await send_local(c, s, http::local_error::proxy_auth_required, "proxy authentication required", rec,
                           false, version);
-      access_log(c, rec);
       co_return;
     }
     auto hv = views(req);
@@ -1585,19 +1690,17 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
                  : valid.code == http::verdict_code::headers_too_large ? http::local_error::headers_too_large
                                                                        : http::local_error::bad_request;
       co_await send_local(c, s, err, valid.detail, rec, false, version);
-      access_log(c, rec);
       co_return;
     }
     if (c.svc.draining.load()) {
       co_await send_local(c, s, http::local_error::shutting_down, "the sidecar is shutting down", rec, false,
                           version, 1);
-      access_log(c, rec);
       co_return;
     }
 
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
       if (!tunnel && req.method() == bhttp::verb::connect) {
-        co_await handle_connect(c, s, buf, hp, rec);
+        co_await handle_connect(c, s, buf, hp, scope);
         co_return;
       }
     }
@@ -1625,7 +1728,6 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
         co_await send_local(c, s, http::local_error::bad_request,
                             "a proxy request needs an absolute-form target (http://host/path)", rec, false,
                             version);
-        access_log(c, rec);
         co_return;
       }
       auto host = policy::host_policy::normalize_host(t->host);
@@ -1642,7 +1744,6 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
           rec.host = *host;
           co_await send_local(c, s, http::local_error::cleartext_refused,
                               "http:// to an intercepted host; use https://", rec, false, version);
-          access_log(c, rec);
           co_return;
         } else {
           auto d = c.rt->hosts.decide(*host, t->port);
@@ -1654,12 +1755,10 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
     rec.host = dest.origin.host;
     if (!refuse.empty()) {
       co_await send_local(c, s, http::local_error::host_not_allowed, refuse, rec, keep_alive, version);
-      access_log(c, rec);
       if (!keep_alive || valid.body.kind != http::framing_kind::none) co_return;
       continue;
     }
     const bool again = co_await forward(c, s, buf, hp, dest, valid, rec);
-    access_log(c, rec);
     if (!again || c.svc.draining.load()) co_return;
   }
 }
@@ -1715,36 +1814,33 @@ asio::awaitable<void> blind_tunnel(conn_ctx& c, beast::tcp_stream& down, beast::
 }
 
 asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
-                                     bhttp::request_parser<bhttp::empty_body>& hp, request_record& rec) {
+                                     bhttp::request_parser<bhttp::empty_body>& hp, request_scope& scope) {
+  auto& rec = scope.rec();
   auto& req = hp.get();
   auto authority = http::parse_authority(req.target());
   std::optional<std::string> host;
   if (authority) host = policy::host_policy::normalize_host(authority->first);
   if (!authority) {
     co_await send_local(c, down, http::local_error::bad_request, "CONNECT needs host:port", rec, false);
-    access_log(c, rec);
     co_return;
   }
   if (!host) {
     // A well-formed host:port whose host the policy will not even name (localhost, odd IP
     // spellings): a refused destination, as in absolute form, not a malformed request.
     co_await send_local(c, down, http::local_error::host_not_allowed, "host not allowed", rec, false);
-    access_log(c, rec);
     co_return;
   }
   rec.host = *host;
   const auto d = c.rt->hosts.decide(*host, authority->second);
   if (d.r == policy::route::refuse) {
     co_await send_local(c, down, http::local_error::host_not_allowed, d.why, rec, false);
-    access_log(c, rec);
     co_return;
   }
   const upstream::origin o{true, *host, authority->second};
   if (d.r == policy::route::tunnel) {
-    c.svc.metrics.client_connections.with({"tunnel"}).inc();
+    c.svc.metrics.connections_tunnel.get().inc();
     rec.bucket = "tunnel";
     co_await blind_tunnel(c, down, buf, o, rec);
-    access_log(c, rec);
     co_return;
   }
 
@@ -1755,7 +1851,7 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
   if (wec) co_return;
   rec.status = 200;
   rec.bucket = "connect";
-  access_log(c, rec);
+  scope.finish();  // before the lines of the requests inside the tunnel
 
   // The first byte tells TLS (a handshake record, 0x16) from plain HTTP inside the tunnel.
   if (buf.size() == 0) {
@@ -1769,21 +1865,19 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
     if (!c.rt->cfg.access.allow_cleartext) {
       // Plaintext HTTP inside a CONNECT to an intercepted host: answered in plaintext, which is
       // what the client speaks, and closed (issue 14).
-      request_record refused;
-      refused.started = c.svc.clock.now();
-      refused.id = c.svc.next_request_id++;
-      refused.host = *host;
+      request_scope refused(c);
+      refused.begin().host = *host;
       co_await send_local(c, down, http::local_error::cleartext_refused,
-                          "plaintext HTTP inside CONNECT to an intercepted host; use TLS", refused, false);
-      access_log(c, refused);
+                          "plaintext HTTP inside CONNECT to an intercepted host; use TLS", refused.rec(),
+                          false);
       co_return;
     }
-    c.svc.metrics.client_connections.with({"intercept_plain"}).inc();
+    c.svc.metrics.connections_intercept_plain.get().inc();
     const std::optional<upstream::origin> inside{upstream::origin{false, *host, authority->second}};
     co_await serve(c, down, buf, inside);
     co_return;
   }
-  c.svc.metrics.client_connections.with({"intercept"}).inc();
+  c.svc.metrics.connections_intercept.get().inc();
   down_tls tls(down, c.svc.intercept_tls);
   if (!tls::use_leaf_for(tls.native_handle(), c.svc.leaves, *host)) {
     c.svc.log.warn(logging::event("cannot mint a certificate").with("conn", c.id).with("host", *host));
@@ -1819,13 +1913,11 @@ asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t
   // so only a head, a chunk header or a trailer ever has to fit (see config::max_head_bytes).
   beast::flat_buffer buf(c.rt->cfg.client.max_header_bytes);
   if (!c.rt->clients.empty() && !c.rt->clients.contains(c.peer)) {
-    request_record rec;
-    rec.started = svc.clock.now();
-    co_await send_local(c, down, http::local_error::client_not_allowed, "source address not allowed", rec,
-                        false);
-    access_log(c, rec);
+    request_scope refused(c);
+    co_await send_local(c, down, http::local_error::client_not_allowed, "source address not allowed",
+                        refused.begin(), false);
   } else {
-    svc.metrics.client_connections.with({"proxy"}).inc();
+    svc.metrics.connections_proxy.get().inc();
     co_await serve(c, down, buf, std::nullopt);
   }
   if (down.socket().is_open()) {

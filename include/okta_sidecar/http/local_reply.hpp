@@ -1,6 +1,7 @@
 #pragma once
 // The sidecar's own answers (docs/architecture.md, "Contract: responses the sidecar itself produces"),
 // shaped like Okta's error JSON so Okta SDKs parse them as they parse Okta's own errors.
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +27,8 @@ enum class local_error {
   cleartext_refused,  // http:// (or plaintext inside CONNECT) to an intercepted host (issue 14)
   pool_exhausted      // every upstream connection of the host busy until the deadline
 };
+// How many local_error values there are (pool_exhausted stays the last).
+inline constexpr std::size_t local_error_count = static_cast<std::size_t>(local_error::pool_exhausted) + 1;
 
 struct local_reply {
   int status = 500;

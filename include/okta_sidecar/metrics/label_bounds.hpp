@@ -2,7 +2,9 @@
 // Label values for metrics keyed by upstream host and bucket, taken from bounded sets only
 // (issue 14): a scrape must not grow with the host names and authorization-server ids clients
 // make up. Pure; thread-safe.
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <set>
@@ -30,12 +32,16 @@ class label_bounds {
   // Both at once, for a (host, bucket) pair as scheduler and session see it.
   std::pair<std::string, std::string> host_bucket(std::string_view host, std::string_view bucket);
   void update(std::vector<std::string> exact_hosts, std::vector<std::string> table_buckets);
+  // Counts update()s: a host label may change from "other" to its name at one, so whoever
+  // caches raw name -> label (request_series) starts over when this moves.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
  private:
   mutable std::mutex mu_;
   std::set<std::string, std::less<>> hosts_;
   std::set<std::string, std::less<>> table_;
   std::size_t max_ids_;
+  std::atomic<std::uint64_t> generation_{0};
   std::map<std::pair<std::string, std::string>, std::set<std::string, std::less<>>> ids_;  // (host, group)
 };
 

@@ -1,6 +1,7 @@
 #pragma once
 // The object graph a session works with, built by the app and passed down by reference:
 // no globals. Reloadable settings live in `runtime` behind an atomic shared_ptr.
+#include <array>
 #include <atomic>
 #include <boost/asio/ssl/context.hpp>
 #include <cstdint>
@@ -9,9 +10,11 @@
 #include "okta_sidecar/auth/diagnosis_log.hpp"
 #include "okta_sidecar/auth/token_info.hpp"
 #include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/http/local_reply.hpp"
 #include "okta_sidecar/logging/log.hpp"
 #include "okta_sidecar/metrics/label_bounds.hpp"
 #include "okta_sidecar/metrics/registry.hpp"
+#include "okta_sidecar/metrics/request_series.hpp"
 #include "okta_sidecar/proxy/rate_gate.hpp"
 #include "okta_sidecar/proxy/runtime.hpp"
 #include "okta_sidecar/proxy/shared_reads.hpp"
@@ -22,9 +25,13 @@
 
 namespace okta_sidecar::proxy {
 
-// Metric handles created once at start; hot paths use family::with() on these.
+// Metric families created once at start. The request path does not call family::with(): it
+// updates series resolved once, per (host, bucket) through `per_bucket` and the fixed-label
+// ones below on first use (issue 13: a request is a handful of atomic adds).
 struct proxy_metrics {
   explicit proxy_metrics(metrics::registry& r);
+  proxy_metrics(const proxy_metrics&) = delete;
+  proxy_metrics& operator=(const proxy_metrics&) = delete;
   metrics::family<metrics::counter>& requests;            // host, bucket, status
   metrics::family<metrics::counter>& local_replies;       // reason
   metrics::family<metrics::counter>& upstream_responses;  // host, bucket, status
@@ -45,6 +52,31 @@ struct proxy_metrics {
   metrics::family<metrics::counter>& accept_paused;       // (none): times accepting paused at the cap
   // Host and bucket labels through `bounds` from now on (issue 14: bounded label sets).
   void bound_labels(metrics::label_bounds& bounds);
+
+  metrics::request_series per_bucket;
+  metrics::counter& local_reply(http::local_error e) {
+    return local_reply_series_[static_cast<std::size_t>(e)]->get();
+  }
+  using lazy_counter = metrics::lazy_series<metrics::counter>;
+  lazy_counter timeout_client_header{timeouts, {"client_header"}};
+  lazy_counter timeout_client_body{timeouts, {"client_body"}};
+  lazy_counter timeout_connect{timeouts, {"connect"}};
+  lazy_counter timeout_tls_handshake{timeouts, {"tls_handshake"}};
+  lazy_counter timeout_response_headers{timeouts, {"response_headers"}};
+  lazy_counter timeout_upstream_body_idle{timeouts, {"upstream_body_idle"}};
+  lazy_counter timeout_upstream_body_error{timeouts, {"upstream_body_error"}};
+  lazy_counter retried{retries, {resilience::retry_reason::retry}};
+  lazy_counter discard_unread_bytes{upstream_discards, {"unread_bytes"}};
+  lazy_counter bytes_downstream{bytes, {"downstream"}};
+  lazy_counter connections_proxy{client_connections, {"proxy"}};
+  lazy_counter connections_tunnel{client_connections, {"tunnel"}};
+  lazy_counter connections_intercept{client_connections, {"intercept"}};
+  lazy_counter connections_intercept_plain{client_connections, {"intercept_plain"}};
+  metrics::gauge& open_now;             // open_connections, which has no labels
+  metrics::counter& accept_paused_now;  // accept_paused, likewise
+
+ private:
+  std::array<std::unique_ptr<lazy_counter>, http::local_error_count> local_reply_series_;
 };
 
 struct services {
