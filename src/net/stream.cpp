@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/error.hpp>
 #include <cerrno>
@@ -236,7 +237,7 @@ attempt op_core::try_shutdown() {
   return classify(s, rc);
 }
 
-bool op_core::arm() {
+bool op_core::arm(const asio::any_io_executor& ex) {
   stream_state& s = *st;
   auto& slot = s.slot(dir);
   if (slot.armed || s.deadline == time_point::max()) return true;
@@ -249,14 +250,14 @@ bool op_core::arm() {
   slot.armed = true;
   const auto serial = ++slot.serial;
   slot.timer.expires_at(s.deadline);
-  slot.timer.async_wait([st = st, d = dir, serial](error_code ec) {
+  slot.timer.async_wait(asio::bind_executor(ex, [st = st, d = dir, serial](error_code ec) {
     auto& sl = st->slot(d);
     if (ec || sl.serial != serial || !sl.armed) return;
     sl.expired = true;
     // As beast::tcp_stream does: the connection is unusable after a timeout.
     error_code ignored;
     st->sock.close(ignored);
-  });
+  }));
   return true;
 }
 

@@ -6,6 +6,7 @@
 // costs little more than the SSL object itself.
 #include <array>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
@@ -80,8 +81,10 @@ struct op_core {
   attempt try_gathered_write(std::span<const asio::const_buffer> bufs);
   attempt try_handshake();
   attempt try_shutdown();
-  // Arms the deadline (once per operation); false when it has already passed.
-  bool arm();
+  // Arms the deadline (once per operation) with its handler on `ex`, the operation's own
+  // executor: a pooled connection serves coroutines on other strands than the one it was opened
+  // on. False when the deadline has already passed.
+  bool arm(const asio::any_io_executor& ex);
   // After a wait: the error to report, timeout when the deadline closed the socket.
   error_code after_wait(error_code ec);
   void finish();
@@ -123,7 +126,8 @@ struct io_op {
       asio::post(std::move(self));
       return;
     }
-    if (!core.arm()) {
+    const asio::any_io_executor ex = asio::get_associated_executor(self, core.socket().get_executor());
+    if (!core.arm(ex)) {
       result = attempt{attempt::next::done, make_timeout(), 0};
       posted = true;
       asio::post(std::move(self));
