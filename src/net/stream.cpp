@@ -215,6 +215,15 @@ attempt op_core::try_gathered_write(std::span<const asio::const_buffer> bufs) {
   return try_write(asio::const_buffer(scratch.data(), used));
 }
 
+attempt op_core::try_readable() {
+  const stream_state& s = *st;
+  if (waited || !s.sock.is_open()) return {};
+  const bool buffered =
+      s.pre_read_used < s.pre_read.size() || (s.ssl != nullptr && SSL_has_pending(s.ssl) == 1);
+  if (buffered) return {};
+  return {attempt::next::wait_read, {}, 0};
+}
+
 attempt op_core::try_handshake() {
   stream_state& s = *st;
   if (s.ssl == nullptr) return {};

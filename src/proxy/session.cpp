@@ -1450,6 +1450,14 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   if (buf.size() == 0) {
     c.ctl.idle = true;
     lowest(s).expires_after(milliseconds(cfg.idle_timeout_ms));
+    // A kept-alive connection waits for its next request without a read buffer: thousands of
+    // idle clients would otherwise each hold one.
+    buf.shrink_to_fit();
+    auto [wec, wn] = co_await s.async_wait_readable(use_tuple);
+    if (wec) {
+      c.ctl.idle = false;
+      co_return head_status::closed;
+    }
     auto [ec, n] = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
     c.ctl.idle = false;
     if (ec) co_return head_status::closed;

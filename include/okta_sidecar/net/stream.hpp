@@ -79,6 +79,7 @@ struct op_core {
   attempt try_read(asio::mutable_buffer b);
   attempt try_write(asio::const_buffer b);
   attempt try_gathered_write(std::span<const asio::const_buffer> bufs);
+  attempt try_readable();
   attempt try_handshake();
   attempt try_shutdown();
   // Arms the deadline (once per operation) with its handler on `ex`, the operation's own
@@ -150,6 +151,9 @@ struct write_attempt {
   gathered g;
   attempt operator()(op_core& c) const { return c.try_gathered_write({g.bufs.data(), g.count}); }
 };
+struct readable_attempt {
+  attempt operator()(op_core& c) const { return c.try_readable(); }
+};
 struct handshake_attempt {
   attempt operator()(op_core& c) const { return c.try_handshake(); }
 };
@@ -215,6 +219,15 @@ class stream {
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
     return start<detail::write_attempt>(
         detail::direction::write, detail::write_attempt{detail::gather(buffers)}, std::forward<Token>(token));
+  }
+
+  // Completes with (error_code, 0) once a read would find something: bytes OpenSSL or the
+  // pre-read holds, or a readable (or closed) socket. An idle connection waits this way without
+  // holding a read buffer.
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return start<detail::readable_attempt>(detail::direction::read, detail::readable_attempt{},
+                                           std::forward<Token>(token));
   }
 
   // Completes with (error_code, bytes): the bytes count is 0 (pre-read bytes are all taken by

@@ -358,5 +358,49 @@ TEST(StreamTest, TlsGathersSmallBuffers) {
   EXPECT_EQ(got, h1 + h2 + h3);
 }
 
+// An idle connection waits for its next request without a buffer; the wait must end for bytes
+// on the socket and for bytes OpenSSL already holds (which leave the socket silent).
+TEST(StreamTest, WaitReadableSeesSocketBytesAndBytesOpenSslHolds) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code first_wait = asio::error::fault, second_wait = asio::error::fault;
+  std::string got;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(std::string("abcdef")), use_tuple);
+    EXPECT_FALSE(wec);
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    lb.server->expires_after(std::chrono::seconds(5));
+    auto [ec, n] = co_await lb.server->async_wait_readable(use_tuple);
+    first_wait = ec;
+    char two[2];
+    auto [rec, rn] = co_await asio::async_read(*lb.server, asio::buffer(two), use_tuple);
+    EXPECT_FALSE(rec);
+    got.append(two, rn);
+    EXPECT_TRUE(lb.server->has_buffered_input());
+    auto [ec2, n2] = co_await lb.server->async_wait_readable(use_tuple);
+    second_wait = ec2;
+  });
+  lb.run();
+  EXPECT_FALSE(first_wait) << first_wait.message();
+  EXPECT_FALSE(second_wait) << second_wait.message();
+  EXPECT_EQ(got, "ab");
+}
+
+TEST(StreamTest, WaitReadableTimesOut) {
+  loopback lb;
+  error_code wait_ec;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    lb.server->expires_after(std::chrono::milliseconds(50));
+    auto [ec, n] = co_await lb.server->async_wait_readable(use_tuple);
+    wait_ec = ec;
+  });
+  lb.run();
+  EXPECT_EQ(wait_ec, boost::beast::error::timeout) << wait_ec.message();
+}
+
 }  // namespace
 }  // namespace okta_sidecar::net
