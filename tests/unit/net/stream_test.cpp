@@ -286,7 +286,9 @@ TEST(StreamTest, ServerHandshakeStartsFromBytesReadBeforeIt) {
   std::string got;
   lb.spawn([&]() -> asio::awaitable<void> {
     client_hs = co_await handshake(*lb.client);
-    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(std::string("hello")), use_tuple);
+    // Named: GCC 12 destroys a temporary inside a co_await expression twice.
+    const std::string hello = "hello";
+    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(hello), use_tuple);
     EXPECT_FALSE(wec);
   });
   lb.spawn([&]() -> asio::awaitable<void> {
@@ -368,7 +370,8 @@ TEST(StreamTest, WaitReadableSeesSocketBytesAndBytesOpenSslHolds) {
   std::string got;
   lb.spawn([&]() -> asio::awaitable<void> {
     co_await handshake(*lb.client);
-    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(std::string("abcdef")), use_tuple);
+    const std::string text = "abcdef";
+    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(text), use_tuple);
     EXPECT_FALSE(wec);
   });
   lb.spawn([&]() -> asio::awaitable<void> {
