@@ -105,6 +105,8 @@ struct conn_ctx {
   std::string peer;
   std::shared_ptr<const runtime> rt;
   std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
+  // Set by an intercepted CONNECT: where the requests on this connection go from then on.
+  std::optional<upstream::origin> tunnel{};
 };
 
 // Sends one of the sidecar's own answers (docs/architecture.md "responses the sidecar itself produces").
@@ -1756,8 +1758,7 @@ asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat
       co_return;
     }
     c.svc.metrics.client_connections.with({"intercept_plain"}).inc();
-    const std::optional<upstream::origin> inside{upstream::origin{false, *host, authority->second}};
-    co_await serve(c, down, buf, inside);
+    c.tunnel = upstream::origin{false, *host, authority->second};
     co_return;
   }
   c.svc.metrics.client_connections.with({"intercept"}).inc();
@@ -1778,10 +1779,7 @@ asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat
                        .with("error", hec.message()));
     co_return;
   }
-  const std::optional<upstream::origin> tunnel_origin{o};
-  co_await serve(c, down, buf, tunnel_origin);
-  down.expires_after(seconds(1));
-  co_await down.async_shutdown(use_tuple);
+  c.tunnel = o;
 }
 
 }  // namespace
@@ -1806,6 +1804,15 @@ asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t
   } else {
     svc.metrics.client_connections.with({"proxy"}).inc();
     co_await serve(c, down, buf, std::nullopt);
+    // The tunnel is served here, after the CONNECT's coroutine frames are gone: an intercepted
+    // connection is long-lived, and those frames would otherwise stay with it while it idles.
+    if (c.tunnel) {
+      co_await serve(c, down, buf, c.tunnel);
+      if (down.is_tls()) {
+        down.expires_after(seconds(1));
+        co_await down.async_shutdown(use_tuple);
+      }
+    }
   }
   if (down.socket().is_open()) {
     down.socket().shutdown(tcp::socket::shutdown_send, ec);
