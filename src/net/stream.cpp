@@ -327,6 +327,9 @@ bool stream::start_tls(ssl_ctx_st* ctx, role r, asio::const_buffer pre_read) {
   SSL_set_bio(ssl, bio, bio);
   SSL_set_mode(
       ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // One recv per buffer-full instead of two per record (header, then body). What is read ahead
+  // counts as buffered input (SSL_has_pending), and the buffer still goes when it is empty.
+  SSL_set_read_ahead(ssl, 1);
   if (r == role::server) {
     SSL_set_accept_state(ssl);
   } else {
