@@ -5,7 +5,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -27,6 +26,7 @@
 #include "okta_sidecar/http/request_validator.hpp"
 #include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/http/trace_context.hpp"
+#include "okta_sidecar/net/stream.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/ratelimit/coalesce_key.hpp"
 #include "okta_sidecar/ratelimit/header_dialect.hpp"
@@ -40,17 +40,13 @@ namespace {
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-using tls_stream = asio::ssl::stream<beast::tcp_stream>;  // upstream
-using down_tls = asio::ssl::stream<beast::tcp_stream&>;   // intercepted client
 using namespace asio::experimental::awaitable_operators;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t relay_chunk = 16 * 1024;
 constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we read whole
 constexpr std::size_t max_chunk_extension_bytes = 1024;
 
-beast::tcp_stream& lowest(beast::tcp_stream& s) { return s; }
-beast::tcp_stream& lowest(tls_stream& s) { return s.next_layer(); }
-beast::tcp_stream& lowest(down_tls& s) { return s.next_layer(); }
+net::stream& lowest(net::stream& s) { return s; }
 
 template <class Fields>
 std::vector<http::header_view> views(const Fields& f) {
@@ -112,6 +108,8 @@ struct conn_ctx {
   std::string peer;
   std::shared_ptr<const runtime> rt;
   std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
+  // Set by an intercepted CONNECT: where the requests on this connection go from then on.
+  std::optional<upstream::origin> tunnel{};
 };
 
 // Sends one of the sidecar's own answers (docs/architecture.md "responses the sidecar itself produces").
@@ -324,8 +322,8 @@ struct response_head {
 };
 
 // A message head as one contiguous string, the way it goes on the wire. Beast's serializer
-// hands the kernel one iovec per field piece, and Asio's ssl::stream encrypts only the first
-// buffer of a sequence per record: copying a few hundred bytes is cheaper than either.
+// hands the kernel one iovec per field piece, and a TLS stream gathers only a bounded number of
+// small pieces into one record: copying a few hundred bytes is cheaper than either.
 void append_head(std::string& out, const bhttp::request_header<>& h) {
   out += h.method_string();
   out += ' ';
@@ -370,11 +368,7 @@ void strip_hop_by_hop(Fields& f) {
 }
 
 // True when the peer has sent something (or closed) that nobody has read yet.
-bool has_unread_input(beast::tcp_stream& s) {
-  char byte;
-  const ssize_t n = ::recv(s.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-}
+bool has_unread_input(net::stream& s) { return s.has_unread_input(); }
 
 // Writes a streamed request: the head, the part of the body already read, then the rest as it
 // arrives from the client, re-framed. Its own coroutine so that the relay buffer is allocated
@@ -1004,7 +998,7 @@ http::local_error body_error(const boost::system::error_code& ec) {
 }
 
 // client.request_timeout_ms (or the header timeout between pieces) passed while the body was
-// arriving. Beast's tcp_stream closes the socket at its deadline, so there is nobody left to answer.
+// arriving. The stream closes the socket at its deadline, so there is nobody left to answer.
 template <class Down>
 bool body_timed_out(request_ctx<Down>& r) {
   r.svc.metrics.timeout_client_body.get().inc();
@@ -1184,13 +1178,8 @@ asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& le
       std::min(r.request_deadline, svc.clock.now() + milliseconds(r.rt.cfg.upstream.response_timeout_ms));
   if (r.out.streamed && !co_await r.send_continue()) co_return false;
   auto& conn = *lease.conn;
-  if (conn.is_tls()) {
-    hr = co_await send_and_read_head(r.c, r.down, r.buf, conn.secure(), conn, r.out, rh, header_deadline,
-                                     r.version);
-  } else {
-    hr = co_await send_and_read_head(r.c, r.down, r.buf, conn.plain(), conn, r.out, rh, header_deadline,
-                                     r.version);
-  }
+  hr = co_await send_and_read_head(r.c, r.down, r.buf, conn.stream(), conn, r.out, rh, header_deadline,
+                                   r.version);
   switch (hr.status) {
     case send_status::ok:
       break;
@@ -1332,11 +1321,7 @@ asio::awaitable<stage_result> deliver_whole(request_ctx<Down>& r, request_guard&
   auto& conn = *lease.conn;
   std::optional<bhttp::response<bhttp::string_body>> whole;
   bool reusable = false;
-  if (conn.is_tls()) {
-    whole = co_await read_small_body(r.c, conn.secure(), conn, *rh.parser, reusable);
-  } else {
-    whole = co_await read_small_body(r.c, conn.plain(), conn, *rh.parser, reusable);
-  }
+  whole = co_await read_small_body(r.c, conn.stream(), conn, *rh.parser, reusable);
   lease.reusable = reusable && !hr.request_incomplete;
   lease.give_back();
   act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, whole.has_value(),
@@ -1409,13 +1394,8 @@ asio::awaitable<bool> relay_through(request_ctx<Down>& r, request_guard& guard, 
   relay_status rs;
   const bool client_keep_alive = r.keep_alive && plan.client_in_step && !r.out.client_body_failed;
   const std::size_t capture_limit = r.rt.cfg.client.max_buffered_body_bytes;
-  if (conn.is_tls()) {
-    rs = co_await relay_response(r.c, r.down, conn.secure(), conn, rp, r.head_request, client_keep_alive,
-                                 r.version, r.rec, upstream_reusable, captured, capture_limit);
-  } else {
-    rs = co_await relay_response(r.c, r.down, conn.plain(), conn, rp, r.head_request, client_keep_alive,
-                                 r.version, r.rec, upstream_reusable, captured, capture_limit);
-  }
+  rs = co_await relay_response(r.c, r.down, conn.stream(), conn, rp, r.head_request, client_keep_alive,
+                               r.version, r.rec, upstream_reusable, captured, capture_limit);
   if (rs == relay_status::ok && captured) {
     shared.body = std::move(*captured);
     if (cacheable) svc.reads.store(r.cache_key, shared, cc, svc.clock.now());
@@ -1589,6 +1569,14 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   if (buf.size() == 0) {
     c.ctl.idle = true;
     lowest(s).expires_after(milliseconds(cfg.idle_timeout_ms));
+    // A kept-alive connection waits for its next request without a read buffer: thousands of
+    // idle clients would otherwise each hold one.
+    buf.shrink_to_fit();
+    auto [wec, wn] = co_await s.async_wait_readable(use_tuple);
+    if (wec) {
+      c.ctl.idle = false;
+      co_return head_status::closed;
+    }
     auto [ec, n] = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
     c.ctl.idle = false;
     if (ec) co_return head_status::closed;
@@ -1647,7 +1635,7 @@ template <class Stream>
 asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
                             const std::optional<upstream::origin>& tunnel);
 
-asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
+asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
                                      bhttp::request_parser<bhttp::empty_body>& hp, request_scope& scope);
 
 bool proxy_auth_ok(conn_ctx& c, const bhttp::request_header<>& req) {
@@ -1698,11 +1686,9 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
       co_return;
     }
 
-    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-      if (!tunnel && req.method() == bhttp::verb::connect) {
-        co_await handle_connect(c, s, buf, hp, scope);
-        co_return;
-      }
+    if (!tunnel && req.method() == bhttp::verb::connect) {
+      co_await handle_connect(c, s, buf, hp, scope);
+      co_return;
     }
 
     // Where does it go?
@@ -1764,8 +1750,7 @@ asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
 }
 
 // Two one-way pumps; each ends by half-closing the other side (RFC 9110 §9.3.6).
-asio::awaitable<void> pump(beast::tcp_stream& from, beast::tcp_stream& to, duration idle,
-                           std::uint64_t& bytes) {
+asio::awaitable<void> pump(net::stream& from, net::stream& to, duration idle, std::uint64_t& bytes) {
   std::array<char, relay_chunk> chunk;
   for (;;) {
     from.expires_after(idle);
@@ -1782,7 +1767,7 @@ asio::awaitable<void> pump(beast::tcp_stream& from, beast::tcp_stream& to, durat
   to.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-asio::awaitable<void> blind_tunnel(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
+asio::awaitable<void> blind_tunnel(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
                                    const upstream::origin& o, request_record& rec) {
   // Named, not temporaries inside the co_await expression: GCC 12 destroys such temporaries
   // twice (a double free of the host string, seen on every blind tunnel).
@@ -1802,7 +1787,7 @@ asio::awaitable<void> blind_tunnel(conn_ctx& c, beast::tcp_stream& down, beast::
       co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
   if (ec) co_return;
   rec.status = 200;
-  auto& up = acq.conn->plain();
+  auto& up = acq.conn->stream();
   if (buf.size() > 0) {
     auto [wec, wn] = co_await asio::async_write(up, buf.data(), use_tuple);
     if (wec) co_return;
@@ -1813,7 +1798,7 @@ asio::awaitable<void> blind_tunnel(conn_ctx& c, beast::tcp_stream& down, beast::
   co_await (pump(down, up, idle, up_bytes) && pump(up, down, idle, rec.bytes_out));
 }
 
-asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast::flat_buffer& buf,
+asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
                                      bhttp::request_parser<bhttp::empty_body>& hp, request_scope& scope) {
   auto& rec = scope.rec();
   auto& req = hp.get();
@@ -1873,18 +1858,20 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
       co_return;
     }
     c.svc.metrics.connections_intercept_plain.get().inc();
-    const std::optional<upstream::origin> inside{upstream::origin{false, *host, authority->second}};
-    co_await serve(c, down, buf, inside);
+    c.tunnel = upstream::origin{false, *host, authority->second};
     co_return;
   }
   c.svc.metrics.connections_intercept.get().inc();
-  down_tls tls(down, c.svc.intercept_tls);
-  if (!tls::use_leaf_for(tls.native_handle(), c.svc.leaves, *host)) {
+  // The tunnel's first bytes are the ClientHello (or its start): the handshake begins from them.
+  const bool tls_ready =
+      down.start_tls(c.svc.intercept_tls.native_handle(), net::stream::role::server, buf.data());
+  buf.consume(buf.size());
+  if (!tls_ready || !tls::use_leaf_for(down.native_handle(), c.svc.leaves, *host)) {
     c.svc.log.warn(logging::event("cannot mint a certificate").with("conn", c.id).with("host", *host));
     co_return;
   }
-  tls.next_layer().expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
-  auto [hec, used] = co_await tls.async_handshake(asio::ssl::stream_base::server, buf.data(), use_tuple);
+  down.expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
+  auto [hec, hn] = co_await down.async_handshake(use_tuple);
   if (hec) {
     c.svc.log.info(logging::event("client TLS handshake failed")
                        .with("conn", c.id)
@@ -1892,11 +1879,7 @@ asio::awaitable<void> handle_connect(conn_ctx& c, beast::tcp_stream& down, beast
                        .with("error", hec.message()));
     co_return;
   }
-  buf.consume(used);
-  const std::optional<upstream::origin> tunnel_origin{o};
-  co_await serve(c, tls, buf, tunnel_origin);
-  tls.next_layer().expires_after(seconds(1));
-  co_await tls.async_shutdown(use_tuple);
+  c.tunnel = o;
 }
 
 }  // namespace
@@ -1908,7 +1891,7 @@ asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t
   auto remote = sock.remote_endpoint(ec);
   conn_ctx c{svc, conn_id, ctl, ec ? std::string() : remote.address().to_string(), svc.rt.load()};
   sock.set_option(tcp::no_delay(true), ec);
-  beast::tcp_stream down(std::move(sock));
+  net::stream down(std::move(sock));
   // Bounded by the head limit: requests are parsed in place and bodies pass through in pieces,
   // so only a head, a chunk header or a trailer ever has to fit (see config::max_head_bytes).
   beast::flat_buffer buf(c.rt->cfg.client.max_header_bytes);
@@ -1919,6 +1902,15 @@ asio::awaitable<void> run_session(services& svc, tcp::socket sock, std::uint64_t
   } else {
     svc.metrics.connections_proxy.get().inc();
     co_await serve(c, down, buf, std::nullopt);
+    // The tunnel is served here, after the CONNECT's coroutine frames are gone: an intercepted
+    // connection is long-lived, and those frames would otherwise stay with it while it idles.
+    if (c.tunnel) {
+      co_await serve(c, down, buf, c.tunnel);
+      if (down.is_tls()) {
+        down.expires_after(seconds(1));
+        co_await down.async_shutdown(use_tuple);
+      }
+    }
   }
   if (down.socket().is_open()) {
     down.socket().shutdown(tcp::socket::shutdown_send, ec);

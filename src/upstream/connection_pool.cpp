@@ -9,6 +9,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include "okta_sidecar/policy/address_guard.hpp"
 #include "okta_sidecar/tls/upstream_context.hpp"
@@ -73,6 +74,7 @@ enum class idle_check { alive, closed, unsolicited };
 idle_check check_idle(connection& c) {
   auto& sock = c.lowest().socket();
   if (!sock.is_open()) return idle_check::closed;
+  if (c.lowest().has_buffered_input()) return idle_check::unsolicited;
   char byte;
   ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return idle_check::closed;
@@ -210,23 +212,22 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
     std::lock_guard lock(mu_);
     ++stats_.opened;
   }
-  if (!o.tls) {
-    stream->expires_never();
-    co_return acquired{std::make_unique<connection>(id, std::move(stream)), connect_status::ok, {}, false};
-  }
-  auto tls = std::make_unique<connection::tls_stream>(std::move(*stream), tls_ctx_);
-  if (!tls::prepare_upstream_ssl(tls->native_handle(), o.host)) {
+  net::stream s(stream->release_socket());
+  if (!o.tls)
+    co_return acquired{std::make_unique<connection>(id, std::move(s)), connect_status::ok, {}, false};
+  if (!s.start_tls(tls_ctx_.native_handle(), net::stream::role::client) ||
+      !tls::prepare_upstream_ssl(s.native_handle(), o.host)) {
     co_return acquired{nullptr, connect_status::tls_failed, "cannot set SNI/verification name", false};
   }
-  tls->next_layer().expires_at(std::min(deadline, steady_clock::now() + cfg.tls_timeout));
-  auto [hec] = co_await tls->async_handshake(asio::ssl::stream_base::client, use_tuple);
+  s.expires_at(std::min(deadline, steady_clock::now() + cfg.tls_timeout));
+  auto [hec, hn] = co_await s.async_handshake(use_tuple);
   if (hec) {
     co_return acquired{
         nullptr, hec == beast::error::timeout ? connect_status::tls_timeout : connect_status::tls_failed,
         hec.message(), false};
   }
-  tls->next_layer().expires_never();
-  co_return acquired{std::make_unique<connection>(id, std::move(tls)), connect_status::ok, {}, false};
+  s.expires_never();
+  co_return acquired{std::make_unique<connection>(id, std::move(s)), connect_status::ok, {}, false};
 }
 
 void connection_pool::wake_one(slot& s) {

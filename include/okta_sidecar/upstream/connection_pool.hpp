@@ -4,10 +4,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -17,6 +15,7 @@
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/config/config.hpp"
+#include "okta_sidecar/net/stream.hpp"
 
 namespace okta_sidecar::upstream {
 
@@ -34,16 +33,11 @@ struct origin {
 // One connection to an origin, plain or TLS, with the bytes read past the last response.
 class connection {
  public:
-  using plain_stream = beast::tcp_stream;
-  using tls_stream = asio::ssl::stream<beast::tcp_stream>;
+  connection(std::uint64_t id, net::stream s) : id_(id), stream_(std::move(s)) {}
 
-  connection(std::uint64_t id, std::unique_ptr<plain_stream> s) : id_(id), plain_(std::move(s)) {}
-  connection(std::uint64_t id, std::unique_ptr<tls_stream> s) : id_(id), tls_(std::move(s)) {}
-
-  bool is_tls() const { return tls_ != nullptr; }
-  plain_stream& plain() { return *plain_; }
-  tls_stream& secure() { return *tls_; }
-  beast::tcp_stream& lowest() { return tls_ ? tls_->next_layer() : *plain_; }
+  bool is_tls() const { return stream_.is_tls(); }
+  net::stream& stream() { return stream_; }
+  net::stream& lowest() { return stream_; }
   beast::flat_buffer& buffer() { return buffer_; }
   std::uint64_t id() const { return id_; }
   std::uint32_t requests() const { return requests_; }
@@ -52,8 +46,7 @@ class connection {
 
  private:
   std::uint64_t id_;
-  std::unique_ptr<plain_stream> plain_;
-  std::unique_ptr<tls_stream> tls_;
+  net::stream stream_;
   // Bounded like the client side: only a response head, chunk header or trailer must fit, and
   // Beast throws on a field it cannot store (see config::max_head_bytes).
   beast::flat_buffer buffer_{config::max_head_bytes};

@@ -1,0 +1,258 @@
+#pragma once
+// One connection type for both legs: plain TCP, or TLS run the way nginx runs it, with the SSL
+// reading and writing the non-blocking socket itself. Asio's ssl::stream keeps two 17 KiB
+// buffers and a 2x17 KiB BIO pair for a connection's whole life; here OpenSSL holds buffers only
+// while a record is in flight (SSL_MODE_RELEASE_BUFFERS), so an idle kept-alive TLS connection
+// costs little more than the SSL object itself.
+#include <array>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
+#include <memory>
+#include <span>
+
+#include "okta_sidecar/clock.hpp"
+
+struct ssl_st;      // SSL
+struct ssl_ctx_st;  // SSL_CTX
+
+namespace okta_sidecar::net {
+
+namespace asio = boost::asio;
+using error_code = boost::system::error_code;
+using tcp = asio::ip::tcp;
+
+namespace detail {
+
+enum class direction { read, write };
+
+// What one non-blocking attempt did: finished (with `ec` and `n`), or must wait for the socket.
+struct attempt {
+  enum class next { done, wait_read, wait_write } what = next::done;
+  error_code ec;
+  std::size_t n = 0;
+};
+
+// The state an operation and its timer share; it outlives the stream while either is pending.
+class stream_state;
+
+template <class Buffers>
+asio::mutable_buffer first_buffer(const Buffers& b) {
+  for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b); ++it) {
+    asio::mutable_buffer m(*it);
+    if (m.size() > 0) return m;
+  }
+  return {};
+}
+
+// Up to this many non-empty buffers of a sequence go into one write.
+constexpr std::size_t max_gather = 16;
+struct gathered {
+  std::array<asio::const_buffer, max_gather> bufs;
+  std::size_t count = 0;
+};
+
+template <class Buffers>
+gathered gather(const Buffers& b) {
+  gathered g;
+  for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b) && g.count < max_gather;
+       ++it) {
+    asio::const_buffer c(*it);
+    if (c.size() > 0) g.bufs[g.count++] = c;
+  }
+  return g;
+}
+
+// The part of an operation that is not a template: one attempt, the socket wait, the deadline.
+struct op_core {
+  std::shared_ptr<stream_state> st;
+  direction dir;
+  bool waited = false;
+
+  attempt try_read(asio::mutable_buffer b);
+  attempt try_write(asio::const_buffer b);
+  attempt try_gathered_write(std::span<const asio::const_buffer> bufs);
+  attempt try_readable();
+  attempt try_handshake();
+  attempt try_shutdown();
+  // Arms the deadline (once per operation) with its handler on `ex`, the operation's own
+  // executor: a pooled connection serves coroutines on other strands than the one it was opened
+  // on. False when the deadline has already passed.
+  bool arm(const asio::any_io_executor& ex);
+  // After a wait: the error to report, timeout when the deadline closed the socket.
+  error_code after_wait(error_code ec);
+  void finish();
+  tcp::socket& socket();
+};
+
+// Runs `attempt_fn` until it completes, waiting on the socket in between; completion is never
+// inline, so Beast's loops do not recurse on data OpenSSL already holds.
+template <class AttemptFn>
+struct io_op {
+  op_core core;
+  AttemptFn attempt_fn;
+  attempt result{};
+  bool posted = false;
+
+  template <class Self>
+  void operator()(Self& self, error_code ec = {}) {
+    if (posted) {
+      core.finish();
+      self.complete(result.ec, result.n);
+      return;
+    }
+    if (core.waited) {
+      ec = core.after_wait(ec);
+      if (ec) {
+        core.finish();
+        self.complete(ec, std::size_t{0});
+        return;
+      }
+    }
+    result = attempt_fn(core);
+    if (result.what == attempt::next::done) {
+      if (core.waited) {
+        core.finish();
+        self.complete(result.ec, result.n);
+        return;
+      }
+      posted = true;
+      asio::post(std::move(self));
+      return;
+    }
+    const asio::any_io_executor ex = asio::get_associated_executor(self, core.socket().get_executor());
+    if (!core.arm(ex)) {
+      result = attempt{attempt::next::done, make_timeout(), 0};
+      posted = true;
+      asio::post(std::move(self));
+      return;
+    }
+    core.waited = true;
+    core.socket().async_wait(
+        result.what == attempt::next::wait_read ? tcp::socket::wait_read : tcp::socket::wait_write,
+        std::move(self));
+  }
+
+  static error_code make_timeout();
+};
+
+struct read_attempt {
+  asio::mutable_buffer b;
+  attempt operator()(op_core& c) const { return c.try_read(b); }
+};
+struct write_attempt {
+  gathered g;
+  attempt operator()(op_core& c) const { return c.try_gathered_write({g.bufs.data(), g.count}); }
+};
+struct readable_attempt {
+  attempt operator()(op_core& c) const { return c.try_readable(); }
+};
+struct handshake_attempt {
+  attempt operator()(op_core& c) const { return c.try_handshake(); }
+};
+struct shutdown_attempt {
+  attempt operator()(op_core& c) const { return c.try_shutdown(); }
+};
+
+error_code timeout_error();
+template <class AttemptFn>
+error_code io_op<AttemptFn>::make_timeout() {
+  return timeout_error();
+}
+
+}  // namespace detail
+
+// A TCP connection, plain or TLS after start_tls(). Models Asio's AsyncReadStream and
+// AsyncWriteStream so Beast reads and writes it; deadlines behave like beast::tcp_stream's: an
+// operation still waiting when the deadline passes closes the socket and fails with
+// beast::error::timeout. A TLS peer that closes without close_notify is
+// asio::ssl::error::stream_truncated, a close_notify is asio::error::eof.
+class stream {
+ public:
+  using executor_type = asio::any_io_executor;
+  enum class role { client, server };
+
+  explicit stream(tcp::socket socket);
+  stream(stream&&) noexcept;
+  stream& operator=(stream&&) noexcept;
+  stream(const stream&) = delete;
+  stream& operator=(const stream&) = delete;
+  ~stream();
+
+  executor_type get_executor() noexcept;
+  tcp::socket& socket();
+  const tcp::socket& socket() const;
+  // Closes the socket; an SSL left attached reads and writes nothing after this.
+  void close();
+
+  void expires_after(duration d);
+  void expires_at(time_point t);
+  void expires_never();
+
+  // Makes the stream TLS before its handshake. `pre_read`: bytes of the peer's first flight that
+  // were read from the socket already (they are fed to OpenSSL before the socket). False when
+  // OpenSSL cannot make the SSL.
+  bool start_tls(ssl_ctx_st* ctx, role r, asio::const_buffer pre_read = {});
+  bool is_tls() const;
+  ssl_st* native_handle();  // null while plain
+
+  // Decrypted or fed bytes that no read has taken yet (the socket may have more).
+  bool has_buffered_input() const;
+  // Something unread: buffered, on the socket, or the peer's close.
+  bool has_unread_input() const;
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return start<detail::read_attempt>(detail::direction::read,
+                                       detail::read_attempt{detail::first_buffer(buffers)},
+                                       std::forward<Token>(token));
+  }
+
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return start<detail::write_attempt>(
+        detail::direction::write, detail::write_attempt{detail::gather(buffers)}, std::forward<Token>(token));
+  }
+
+  // Completes with (error_code, 0) once a read would find something: bytes OpenSSL or the
+  // pre-read holds, or a readable (or closed) socket. An idle connection waits this way without
+  // holding a read buffer.
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return start<detail::readable_attempt>(detail::direction::read, detail::readable_attempt{},
+                                           std::forward<Token>(token));
+  }
+
+  // Completes with (error_code, bytes): the bytes count is 0 (pre-read bytes are all taken by
+  // start_tls). A plain stream completes at once.
+  template <class Token>
+  auto async_handshake(Token&& token) {
+    return start<detail::handshake_attempt>(detail::direction::read, detail::handshake_attempt{},
+                                            std::forward<Token>(token));
+  }
+
+  // Sends close_notify and waits (within the deadline) for the peer's; (error_code, 0).
+  template <class Token>
+  auto async_shutdown(Token&& token) {
+    return start<detail::shutdown_attempt>(detail::direction::read, detail::shutdown_attempt{},
+                                           std::forward<Token>(token));
+  }
+
+ private:
+  template <class AttemptFn, class Token>
+  auto start(detail::direction d, AttemptFn fn, Token&& token) {
+    return asio::async_compose<Token, void(error_code, std::size_t)>(
+        detail::io_op<AttemptFn>{detail::op_core{st_, d}, fn}, token, get_executor());
+  }
+
+  std::shared_ptr<detail::stream_state> st_;
+};
+
+}  // namespace okta_sidecar::net

@@ -1,0 +1,409 @@
+#include "okta_sidecar/net/stream.hpp"
+
+#include <gtest/gtest.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <string>
+#include <vector>
+
+#include "../tls/tls_test_support.hpp"
+
+namespace okta_sidecar::net {
+namespace {
+
+namespace ssl_error = boost::asio::ssl::error;
+using tls::testing::cert_spec;
+using tls::testing::make_cert;
+using tls::testing::make_key;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+struct ctx_deleter {
+  void operator()(SSL_CTX* c) const noexcept { SSL_CTX_free(c); }
+};
+using ctx_ptr = std::unique_ptr<SSL_CTX, ctx_deleter>;
+
+// A test CA, a server context with a leaf for "localhost" signed by it, and a client context
+// trusting only that CA.
+struct pki {
+  tls::evp_pkey_ptr ca_key = make_key();
+  tls::x509_ptr ca = make_cert(ca_key.get(), cert_spec{});
+  tls::evp_pkey_ptr leaf_key = make_key();
+  tls::x509_ptr leaf;
+  ctx_ptr server{SSL_CTX_new(TLS_server_method())};
+  ctx_ptr client{SSL_CTX_new(TLS_client_method())};
+
+  pki() {
+    cert_spec spec;
+    spec.cn = "localhost";
+    spec.ca = false;
+    spec.key_usage = "critical,digitalSignature";
+    leaf = make_cert(leaf_key.get(), spec, ca.get(), ca_key.get());
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, ca.get(), leaf.get(), nullptr, nullptr, 0);
+    X509_EXTENSION* san = X509V3_EXT_nconf_nid(nullptr, &v3, NID_subject_alt_name, "DNS:localhost");
+    X509_add_ext(leaf.get(), san, -1);
+    X509_EXTENSION_free(san);
+    X509_sign(leaf.get(), ca_key.get(), EVP_sha256());
+    SSL_CTX_use_certificate(server.get(), leaf.get());
+    SSL_CTX_use_PrivateKey(server.get(), leaf_key.get());
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(client.get()), ca.get());
+    SSL_CTX_set_verify(client.get(), SSL_VERIFY_PEER, nullptr);
+  }
+};
+
+// A connected loopback pair and an io_context to run coroutines on them.
+struct loopback {
+  asio::io_context ioc;
+  std::unique_ptr<stream> server;
+  std::unique_ptr<stream> client;
+
+  loopback() {
+    tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::socket c(ioc);
+    c.connect(acceptor.local_endpoint());
+    tcp::socket s = acceptor.accept();
+    server = std::make_unique<stream>(std::move(s));
+    client = std::make_unique<stream>(std::move(c));
+  }
+
+  void tls(pki& p, const char* verify_host = "localhost") {
+    ASSERT_TRUE(server->start_tls(p.server.get(), stream::role::server));
+    ASSERT_TRUE(client->start_tls(p.client.get(), stream::role::client));
+    SSL_set1_host(client->native_handle(), verify_host);
+    SSL_set_tlsext_host_name(client->native_handle(), verify_host);
+  }
+
+  template <class F>
+  void spawn(F&& f) {
+    asio::co_spawn(ioc, std::forward<F>(f), [](std::exception_ptr e) {
+      if (e) std::rethrow_exception(e);
+    });
+  }
+
+  void run() { ioc.run_for(std::chrono::seconds(10)); }
+};
+
+asio::awaitable<error_code> handshake(stream& s) {
+  auto [ec, n] = co_await s.async_handshake(use_tuple);
+  co_return ec;
+}
+
+std::string pattern(std::size_t n) {
+  std::string out(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<char>('a' + (i * 7) % 26);
+  return out;
+}
+
+TEST(StreamTest, TlsHandshakeBothWaysAndLargeTransfersBothWays) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  const std::string up = pattern(200 * 1024);
+  const std::string down = pattern(100 * 1024 + 3);
+  error_code server_hs, client_hs;
+  std::string server_got(up.size(), '\0');
+  std::string client_got(down.size(), '\0');
+  lb.spawn([&]() -> asio::awaitable<void> {
+    server_hs = co_await handshake(*lb.server);
+    auto [rec, rn] = co_await asio::async_read(*lb.server, asio::buffer(server_got), use_tuple);
+    EXPECT_FALSE(rec) << rec.message();
+    auto [wec, wn] = co_await asio::async_write(*lb.server, asio::buffer(down), use_tuple);
+    EXPECT_FALSE(wec) << wec.message();
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    client_hs = co_await handshake(*lb.client);
+    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(up), use_tuple);
+    EXPECT_FALSE(wec) << wec.message();
+    auto [rec, rn] = co_await asio::async_read(*lb.client, asio::buffer(client_got), use_tuple);
+    EXPECT_FALSE(rec) << rec.message();
+  });
+  lb.run();
+  EXPECT_FALSE(server_hs) << server_hs.message();
+  EXPECT_FALSE(client_hs) << client_hs.message();
+  EXPECT_EQ(SSL_get_verify_result(lb.client->native_handle()), X509_V_OK);
+  EXPECT_TRUE(server_got == up);
+  EXPECT_TRUE(client_got == down);
+}
+
+TEST(StreamTest, ClientRefusesCertificateForAnotherName) {
+  pki p;
+  loopback lb;
+  lb.tls(p, "other.example");
+  error_code client_hs;
+  lb.spawn([&]() -> asio::awaitable<void> { co_await handshake(*lb.server); });
+  lb.spawn([&]() -> asio::awaitable<void> { client_hs = co_await handshake(*lb.client); });
+  lb.run();
+  EXPECT_TRUE(client_hs);
+  EXPECT_EQ(client_hs.category(), asio::error::get_ssl_category());
+  EXPECT_EQ(SSL_get_verify_result(lb.client->native_handle()), X509_V_ERR_HOSTNAME_MISMATCH);
+}
+
+TEST(StreamTest, WriteSomeReturnsPartOfABufferTheSocketCannotTake) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  const std::string big = pattern(4 * 1024 * 1024);
+  std::string got(big.size(), '\0');
+  std::size_t first_write = 0;
+  lb.spawn([&]() -> asio::awaitable<void> { co_await handshake(*lb.server); });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    // The server reads nothing yet, so the socket buffers fill long before 4 MiB.
+    auto [ec, n] = co_await lb.client->async_write_some(asio::buffer(big), use_tuple);
+    EXPECT_FALSE(ec) << ec.message();
+    first_write = n;
+    lb.spawn([&]() -> asio::awaitable<void> {
+      auto [rec, rn] = co_await asio::async_read(*lb.server, asio::buffer(got), use_tuple);
+      EXPECT_FALSE(rec) << rec.message();
+    });
+    auto [wec, wn] =
+        co_await asio::async_write(*lb.client, asio::buffer(big.data() + n, big.size() - n), use_tuple);
+    EXPECT_FALSE(wec) << wec.message();
+  });
+  lb.run();
+  EXPECT_GT(first_write, 0u);
+  EXPECT_LT(first_write, big.size());
+  EXPECT_TRUE(got == big);
+}
+
+// A peer that closes without close_notify may have cut the message short (RFC 8446 §6.1): the
+// reader must see stream_truncated, never a clean end of stream.
+TEST(StreamTest, PeerClosingMidRecordIsTruncated) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code read_ec;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    // Half a record header, then the socket goes away under the SSL.
+    const unsigned char partial[] = {0x17, 0x03, 0x03};
+    error_code ignored;
+    asio::write(lb.client->socket(), asio::buffer(partial), ignored);
+    lb.client->close();
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    char buf[64];
+    auto [ec, n] = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
+    read_ec = ec;
+  });
+  lb.run();
+  EXPECT_EQ(read_ec, ssl_error::stream_truncated) << read_ec.message();
+}
+
+TEST(StreamTest, PeerClosingWithoutCloseNotifyIsTruncated) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code read_ec;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    lb.client->close();
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    char buf[64];
+    auto [ec, n] = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
+    read_ec = ec;
+  });
+  lb.run();
+  EXPECT_EQ(read_ec, ssl_error::stream_truncated) << read_ec.message();
+}
+
+TEST(StreamTest, CloseNotifyIsEndOfStreamAndBothShutdownsComplete) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code read_ec, server_shutdown = asio::error::fault, client_shutdown = asio::error::fault;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    lb.client->expires_after(std::chrono::seconds(5));
+    auto [ec, n] = co_await lb.client->async_shutdown(use_tuple);
+    client_shutdown = ec;
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    char buf[64];
+    auto [ec, n] = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
+    read_ec = ec;
+    auto [sec, sn] = co_await lb.server->async_shutdown(use_tuple);
+    server_shutdown = sec;
+  });
+  lb.run();
+  EXPECT_EQ(read_ec, asio::error::eof) << read_ec.message();
+  EXPECT_FALSE(server_shutdown) << server_shutdown.message();
+  EXPECT_FALSE(client_shutdown) << client_shutdown.message();
+}
+
+TEST(StreamTest, ReadPastItsDeadlineTimesOutAndClosesTheSocket) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code read_ec;
+  lb.spawn([&]() -> asio::awaitable<void> { co_await handshake(*lb.client); });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    lb.server->expires_after(std::chrono::milliseconds(50));
+    char buf[64];
+    auto [ec, n] = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
+    read_ec = ec;
+  });
+  lb.run();
+  EXPECT_EQ(read_ec, boost::beast::error::timeout) << read_ec.message();
+  EXPECT_FALSE(lb.server->socket().is_open());
+}
+
+TEST(StreamTest, PlainStreamTimesOutToo) {
+  loopback lb;
+  error_code read_ec;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    lb.server->expires_after(std::chrono::milliseconds(50));
+    char buf[64];
+    auto [ec, n] = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
+    read_ec = ec;
+  });
+  lb.run();
+  EXPECT_EQ(read_ec, boost::beast::error::timeout) << read_ec.message();
+}
+
+// The session reads the first bytes of a CONNECT tunnel to tell TLS from plain HTTP; the
+// handshake must start from them, not from the socket.
+TEST(StreamTest, ServerHandshakeStartsFromBytesReadBeforeIt) {
+  pki p;
+  loopback lb;
+  ASSERT_TRUE(lb.client->start_tls(p.client.get(), stream::role::client));
+  SSL_set1_host(lb.client->native_handle(), "localhost");
+  error_code server_hs, client_hs;
+  std::string got;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    client_hs = co_await handshake(*lb.client);
+    // Named: GCC 12 destroys a temporary inside a co_await expression twice.
+    const std::string hello = "hello";
+    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(hello), use_tuple);
+    EXPECT_FALSE(wec);
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    std::vector<char> first(7);  // part of the ClientHello only
+    auto [ec, n] = co_await asio::async_read(*lb.server, asio::buffer(first), use_tuple);
+    EXPECT_FALSE(ec);
+    EXPECT_EQ(first[0], 0x16);
+    EXPECT_TRUE(lb.server->start_tls(p.server.get(), stream::role::server, asio::buffer(first)));
+    EXPECT_TRUE(lb.server->has_buffered_input());
+    server_hs = co_await handshake(*lb.server);
+    got.resize(5);
+    auto [rec, rn] = co_await asio::async_read(*lb.server, asio::buffer(got), use_tuple);
+    EXPECT_FALSE(rec);
+  });
+  lb.run();
+  EXPECT_FALSE(server_hs) << server_hs.message();
+  EXPECT_FALSE(client_hs) << client_hs.message();
+  EXPECT_EQ(got, "hello");
+}
+
+TEST(StreamTest, PlainStreamCarriesLargeGatheredWritesAndEndsWithEof) {
+  loopback lb;
+  const std::string a = pattern(70 * 1024);
+  const std::string b = pattern(5);
+  std::string got(a.size() + b.size(), '\0');
+  error_code eof_ec;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    auto [hec, hn] = co_await lb.client->async_handshake(use_tuple);
+    EXPECT_FALSE(hec);
+    const std::array<asio::const_buffer, 2> bufs{asio::buffer(a), asio::buffer(b)};
+    auto [wec, wn] = co_await asio::async_write(*lb.client, bufs, use_tuple);
+    EXPECT_FALSE(wec);
+    lb.client->socket().shutdown(tcp::socket::shutdown_send);
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    auto [ec, n] = co_await asio::async_read(*lb.server, asio::buffer(got), use_tuple);
+    EXPECT_FALSE(ec);
+    char more;
+    auto [eec, en] = co_await lb.server->async_read_some(asio::buffer(&more, 1), use_tuple);
+    eof_ec = eec;
+  });
+  lb.run();
+  EXPECT_TRUE(got == a + b);
+  EXPECT_EQ(eof_ec, asio::error::eof);
+}
+
+// Small pieces (a chunk header, a head in fields) go out as one TLS record each time.
+TEST(StreamTest, TlsGathersSmallBuffers) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  const std::string h1 = "HTTP/1.1 200 OK\r\n", h2 = "A: b\r\n", h3 = "\r\n";
+  std::string got(h1.size() + h2.size() + h3.size(), '\0');
+  std::size_t first = 0;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    const std::array<asio::const_buffer, 3> bufs{asio::buffer(h1), asio::buffer(h2), asio::buffer(h3)};
+    auto [wec, wn] = co_await lb.client->async_write_some(bufs, use_tuple);
+    EXPECT_FALSE(wec);
+    first = wn;
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    auto [ec, n] = co_await asio::async_read(*lb.server, asio::buffer(got), use_tuple);
+    EXPECT_FALSE(ec);
+  });
+  lb.run();
+  EXPECT_EQ(first, got.size());
+  EXPECT_EQ(got, h1 + h2 + h3);
+}
+
+// An idle connection waits for its next request without a buffer; the wait must end for bytes
+// on the socket and for bytes OpenSSL already holds (which leave the socket silent).
+TEST(StreamTest, WaitReadableSeesSocketBytesAndBytesOpenSslHolds) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code first_wait = asio::error::fault, second_wait = asio::error::fault;
+  std::string got;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    const std::string text = "abcdef";
+    auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(text), use_tuple);
+    EXPECT_FALSE(wec);
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    lb.server->expires_after(std::chrono::seconds(5));
+    auto [ec, n] = co_await lb.server->async_wait_readable(use_tuple);
+    first_wait = ec;
+    char two[2];
+    auto [rec, rn] = co_await asio::async_read(*lb.server, asio::buffer(two), use_tuple);
+    EXPECT_FALSE(rec);
+    got.append(two, rn);
+    EXPECT_TRUE(lb.server->has_buffered_input());
+    auto [ec2, n2] = co_await lb.server->async_wait_readable(use_tuple);
+    second_wait = ec2;
+  });
+  lb.run();
+  EXPECT_FALSE(first_wait) << first_wait.message();
+  EXPECT_FALSE(second_wait) << second_wait.message();
+  EXPECT_EQ(got, "ab");
+}
+
+TEST(StreamTest, WaitReadableTimesOut) {
+  loopback lb;
+  error_code wait_ec;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    lb.server->expires_after(std::chrono::milliseconds(50));
+    auto [ec, n] = co_await lb.server->async_wait_readable(use_tuple);
+    wait_ec = ec;
+  });
+  lb.run();
+  EXPECT_EQ(wait_ec, boost::beast::error::timeout) << wait_ec.message();
+}
+
+}  // namespace
+}  // namespace okta_sidecar::net
