@@ -280,6 +280,8 @@ http {{
             # The plain scenarios talk to the upstream over http://, which the sidecar refuses
             # for Okta hosts unless told (a local test double is the reason the key exists).
             "access": {"allowed_ports": sorted({443, 80, *allowed_ports}), "allow_cleartext": True},
+            # The scale scenario holds 10,000 client connections (the default cap is 4,096).
+            "client": {"max_connections": 30000},
             # warn: no access log line per request, as the peers run with access logs off
             "log": {"level": self.args.sidecar_log_level, "format": "json"},
         }
