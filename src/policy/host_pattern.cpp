@@ -76,7 +76,8 @@ std::optional<std::string> normalize_host(std::string_view host) {
   if (h.back() == '.') h.pop_back();
   // A numeric or hex last label makes the whole name an IPv4 address to inet_aton and most
   // resolvers ("127.1", "2130706433", "0x7f.1"): accept only the canonical dotted quad.
-  const std::string_view last = h.substr(h.rfind('.') == std::string::npos ? 0 : h.rfind('.') + 1);
+  const auto dot = h.rfind('.');
+  const std::string_view last = std::string_view(h).substr(dot == std::string::npos ? 0 : dot + 1);
   if (all_digits(last) || is_hex_number(last)) {
     const auto v4 = http::parse_ipv4(h);
     if (!v4) return std::nullopt;
