@@ -282,6 +282,10 @@ http {{
             "access": {"allowed_ports": sorted({443, 80, *allowed_ports}), "allow_cleartext": True},
             # The scale scenario holds 10,000 client connections (the default cap is 4,096).
             "client": {"max_connections": 30000},
+            # Identical concurrent GETs would share one upstream request (issue 15): off, so
+            # every client request costs an upstream request, as it does through the peers, and
+            # the queued and absorption scenarios measure queueing rather than coalescing.
+            "rate_limit": {"coalesce": False},
             # warn: no access log line per request, as the peers run with access logs off
             "log": {"level": self.args.sidecar_log_level, "format": "json"},
         }
