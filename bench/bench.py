@@ -1022,7 +1022,7 @@ def scenario_scale(env: Env, reps: int) -> dict:
             sc, port, admin = env.start_sidecar("scale-queued", 1, resolve={
                 f"{OKTA_HOST}:{sim.http_port}": f"127.0.0.1:{sim.http_port}"},
                 allowed_ports=(sim.http_port,),
-                extra={"rate_limit": {"max_queue": n * 2, "max_wait_ms": 120000},
+                extra={"rate_limit": {"max_queue": n * 2, "max_queue_total": n * 2, "max_wait_ms": 120000},
                        "client": {"request_timeout_ms": 180000}})
             target = ["--target", f"http://{OKTA_HOST}:{sim.http_port}{SIM_PATH}",
                       "--proxy", f"127.0.0.1:{port}"]
