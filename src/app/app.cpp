@@ -682,13 +682,14 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     }
   }
   proxy::rate_gate gate(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr);
-  resilience::breaker_board breakers(rt->breaker, rt->retry);
+  proxy::probe_waiters held_for_probe;
+  resilience::breaker_board breakers(
+      rt->breaker, rt->retry, [&held_for_probe](const std::string& host) { held_for_probe.wake(host); });
   auth::diagnosis_log diagnoses;
   ratelimit::shared_okta_clock okta_clock;
   proxy::shared_reads reads(cache_settings_of(cfg));
-  proxy::services svc{clock,    log, leaves,    intercept_ctx, pool,  gate,
-                      breakers, pm,  diagnoses, okta_clock,    reads, {},
-                      {},       {},  {}};
+  proxy::services svc{clock, log,       leaves,     intercept_ctx, pool, gate, breakers, held_for_probe,
+                      pm,    diagnoses, okta_clock, reads,         {},   {},   {},       {}};
   svc.rt.store(rt);
   svc.digest = [&fingerprints](std::string_view credential) { return fingerprints->digest(credential); };
   svc_ptr = &svc;

@@ -1090,7 +1090,7 @@ asio::awaitable<stage_result> pass_breaker(request_ctx<Down>& r, request_guard& 
   const auto& host = r.dest.origin.host;
   auto permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
   while (permit.hold && r.svc.clock.now() < r.request_deadline) {
-    co_await r.svc.breakers.wait_for_probe(host, r.request_deadline);
+    co_await r.svc.held_for_probe.wait(host, r.request_deadline);
     permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
   }
   if (!permit.allowed) {

@@ -1,10 +1,5 @@
 #include "okta_sidecar/resilience/breaker_board.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 namespace okta_sidecar::resilience {
 
 permit breaker_board::try_acquire(const std::string& host, time_point now) {
@@ -15,36 +10,13 @@ permit breaker_board::try_acquire(const std::string& host, time_point now) {
 void breaker_board::record(const std::string& host, outcome o, bool probe, time_point now) {
   std::lock_guard lock(mu_);
   breakers_.at(host, now).record(o, probe, now);
-  if (probe) wake_locked(host);
+  if (probe && on_probe_report_) on_probe_report_(host);
 }
 
 void breaker_board::release_probe(const std::string& host, time_point now) {
   std::lock_guard lock(mu_);
   breakers_.at(host, now).release_probe(now);
-  wake_locked(host);
-}
-
-void breaker_board::wake_locked(const std::string& host) {
-  auto it = held_.find(host);
-  if (it == held_.end()) return;
-  // Each timer belongs to its session's strand: expire it there (like the pool's waiters), which
-  // also wakes a waiter that has not started waiting yet.
-  for (auto& t : it->second) asio::post(t->get_executor(), [t] { t->expires_at(time_point::min()); });
-  held_.erase(it);
-}
-
-asio::awaitable<void> breaker_board::wait_for_probe(const std::string& host, time_point deadline) {
-  auto t = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
-  {
-    std::lock_guard lock(mu_);
-    held_[host].push_back(t);
-  }
-  co_await t->async_wait(asio::as_tuple(asio::use_awaitable));
-  std::lock_guard lock(mu_);
-  if (auto it = held_.find(host); it != held_.end()) {
-    std::erase(it->second, t);
-    if (it->second.empty()) held_.erase(it);
-  }
+  if (on_probe_report_) on_probe_report_(host);
 }
 
 void breaker_board::on_request(time_point now) {

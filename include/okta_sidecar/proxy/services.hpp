@@ -15,6 +15,7 @@
 #include "okta_sidecar/metrics/label_bounds.hpp"
 #include "okta_sidecar/metrics/registry.hpp"
 #include "okta_sidecar/metrics/request_series.hpp"
+#include "okta_sidecar/proxy/probe_waiters.hpp"
 #include "okta_sidecar/proxy/rate_gate.hpp"
 #include "okta_sidecar/proxy/runtime.hpp"
 #include "okta_sidecar/proxy/shared_reads.hpp"
@@ -87,6 +88,7 @@ struct services {
   upstream::connection_pool& pool;
   rate_gate& gate;
   resilience::breaker_board& breakers;
+  probe_waiters& held_for_probe;  // woken by `breakers` when a half-open probe reports
   proxy_metrics& metrics;
   auth::diagnosis_log& diagnoses;
   ratelimit::shared_okta_clock& okta_clock;

@@ -1,13 +1,10 @@
 #pragma once
 // The breakers every session shares: one circuit breaker per upstream host plus the retry
-// budget, behind one mutex, and the requests parked until a half-open probe reports. The
-// decisions stay in the pure breaker_table / retry_budget; this class adds the lock and the
-// Asio timers that park requests, so it is built into io_resilience, not core_resilience.
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
+// budget, behind one mutex. The decisions stay in the pure breaker_table / retry_budget; this
+// class adds only the lock, and tells a listener when a half-open probe reports, so the shell
+// can wake the requests it held meanwhile (proxy::probe_waiters). No I/O.
 #include <cstdint>
-#include <map>
-#include <memory>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -20,18 +17,18 @@
 
 namespace okta_sidecar::resilience {
 
-namespace asio = boost::asio;
-
 // One circuit breaker per upstream host, plus the shared retry budget.
 class breaker_board {
  public:
-  explicit breaker_board(breaker_settings s, retry_settings r) : breakers_(s), budget_(r) {}
+  // Called when a host's half-open probe reports (record() of a probe, or release_probe()),
+  // under the board's lock: it must be short and must not call back into the board.
+  using probe_listener = std::function<void(const std::string& host)>;
+
+  breaker_board(breaker_settings s, retry_settings r, probe_listener on_probe_report = {})
+      : breakers_(s), budget_(r), on_probe_report_(std::move(on_probe_report)) {}
   permit try_acquire(const std::string& host, time_point now);
   void record(const std::string& host, outcome, bool probe, time_point now);
   void release_probe(const std::string& host, time_point now);
-  // For a `hold` permit: resumes once the host's probes report (record or release_probe), or
-  // at `deadline`; the caller asks try_acquire again.
-  asio::awaitable<void> wait_for_probe(const std::string& host, time_point deadline);
   void on_request(time_point now);
   bool try_spend_retry(time_point now);
   struct host_state {
@@ -45,12 +42,10 @@ class breaker_board {
   std::size_t size() const;
 
  private:
-  void wake_locked(const std::string& host);
   mutable std::mutex mu_;
   breaker_table breakers_;  // bounded: hosts under a wildcard are client-chosen
-  // Requests waiting for a half-open probe's outcome; an entry lives only while one waits.
-  std::map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> held_;
   retry_budget budget_;
+  probe_listener on_probe_report_;
 };
 
 }  // namespace okta_sidecar::resilience

@@ -1,13 +1,11 @@
-// The shared breaker board: the pure breakers behind one lock, and requests held for a
-// half-open probe woken by its outcome or by their deadline. No sockets; the timers only ever
-// wait for an expiry already in the past or for a wake-up the test posts.
+// The shared breaker board: the pure breakers behind one lock, and the listener it tells when a
+// half-open probe reports (the shell wakes the requests it held meanwhile).
 #include "okta_sidecar/resilience/breaker_board.hpp"
 
 #include <gtest/gtest.h>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <string>
+#include <vector>
 
 namespace okta_sidecar::resilience {
 namespace {
@@ -50,69 +48,27 @@ TEST(BreakerBoard, OpenBreakerAnswersAtOnceWithItsRetryAfter) {
   EXPECT_EQ(b.size(), 1u);
 }
 
-TEST(BreakerBoard, RequestsDuringAProbeAreHeldAndTheProbeOutcomeWakesThem) {
-  breaker_board b(one_failure_opens(), {});
+TEST(BreakerBoard, RequestsDuringAProbeAreHeldAndTheProbeOutcomeIsReported) {
+  std::vector<std::string> reported;
+  breaker_board b(one_failure_opens(), {}, [&reported](const std::string& h) { reported.push_back(h); });
   const time_point now = open_and_probe(b, time_point{});
   EXPECT_TRUE(b.try_acquire(host, now).hold);
-
-  asio::io_context ioc;
-  bool resumed = false;
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        co_await b.wait_for_probe(host, steady_clock::now() + std::chrono::hours(1));
-        resumed = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
-  ioc.poll();  // parked on its timer
-  EXPECT_FALSE(resumed);
+  b.record(host, outcome::failure, false, now);  // not the probe: nothing to report
+  EXPECT_TRUE(reported.empty());
   b.record(host, outcome::success, true, now);
-  ioc.run();
-  EXPECT_TRUE(resumed);
+  EXPECT_EQ(reported, std::vector<std::string>{host});
   const auto p = b.try_acquire(host, now);
   EXPECT_TRUE(p.allowed);
   EXPECT_FALSE(p.hold);
 }
 
-TEST(BreakerBoard, ReleasedProbeWakesHeldRequestsToo) {
-  breaker_board b(one_failure_opens(), {});
+TEST(BreakerBoard, ReleasedProbeIsReportedToo) {
+  std::vector<std::string> reported;
+  breaker_board b(one_failure_opens(), {}, [&reported](const std::string& h) { reported.push_back(h); });
   const time_point now = open_and_probe(b, time_point{});
-  asio::io_context ioc;
-  bool resumed = false;
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        co_await b.wait_for_probe(host, steady_clock::now() + std::chrono::hours(1));
-        resumed = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
-  ioc.poll();
   b.release_probe(host, now);
-  ioc.run();
-  EXPECT_TRUE(resumed);
+  EXPECT_EQ(reported, std::vector<std::string>{host});
   EXPECT_TRUE(b.try_acquire(host, now).probe);  // the next request is the new probe
-}
-
-TEST(BreakerBoard, HeldRequestResumesAtItsDeadlineWithoutAnOutcome) {
-  breaker_board b(one_failure_opens(), {});
-  open_and_probe(b, time_point{});
-  asio::io_context ioc;
-  bool resumed = false;
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        co_await b.wait_for_probe(host, steady_clock::now());  // already due
-        resumed = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
-  ioc.run();
-  EXPECT_TRUE(resumed);
 }
 
 TEST(BreakerBoard, SettingsUpdateKeepsEachHostsState) {

@@ -1,0 +1,55 @@
+// Requests held for a half-open probe: woken by the probe's report, or by their deadline. No
+// sockets; the timers only ever wait for an expiry already in the past or for a wake-up the
+// test posts.
+#include "okta_sidecar/proxy/probe_waiters.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <string>
+
+namespace okta_sidecar::proxy {
+namespace {
+
+const std::string host = "acme.okta.com";
+
+// Parks one request for `host` on `ioc` until `deadline`; `resumed` turns true when it wakes.
+void hold(asio::io_context& ioc, probe_waiters& w, time_point deadline, bool& resumed) {
+  asio::co_spawn(
+      ioc,
+      [&w, deadline, &resumed]() -> asio::awaitable<void> {
+        co_await w.wait(host, deadline);
+        resumed = true;
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+}
+
+TEST(ProbeWaiters, AReportWakesTheRequestsHeldForThatHostOnly) {
+  probe_waiters w;
+  asio::io_context ioc;
+  bool resumed = false;
+  hold(ioc, w, steady_clock::now() + std::chrono::hours(1), resumed);
+  ioc.poll();  // parked on its timer
+  EXPECT_FALSE(resumed);
+  w.wake("other.okta.com");
+  ioc.poll();
+  EXPECT_FALSE(resumed);
+  w.wake(host);
+  ioc.run();
+  EXPECT_TRUE(resumed);
+}
+
+TEST(ProbeWaiters, AHeldRequestResumesAtItsDeadlineWithoutAReport) {
+  probe_waiters w;
+  asio::io_context ioc;
+  bool resumed = false;
+  hold(ioc, w, steady_clock::now(), resumed);  // already due
+  ioc.run();
+  EXPECT_TRUE(resumed);
+}
+
+}  // namespace
+}  // namespace okta_sidecar::proxy
