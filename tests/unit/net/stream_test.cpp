@@ -177,6 +177,14 @@ TEST(StreamTest, WriteSomeReturnsPartOfABufferTheSocketCannotTake) {
 
 // A peer that closes without close_notify may have cut the message short (RFC 8446 §6.1): the
 // reader must see stream_truncated, never a clean end of stream.
+// The receiving side of the close tests: the handshake, then one read whose error is kept.
+asio::awaitable<void> handshake_and_read_once(stream& s, error_code& out) {
+  co_await handshake(s);
+  char buf[64];
+  auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), use_tuple);
+  out = ec;
+}
+
 TEST(StreamTest, PeerClosingMidRecordIsTruncated) {
   pki p;
   loopback lb;
@@ -190,12 +198,7 @@ TEST(StreamTest, PeerClosingMidRecordIsTruncated) {
     asio::write(lb.client->socket(), asio::buffer(partial), ignored);
     lb.client->close();
   });
-  lb.spawn([&]() -> asio::awaitable<void> {
-    co_await handshake(*lb.server);
-    char buf[64];
-    auto [ec, n] = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
-    read_ec = ec;
-  });
+  lb.spawn([&]() { return handshake_and_read_once(*lb.server, read_ec); });
   lb.run();
   EXPECT_EQ(read_ec, ssl_error::stream_truncated) << read_ec.message();
 }
@@ -209,12 +212,7 @@ TEST(StreamTest, PeerClosingWithoutCloseNotifyIsTruncated) {
     co_await handshake(*lb.client);
     lb.client->close();
   });
-  lb.spawn([&]() -> asio::awaitable<void> {
-    co_await handshake(*lb.server);
-    char buf[64];
-    auto [ec, n] = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
-    read_ec = ec;
-  });
+  lb.spawn([&]() { return handshake_and_read_once(*lb.server, read_ec); });
   lb.run();
   EXPECT_EQ(read_ec, ssl_error::stream_truncated) << read_ec.message();
 }
