@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <string>
+#include <thread>
 
 namespace okta_sidecar::proxy {
 namespace {
@@ -48,6 +51,27 @@ TEST(ProbeWaiters, AHeldRequestResumesAtItsDeadlineWithoutAReport) {
   bool resumed = false;
   hold(ioc, w, steady_clock::now(), resumed);  // already due
   ioc.run();
+  EXPECT_TRUE(resumed);
+}
+
+TEST(ProbeWaiters, AWakeFromAnotherThreadResumesTheRequestOnItsOwnLoop) {
+  probe_waiters w;
+  asio::io_context ioc;
+  auto guard = asio::make_work_guard(ioc);
+  bool resumed = false;
+  hold(ioc, w, steady_clock::now() + std::chrono::hours(1), resumed);
+  std::thread loop([&ioc] { ioc.run(); });
+  // The board reports on whichever thread recorded the probe: keep waking until the request,
+  // parked on the other thread's loop, has registered and resumed.
+  for (int i = 0; i < 5000 && !ioc.stopped(); ++i) {  // bounded: 5 s
+    w.wake(host);
+    asio::post(ioc, [&] {
+      if (resumed) guard.reset();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ioc.stop();
+  loop.join();
   EXPECT_TRUE(resumed);
 }
 
