@@ -46,10 +46,7 @@ constexpr std::size_t relay_chunk = 16 * 1024;
 constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we read whole
 constexpr std::size_t max_chunk_extension_bytes = 1024;
 
-net::stream& lowest(net::stream& s) { return s; }
-
-template <class Fields>
-std::vector<http::header_view> views(const Fields& f) {
+std::vector<http::header_view> views(const bhttp::fields& f) {
   std::vector<http::header_view> out;
   out.reserve(16);
   for (const auto& h : f) out.emplace_back(h.name_string(), h.value());
@@ -113,8 +110,7 @@ struct conn_ctx {
 };
 
 // Sends one of the sidecar's own answers (docs/architecture.md "responses the sidecar itself produces").
-template <class Stream>
-asio::awaitable<bool> send_local(conn_ctx& c, Stream& s, http::local_error err, std::string_view detail,
+asio::awaitable<bool> send_local(conn_ctx& c, net::stream& s, http::local_error err, std::string_view detail,
                                  request_record& rec, bool keep_alive, unsigned version = 11,
                                  std::optional<std::int64_t> retry_after = {},
                                  const http::rate_limit_echo& echo = {}, std::string_view diagnosis = {}) {
@@ -139,7 +135,7 @@ asio::awaitable<bool> send_local(conn_ctx& c, Stream& s, http::local_error err, 
   rec.local_reason = reply.reason;
   rec.bytes_out += res.body().size();
   c.svc.metrics.local_reply(err).inc();
-  lowest(s).expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
+  s.expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
   auto [ec, n] = co_await bhttp::async_write(s, res, use_tuple);
   co_return !ec && keep_alive;
 }
@@ -243,10 +239,9 @@ asio::awaitable<void> watch_client_gone(tcp::socket& sock) {
 }
 
 // Waits for admission while watching the client; `cancelled` means the client left.
-template <class Stream>
-asio::awaitable<rate_gate::result> admit_watching(conn_ctx&, Stream& down,
+asio::awaitable<rate_gate::result> admit_watching(conn_ctx&, net::stream& down,
                                                   asio::awaitable<rate_gate::result> op) {
-  auto r = co_await (std::move(op) || watch_client_gone(lowest(down).socket()));
+  auto r = co_await (std::move(op) || watch_client_gone(down.socket()));
   if (r.index() == 0) co_return std::get<0>(r);
   co_return rate_gate::result{rate_gate::outcome::cancelled, 0, {}};
 }
@@ -355,8 +350,7 @@ void append_head(std::string& out, const bhttp::response_header<>& h) {
 }
 
 // Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded.
-template <class Fields>
-void strip_hop_by_hop(Fields& f) {
+void strip_hop_by_hop(bhttp::fields& f) {
   if (f.find(bhttp::field::connection) == f.end()) {
     // The common case, without allocating: only the fixed names can be present.
     for (auto it = f.begin(); it != f.end();) {
@@ -367,22 +361,19 @@ void strip_hop_by_hop(Fields& f) {
   for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
 }
 
-// True when the peer has sent something (or closed) that nobody has read yet.
-bool has_unread_input(net::stream& s) { return s.has_unread_input(); }
-
 // Writes a streamed request: the head, the part of the body already read, then the rest as it
 // arrives from the client, re-framed. Its own coroutine so that the relay buffer is allocated
 // only while a body is being streamed, not for every request waiting for its response head.
-template <class Down, class Up>
-asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
-                                           const upstream::connection& conn, outgoing& out) {
+asio::awaitable<head_result> send_streamed(conn_ctx& c, net::stream& down, beast::flat_buffer& down_buf,
+                                           upstream::connection& conn, outgoing& out) {
+  auto& up = conn.stream();
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   head_result r;
   // RFC 9112 §7: we re-frame the body; the message we send shares the parser's buffer.
   bhttp::request<bhttp::buffer_body> msg;
   msg.base() = out.head_and_body.base();
   bhttp::request_serializer<bhttp::buffer_body> sr{msg};
-  lowest(up).expires_after(idle);
+  up.expires_after(idle);
   auto [hec, hn] = co_await bhttp::async_write_header(up, sr, use_tuple);
   if (hec) {
     r.status = send_status::write_failed_before_body;
@@ -402,7 +393,7 @@ asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_
     } else {
       p.get().body().data = chunk.data();
       p.get().body().size = chunk.size();
-      lowest(down).expires_at(http::body_read_deadline(c.svc.clock.now(), idle, out.body_deadline));
+      down.expires_at(http::body_read_deadline(c.svc.clock.now(), idle, out.body_deadline));
       auto [rec, rn] = co_await bhttp::async_read(down, down_buf, p, use_tuple);
       if (rec == bhttp::error::need_buffer) rec = {};
       if (rec) {
@@ -417,14 +408,14 @@ asio::awaitable<head_result> send_streamed(conn_ctx& c, Down& down, beast::flat_
     // look for its answer between pieces instead of blocking on a write that never drains. On
     // a TLS connection's first request the raw bytes may be TLS 1.3 session tickets, not an
     // answer, so there the check waits until the connection has served a response.
-    if (peek_for_answer && has_unread_input(lowest(up))) {
+    if (peek_for_answer && up.has_unread_input()) {
       r.request_incomplete = true;
       co_return r;
     }
     msg.body().data = const_cast<char*>(data);
     msg.body().size = piece;
     msg.body().more = !p.is_done();
-    lowest(up).expires_after(idle);
+    up.expires_after(idle);
     auto [wec, wn] = co_await bhttp::async_write(up, sr, use_tuple);
     if (wec == bhttp::error::need_buffer) wec = {};
     if (wec) {
@@ -454,10 +445,10 @@ constexpr auto early_response_grace = std::chrono::seconds(1);
 
 // Writes the request (relaying a streamed body from the client) and reads the final response
 // head, relaying interim ones to the client (RFC 9110 §15.2).
-template <class Down, class Up>
-asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::flat_buffer& down_buf, Up& up,
+asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, beast::flat_buffer& down_buf,
                                                 upstream::connection& conn, outgoing& out, response_head& rh,
                                                 time_point header_deadline, unsigned client_version) {
+  auto& up = conn.stream();
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   head_result r;
   if (!out.streamed) {
@@ -466,14 +457,14 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::
     wire.reserve(512 + out.head_and_body.body().size());
     append_head(wire, out.head_and_body.base());
     wire += out.head_and_body.body();
-    lowest(up).expires_after(idle);
+    up.expires_after(idle);
     auto [ec, n] = co_await asio::async_write(up, asio::buffer(wire), use_tuple);
     if (ec) {
       r.status = n == 0 ? send_status::write_failed_before_body : send_status::write_failed;
       r.ec = ec;
     }
   } else {
-    r = co_await send_streamed(c, down, down_buf, up, conn, out);
+    r = co_await send_streamed(c, down, down_buf, conn, out);
   }
   if (r.status == send_status::client_body_error) co_return r;
   if (r.status != send_status::ok) {
@@ -483,7 +474,7 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::
     header_deadline = std::min(header_deadline, steady_clock::now() + early_response_grace);
   }
   const head_result write_result = r;
-  lowest(up).expires_at(header_deadline);
+  up.expires_at(header_deadline);
   for (int interim = 0;; ++interim) {
     auto& rp = rh.fresh();
     auto [ec, n] = co_await bhttp::async_read_header(up, conn.buffer(), rp, use_tuple);
@@ -512,9 +503,9 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, Down& down, beast::
     interim_head.version(11);
     std::string wire;
     append_head(wire, interim_head.base());
-    lowest(down).expires_after(idle);
+    down.expires_after(idle);
     auto [wec, wn] = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
-    lowest(up).expires_at(header_deadline);
+    up.expires_at(header_deadline);
     if (wec) {
       r.status = send_status::client_gone;
       co_return r;
@@ -537,13 +528,12 @@ bool reusable_after(conn_ctx& c, const Parser& p, upstream::connection& conn) {
 }
 
 // Reads a whole (small) response body: 429s we absorb and 401/403s we diagnose.
-template <class Up>
 asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_body(
-    conn_ctx& c, Up& up, upstream::connection& conn, bhttp::response_parser<bhttp::empty_body>& rp,
-    bool& reusable) {
+    conn_ctx& c, upstream::connection& conn, bhttp::response_parser<bhttp::empty_body>& rp, bool& reusable) {
+  auto& up = conn.stream();
   bhttp::response_parser<bhttp::string_body> p{std::move(rp)};
   p.body_limit(small_body_limit);
-  lowest(up).expires_after(milliseconds(c.rt->cfg.upstream.idle_timeout_ms));
+  up.expires_after(milliseconds(c.rt->cfg.upstream.idle_timeout_ms));
   auto [ec, n] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
   reusable = false;
   if (ec) co_return std::nullopt;
@@ -556,12 +546,12 @@ bool status_has_body(unsigned status) { return !(status / 100 == 1 || status == 
 enum class relay_status { ok, upstream_failed, client_failed };
 
 // Streams the response to the client as it arrives (RFC 9112 framing re-applied by us).
-template <class Down, class Up>
-asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, upstream::connection& conn,
+asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, upstream::connection& conn,
                                              bhttp::response_parser<bhttp::empty_body>& rp, bool head_request,
                                              bool keep_alive, unsigned version, request_record& rec,
                                              bool& upstream_reusable, std::optional<std::string>& capture,
                                              std::size_t capture_limit) {
+  auto& up = conn.stream();
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
   bhttp::response_parser<bhttp::buffer_body> p{std::move(rp)};
   p.body_limit(boost::none);
@@ -600,7 +590,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
     if (reading) {
       res.body().data = chunk.data();
       res.body().size = chunk.size();
-      lowest(up).expires_after(idle);
+      up.expires_after(idle);
       auto [rec_ec, rn] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
       if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
       if (rec_ec) {
@@ -617,7 +607,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
       if (capture && capture->size() + piece > capture_limit) capture.reset();
       if (capture) capture->append(chunk.data(), piece);
     }
-    lowest(down).expires_after(idle);
+    down.expires_after(idle);
     boost::system::error_code wec;
     std::size_t wn = 0;
     if (!passthrough) {
@@ -643,8 +633,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, Down& down, Up& up, up
   co_return relay_status::ok;
 }
 
-template <class Stream>
-asio::awaitable<void> send_buffered(conn_ctx& c, Stream& down, bhttp::response<bhttp::string_body>& res,
+asio::awaitable<void> send_buffered(conn_ctx& c, net::stream& down, bhttp::response<bhttp::string_body>& res,
                                     bool head_request, bool keep_alive, unsigned version, request_record& rec,
                                     bool& ok) {
   strip_hop_by_hop(res);
@@ -652,7 +641,7 @@ asio::awaitable<void> send_buffered(conn_ctx& c, Stream& down, bhttp::response<b
   res.keep_alive(keep_alive);
   // A HEAD response keeps Okta's Content-Length: it describes the body a GET would get.
   if (!head_request) res.content_length(res.body().size());
-  lowest(down).expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
+  down.expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
   // Head and body in one buffer, one write (see append_head): Beast's serializer cost more
   // than the copy for the small bodies that are read whole.
   std::string wire;
@@ -682,8 +671,7 @@ shared_response shareable(int status, const bhttp::fields& f, bool head_request)
 
 // Answers from a shared response: a coalesced leader's (`how` = "coalesced") or the cache's
 // ("hit", or "stale" while Okta cannot answer), with an Age header for cached ones.
-template <class Stream>
-asio::awaitable<bool> send_shared(conn_ctx& c, Stream& down, const shared_response& sr,
+asio::awaitable<bool> send_shared(conn_ctx& c, net::stream& down, const shared_response& sr,
                                   std::optional<duration> age, std::string_view how, bool head_request,
                                   bool keep_alive, unsigned version, request_record& rec) {
   bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(sr.status), 11};
@@ -769,10 +757,9 @@ asio::awaitable<void> sleep_for(duration d) {
 
 // What the stages of one request share. It lives in forward()'s frame; each stage takes it by
 // reference (Envoy's ActiveStream, without the filter chain).
-template <class Down>
 struct request_ctx {
   conn_ctx& c;
-  Down& down;
+  net::stream& down;
   beast::flat_buffer& buf;
   const destination& dest;
   request_record& rec;
@@ -804,7 +791,7 @@ struct request_ctx {
   // Across attempts (the retry bookkeeping is the attempt_machine's).
   std::string first_okta_request_id;
 
-  request_ctx(conn_ctx& cc, Down& d, beast::flat_buffer& b, const destination& de, request_record& r)
+  request_ctx(conn_ctx& cc, net::stream& d, beast::flat_buffer& b, const destination& de, request_record& r)
       : c(cc), down(d), buf(b), dest(de), rec(r), svc(cc.svc), rt(*cc.rt), flight(cc.svc.reads, nullptr) {}
 
   // The request's (host, bucket) series, resolved in identify().
@@ -831,8 +818,7 @@ struct request_ctx {
 };
 
 // Reads from the client's head all that later stages need: its parser moves into the body's.
-template <class Down>
-void identify(request_ctx<Down>& r, const client_request& req) {
+void identify(request_ctx& r, const client_request& req) {
   r.version = req.version();
   r.keep_alive = req.keep_alive();
   r.method = std::string(req.method_string());
@@ -864,8 +850,7 @@ void identify(request_ctx<Down>& r, const client_request& req) {
 }
 
 // One auth diagnosis, wherever it came from: counted, kept for /status, logged (never the token).
-template <class Down>
-void record_auth_failure(request_ctx<Down>& r, int status, const auth::diagnosis& diag,
+void record_auth_failure(request_ctx& r, int status, const auth::diagnosis& diag,
                          std::string_view metric_reason, bool local) {
   const std::string client_id = r.token ? r.token->cid : "";
   const std::string fingerprint = r.token ? r.token->fingerprint : "";
@@ -900,8 +885,7 @@ void record_auth_failure(request_ctx<Down>& r, int status, const auth::diagnosis
 }
 
 // Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
-template <class Down>
-asio::awaitable<stage_result> reject_expired_token(request_ctx<Down>& r, bool body_read) {
+asio::awaitable<stage_result> reject_expired_token(request_ctx& r, bool body_read) {
   if (!r.dest.inspect || !r.rt.cfg.auth.reject_expired_locally || !r.token) co_return std::nullopt;
   const auto okta_now = r.svc.okta_clock.now_epoch(r.svc.clock.wall_now());
   if (!auth::expired_beyond(*r.token, okta_now, 30)) co_return std::nullopt;
@@ -918,8 +902,7 @@ asio::awaitable<stage_result> reject_expired_token(request_ctx<Down>& r, bool bo
 
 // Budget savers (issue 15): Okta's public documents from the cache, and identical concurrent
 // reads sharing one upstream request. Only GET/HEAD without a body.
-template <class Down>
-asio::awaitable<stage_result> shared_read(request_ctx<Down>& r, const client_request& req,
+asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& req,
                                           const http::validation& valid) {
   const bool plain_read = r.dest.inspect && valid.body.kind == http::framing_kind::none &&
                           (req.method() == bhttp::verb::get || r.head_request);
@@ -962,8 +945,7 @@ asio::awaitable<stage_result> shared_read(request_ctx<Down>& r, const client_req
 
 // While Okta errs, times out or its breaker is open: a public document within
 // cache.stale_if_error_s of its freshness is better than no signing keys at all.
-template <class Down>
-asio::awaitable<stage_result> serve_stale(request_ctx<Down>& r) {
+asio::awaitable<stage_result> serve_stale(request_ctx& r) {
   if (r.cache_key.empty()) co_return std::nullopt;
   auto st = r.svc.reads.stale_for_error(r.cache_key, r.svc.clock.now());
   if (!st) co_return std::nullopt;
@@ -972,8 +954,7 @@ asio::awaitable<stage_result> serve_stale(request_ctx<Down>& r) {
 }
 
 // The upstream request's head: the client's fields less hop-by-hop ones and ours, origin-form.
-template <class Down>
-void prepare_upstream_head(request_ctx<Down>& r, const client_request& req) {
+void prepare_upstream_head(request_ctx& r, const client_request& req) {
   auto& h = r.out.head_and_body;
   h.method_string(r.method);
   h.target(r.dest.path_and_query);
@@ -999,8 +980,7 @@ http::local_error body_error(const boost::system::error_code& ec) {
 
 // client.request_timeout_ms (or the header timeout between pieces) passed while the body was
 // arriving. The stream closes the socket at its deadline, so there is nobody left to answer.
-template <class Down>
-bool body_timed_out(request_ctx<Down>& r) {
+bool body_timed_out(request_ctx& r) {
   r.svc.metrics.timeout_client_body.get().inc();
   r.rec.status = 408;
   r.rec.local_reason = "request_timeout";
@@ -1010,8 +990,7 @@ bool body_timed_out(request_ctx<Down>& r) {
 // Request body: a body up to max_buffered_body_bytes is read and validated whole before
 // anything goes upstream (a malformed one never reaches Okta) and kept, so the request can be
 // replayed after a 429 or a failure; only a larger one streams (and cannot be retried).
-template <class Down>
-asio::awaitable<stage_result> read_body(request_ctx<Down>& r, bhttp::request_parser<bhttp::empty_body>& hp,
+asio::awaitable<stage_result> read_body(request_ctx& r, bhttp::request_parser<bhttp::empty_body>& hp,
                                         const http::validation& valid) {
   if (valid.body.kind == http::framing_kind::none) co_return std::nullopt;
   const auto& client = r.rt.cfg.client;
@@ -1036,8 +1015,8 @@ asio::awaitable<stage_result> read_body(request_ctx<Down>& r, bhttp::request_par
       body.resize(used + room);
       p.get().body().data = body.data() + used;
       p.get().body().size = room;
-      lowest(r.down).expires_at(http::body_read_deadline(
-          r.svc.clock.now(), milliseconds(client.header_timeout_ms), r.out.body_deadline));
+      r.down.expires_at(http::body_read_deadline(r.svc.clock.now(), milliseconds(client.header_timeout_ms),
+                                                 r.out.body_deadline));
       auto [ec, n] = co_await bhttp::async_read(r.down, r.buf, p, use_tuple);
       body.resize(used + room - p.get().body().size);
       if (ec == bhttp::error::need_buffer) ec = {};
@@ -1063,8 +1042,7 @@ asio::awaitable<stage_result> read_body(request_ctx<Down>& r, bhttp::request_par
 }
 
 // Queue full or predicted wait too long: the contract's local 429 (503 while draining).
-template <class Down>
-asio::awaitable<bool> reject_rate_limited(request_ctx<Down>& r, duration retry_after) {
+asio::awaitable<bool> reject_rate_limited(request_ctx& r, duration retry_after) {
   if (r.svc.draining.load()) {
     co_return co_await r.reply(http::local_error::shutting_down, "the sidecar is shutting down", false, 1);
   }
@@ -1076,8 +1054,7 @@ asio::awaitable<bool> reject_rate_limited(request_ctx<Down>& r, duration retry_a
                              http::rate_limit_echo{ls.limit, ls.remaining, ls.reset_epoch});
 }
 
-template <class Down>
-bool client_gone(request_ctx<Down>& r) {
+bool client_gone(request_ctx& r) {
   r.rec.status = 499;
   r.rec.local_reason = "client_gone";
   return false;
@@ -1085,8 +1062,7 @@ bool client_gone(request_ctx<Down>& r) {
 
 // Breaker: an open circuit answers at once, without touching Okta. While a half-open breaker's
 // probe is in flight, its outcome decides (within this request's deadline).
-template <class Down>
-asio::awaitable<stage_result> pass_breaker(request_ctx<Down>& r, request_guard& guard) {
+asio::awaitable<stage_result> pass_breaker(request_ctx& r, request_guard& guard) {
   const auto& host = r.dest.origin.host;
   auto permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
   while (permit.hold && r.svc.clock.now() < r.request_deadline) {
@@ -1105,8 +1081,7 @@ asio::awaitable<stage_result> pass_breaker(request_ctx<Down>& r, request_guard& 
 }
 
 // Admission: now, after a wait in the queue, or a local 429.
-template <class Down>
-asio::awaitable<stage_result> admit(request_ctx<Down>& r, request_guard& guard,
+asio::awaitable<stage_result> admit(request_ctx& r, request_guard& guard,
                                     const ratelimit::admission_request& areq,
                                     resilience::attempt_machine& m) {
   auto& svc = r.svc;
@@ -1143,8 +1118,7 @@ struct attempt_failure {
 };
 
 // One try: a pooled or new connection, the request written, the final response head read.
-template <class Down>
-asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& lease, response_head& rh,
+asio::awaitable<stage_result> attempt(request_ctx& r, connection_lease& lease, response_head& rh,
                                       head_result& hr, attempt_failure& failure) {
   auto& svc = r.svc;
   auto acq = co_await svc.pool.acquire(r.dest.origin, r.request_deadline);
@@ -1178,8 +1152,7 @@ asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& le
       std::min(r.request_deadline, svc.clock.now() + milliseconds(r.rt.cfg.upstream.response_timeout_ms));
   if (r.out.streamed && !co_await r.send_continue()) co_return false;
   auto& conn = *lease.conn;
-  hr = co_await send_and_read_head(r.c, r.down, r.buf, conn.stream(), conn, r.out, rh, header_deadline,
-                                   r.version);
+  hr = co_await send_and_read_head(r.c, r.down, r.buf, conn, r.out, rh, header_deadline, r.version);
   switch (hr.status) {
     case send_status::ok:
       break;
@@ -1215,10 +1188,9 @@ asio::awaitable<stage_result> attempt(request_ctx<Down>& r, connection_lease& le
 
 // A failure without a response: never returned to the pool, counted by the breaker; retried
 // when the policy, the body and the retry budget allow, else answered (stale, 504 or 502).
-template <class Down>
-asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard& guard,
-                                            connection_lease& lease, const attempt_failure& failure,
-                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
+asio::awaitable<stage_result> after_failure(request_ctx& r, request_guard& guard, connection_lease& lease,
+                                            const attempt_failure& failure, resilience::attempt_machine& m,
+                                            resilience::attempt_action& act) {
   auto& svc = r.svc;
   svc.metrics.upstream_failures.with({r.dest.origin.host, failure.detail.substr(0, failure.detail.find(':'))})
       .inc();
@@ -1251,8 +1223,7 @@ asio::awaitable<stage_result> after_failure(request_ctx<Down>& r, request_guard&
 
 // Okta did not process a 429 (docs/okta-behaviour.md): it goes again with the SDKs' retry headers,
 // or, when the limiter gives up on it, is answered with the contract's local 429.
-template <class Down>
-asio::awaitable<stage_result> absorb_429(request_ctx<Down>& r, request_guard& guard,
+asio::awaitable<stage_result> absorb_429(request_ctx& r, request_guard& guard,
                                          const resilience::attempt_machine& m,
                                          const resilience::attempt_action& act) {
   r.stats().absorbed_429().inc();
@@ -1267,8 +1238,7 @@ asio::awaitable<stage_result> absorb_429(request_ctx<Down>& r, request_guard& gu
 
 // The machine's `requeue`: waits, from the front of the queue, to be admitted again; then the
 // breaker, as before every attempt.
-template <class Down>
-asio::awaitable<stage_result> requeue_wait(request_ctx<Down>& r, request_guard& guard,
+asio::awaitable<stage_result> requeue_wait(request_ctx& r, request_guard& guard,
                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
   auto& svc = r.svc;
   const auto queued_at = svc.clock.now();
@@ -1312,16 +1282,15 @@ struct response_plan {
 
 // A 429 to absorb, a 5xx to retry, or a 401/403 to diagnose: the small body is read whole,
 // then the request is tried again or the response delivered (with its diagnosis).
-template <class Down>
-asio::awaitable<stage_result> deliver_whole(request_ctx<Down>& r, request_guard& guard,
-                                            connection_lease& lease, response_head& rh, const head_result& hr,
+asio::awaitable<stage_result> deliver_whole(request_ctx& r, request_guard& guard, connection_lease& lease,
+                                            response_head& rh, const head_result& hr,
                                             const response_plan& plan, resilience::attempt_machine& m,
                                             resilience::attempt_action& act) {
   auto& svc = r.svc;
   auto& conn = *lease.conn;
   std::optional<bhttp::response<bhttp::string_body>> whole;
   bool reusable = false;
-  whole = co_await read_small_body(r.c, conn.stream(), conn, *rh.parser, reusable);
+  whole = co_await read_small_body(r.c, conn, *rh.parser, reusable);
   lease.reusable = reusable && !hr.request_incomplete;
   lease.give_back();
   act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, whole.has_value(),
@@ -1363,8 +1332,7 @@ asio::awaitable<stage_result> deliver_whole(request_ctx<Down>& r, request_guard&
 
 // The common case: the response streams through, with a copy kept for coalesced followers and,
 // for a public document, the cache.
-template <class Down>
-asio::awaitable<bool> relay_through(request_ctx<Down>& r, request_guard& guard, connection_lease& lease,
+asio::awaitable<bool> relay_through(request_ctx& r, request_guard& guard, connection_lease& lease,
                                     response_head& rh, const head_result& hr, const response_plan& plan) {
   auto& svc = r.svc;
   auto& conn = *lease.conn;
@@ -1394,8 +1362,8 @@ asio::awaitable<bool> relay_through(request_ctx<Down>& r, request_guard& guard, 
   relay_status rs;
   const bool client_keep_alive = r.keep_alive && plan.client_in_step && !r.out.client_body_failed;
   const std::size_t capture_limit = r.rt.cfg.client.max_buffered_body_bytes;
-  rs = co_await relay_response(r.c, r.down, conn.stream(), conn, rp, r.head_request, client_keep_alive,
-                               r.version, r.rec, upstream_reusable, captured, capture_limit);
+  rs = co_await relay_response(r.c, r.down, conn, rp, r.head_request, client_keep_alive, r.version, r.rec,
+                               upstream_reusable, captured, capture_limit);
   if (rs == relay_status::ok && captured) {
     shared.body = std::move(*captured);
     if (cacheable) svc.reads.store(r.cache_key, shared, cc, svc.clock.now());
@@ -1420,10 +1388,9 @@ asio::awaitable<bool> relay_through(request_ctx<Down>& r, request_guard& guard, 
 }
 
 // A response head arrived: it teaches the breaker and the scheduler, then decides.
-template <class Down>
-asio::awaitable<stage_result> after_response(request_ctx<Down>& r, request_guard& guard,
-                                             connection_lease& lease, response_head& rh,
-                                             const head_result& hr, resilience::attempt_machine& m,
+asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guard, connection_lease& lease,
+                                             response_head& rh, const head_result& hr,
+                                             resilience::attempt_machine& m,
                                              resilience::attempt_action& act) {
   auto& svc = r.svc;
   const auto& res = rh.parser->get();
@@ -1458,8 +1425,7 @@ asio::awaitable<stage_result> after_response(request_ctx<Down>& r, request_guard
 }
 
 // The machine's `admit`: the breaker, then the scheduler.
-template <class Down>
-asio::awaitable<stage_result> admit_attempt(request_ctx<Down>& r, request_guard& guard,
+asio::awaitable<stage_result> admit_attempt(request_ctx& r, request_guard& guard,
                                             const ratelimit::admission_request& areq,
                                             resilience::attempt_machine& m, resilience::attempt_action& act) {
   if (auto done = co_await pass_breaker(r, guard)) co_return done;
@@ -1469,8 +1435,7 @@ asio::awaitable<stage_result> admit_attempt(request_ctx<Down>& r, request_guard&
 }
 
 // The machine's `send`: one try on a connection of its own, then what its outcome asks for.
-template <class Down>
-asio::awaitable<stage_result> send_attempt(request_ctx<Down>& r, request_guard& guard,
+asio::awaitable<stage_result> send_attempt(request_ctx& r, request_guard& guard,
                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
   connection_lease lease{r.svc.pool, r.dest.origin, nullptr};
   response_head rh{static_cast<std::uint32_t>(r.rt.cfg.client.max_header_bytes), r.head_request, {}};
@@ -1489,11 +1454,10 @@ asio::awaitable<stage_result> send_attempt(request_ctx<Down>& r, request_guard& 
 
 // The whole life of one request after its head was read and validated: identify, budget
 // savers, body, then attempts (breaker, admission, upstream) until one is answered.
-template <class Down>
-asio::awaitable<bool> forward(conn_ctx& c, Down& down, beast::flat_buffer& buf,
+asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
                               bhttp::request_parser<bhttp::empty_body>& hp, const destination& dest,
                               const http::validation& valid, request_record& rec) {
-  request_ctx<Down> r(c, down, buf, dest, rec);
+  request_ctx r(c, down, buf, dest, rec);
   const auto& req = hp.get();
   identify(r, req);
   if (auto done = co_await reject_expired_token(r, hp.is_done())) co_return *done;
@@ -1562,13 +1526,12 @@ raw_head scan_raw_head(std::string_view b, std::size_t from) {
   return raw_head::incomplete;
 }
 
-template <class Stream>
-asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
+asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                                        bhttp::request_parser<bhttp::empty_body>& p, request_scope& scope) {
   const auto& cfg = c.rt->cfg.client;
   if (buf.size() == 0) {
     c.ctl.idle = true;
-    lowest(s).expires_after(milliseconds(cfg.idle_timeout_ms));
+    s.expires_after(milliseconds(cfg.idle_timeout_ms));
     // A kept-alive connection waits for its next request without a read buffer: thousands of
     // idle clients would otherwise each hold one.
     buf.shrink_to_fit();
@@ -1585,7 +1548,7 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
   c.ctl.idle = false;
   p.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
   p.body_limit(cfg.max_body_bytes);
-  lowest(s).expires_after(milliseconds(cfg.header_timeout_ms));
+  s.expires_after(milliseconds(cfg.header_timeout_ms));
   // Collect the whole head first and look at its raw bytes: Beast unfolds obs-fold silently,
   // so the validator never sees it (RFC 9112 §5.2: a proxy must reject or replace it; an
   // upstream that unfolds differently is a smuggling vector). One deadline covers the head.
@@ -1631,8 +1594,7 @@ asio::awaitable<head_status> read_head(conn_ctx& c, Stream& s, beast::flat_buffe
 
 // Serves HTTP/1.1 requests on a stream: the proxy port itself (`tunnel` empty) or the inside
 // of an intercepted CONNECT tunnel (`tunnel` is where it leads).
-template <class Stream>
-asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
+asio::awaitable<void> serve(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                             const std::optional<upstream::origin>& tunnel);
 
 asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
@@ -1647,8 +1609,7 @@ bool proxy_auth_ok(conn_ctx& c, const bhttp::request_header<>& req) {
   return user.has_value();
 }
 
-template <class Stream>
-asio::awaitable<void> serve(conn_ctx& c, Stream& s, beast::flat_buffer& buf,
+asio::awaitable<void> serve(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                             const std::optional<upstream::origin>& tunnel) {
   for (;;) {
     c.rt = c.svc.rt.load();
