@@ -371,7 +371,7 @@ class BudgetSaverTest(unittest.TestCase):
             finally:
                 conn.close()
 
-    # Needs the src/proxy/session.cpp patch from the issue-8 report (budget saver closes the
+    # Needs the src/proxy/pipeline.cpp patch from the issue-8 report (budget saver closes the
     # connection when the request body is unread): remove the decorator when it is applied.
     def test_local_reject_of_request_with_body_keeps_connection_in_sync(self) -> None:
         with sidecar.Sidecar({"auth": {"reject_expired_locally": True}},

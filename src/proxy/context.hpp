@@ -1,0 +1,88 @@
+#pragma once
+// What every layer of a client connection shares (the layers are listed in session.cpp): the
+// stream and HTTP types, the connection's context, one request's record, where a request goes.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "okta_sidecar/http/text.hpp"
+#include "okta_sidecar/net/stream.hpp"
+#include "okta_sidecar/proxy/server.hpp"
+#include "okta_sidecar/upstream/connection_pool.hpp"
+
+namespace okta_sidecar::proxy::detail {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+inline constexpr std::size_t relay_chunk = 16 * 1024;
+
+inline std::vector<http::header_view> views(const bhttp::fields& f) {
+  std::vector<http::header_view> out;
+  out.reserve(16);
+  for (const auto& h : f) out.emplace_back(h.name_string(), h.value());
+  return out;
+}
+
+inline std::int64_t epoch_now(const clock_source& c) {
+  return std::chrono::duration_cast<seconds>(c.wall_now().time_since_epoch()).count();
+}
+
+inline double random01() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+// What one request did, for the access log and metrics.
+struct request_record {
+  std::uint64_t id = 0;
+  std::string method;
+  std::string host;
+  std::string path;  // redacted target
+  std::string bucket = "-";
+  int status = 0;
+  int upstream_status = 0;
+  std::string local_reason;
+  std::string error;  // what went wrong after the response began (truncated body...)
+  std::uint64_t bytes_out = 0;
+  std::string okta_request_id;
+  std::uint32_t attempts = 0;
+  double queue_wait_ms = 0;
+  time_point started{};
+  std::string trace_id;  // from the request's traceparent, to join the app's traces
+  // The (host, bucket) series, resolved once host and bucket are final (identify(), or at the end).
+  metrics::bucket_series* series = nullptr;
+};
+
+struct conn_ctx {
+  services& svc;
+  std::uint64_t id;
+  session_control& ctl;
+  std::string peer;
+  std::shared_ptr<const runtime> rt;
+  std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
+  // Set by an intercepted CONNECT: where the requests on this connection go from then on.
+  std::optional<upstream::origin> tunnel{};
+};
+
+// Where a request goes and how it may be treated.
+struct destination {
+  upstream::origin origin;
+  std::string path_and_query;
+  bool inspect = true;  // false for tunnel_hosts reached by absolute-form: forwarded as is
+};
+
+}  // namespace okta_sidecar::proxy::detail

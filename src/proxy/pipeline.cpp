@@ -1,0 +1,884 @@
+#include "pipeline.hpp"
+
+#include <algorithm>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/read.hpp>
+#include <charconv>
+#include <optional>
+
+#include "okta_sidecar/auth/diagnosis.hpp"
+#include "okta_sidecar/auth/sha256.hpp"
+#include "okta_sidecar/auth/token_info.hpp"
+#include "okta_sidecar/cache/document_cache.hpp"
+#include "okta_sidecar/ratelimit/coalesce_key.hpp"
+#include "okta_sidecar/ratelimit/header_dialect.hpp"
+#include "okta_sidecar/ratelimit/path.hpp"
+#include "okta_sidecar/resilience/attempt_machine.hpp"
+#include "relay.hpp"
+#include "request_scope.hpp"
+
+namespace okta_sidecar::proxy::detail {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+constexpr std::size_t max_chunk_extension_bytes = 1024;
+
+// Resolves when the client closes its side (EOF or error), so a queued request can leave the
+// queue at no upstream cost. Pending data (a pipelined request, a TLS record) ends the watch:
+// we can no longer tell, and the request simply stays queued.
+asio::awaitable<void> watch_client_gone(tcp::socket& sock) {
+  auto [ec] = co_await sock.async_wait(tcp::socket::wait_read, use_tuple);
+  if (ec) co_return;
+  char byte;
+  const ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
+  const auto forever_ex = co_await asio::this_coro::executor;
+  asio::steady_timer forever(forever_ex, time_point::max());
+  co_await forever.async_wait(use_tuple);
+}
+
+// Waits for admission while watching the client; `cancelled` means the client left.
+asio::awaitable<rate_gate::result> admit_watching(conn_ctx&, net::stream& down,
+                                                  asio::awaitable<rate_gate::result> op) {
+  auto r = co_await (std::move(op) || watch_client_gone(down.socket()));
+  if (r.index() == 0) co_return std::get<0>(r);
+  co_return rate_gate::result{rate_gate::outcome::cancelled, 0, {}};
+}
+
+// Holds an admission ticket and a breaker probe; whatever path leaves the request releases them.
+struct request_guard {
+  services& svc;
+  std::string host;
+  ratelimit::ticket ticket = 0;
+  bool probe = false;
+  ~request_guard() {
+    if (ticket) svc.gate.cancel(ticket);
+    if (probe) svc.breakers.release_probe(host, svc.clock.now());
+  }
+};
+
+// Returns a pooled connection (or closes it) when the request is done with it.
+struct connection_lease {
+  upstream::connection_pool& pool;
+  upstream::origin origin;
+  std::unique_ptr<upstream::connection> conn;
+  bool reusable = false;
+  void give_back() {
+    if (conn) pool.release(origin, std::move(conn), reusable);
+    conn.reset();
+  }
+  ~connection_lease() { give_back(); }
+};
+
+// The leader's side of a coalesced flight: followers are told the outcome on every way out of
+// forward(), a shared response or "go alone" (nullptr).
+struct flight_guard {
+  shared_reads& reads;
+  std::shared_ptr<shared_reads::flight> f;
+  flight_guard(shared_reads& r, std::shared_ptr<shared_reads::flight> fl) : reads(r), f(std::move(fl)) {}
+  flight_guard(const flight_guard&) = delete;
+  flight_guard& operator=(const flight_guard&) = delete;
+  ~flight_guard() {
+    if (f) reads.finish(f, nullptr);
+  }
+  void land(std::shared_ptr<const shared_response> r) {
+    if (f) reads.finish(std::exchange(f, nullptr), std::move(r));
+  }
+};
+
+ratelimit::observation observe(conn_ctx& c, const std::string& host, const bhttp::fields& f) {
+  auto v = views(f);
+  std::vector<ratelimit::header_view> rv(v.begin(), v.end());
+  const auto wall = c.svc.clock.wall_now();
+  auto obs =
+      ratelimit::parse_rate_limit_headers(rv, c.svc.clock.now(), wall, c.svc.okta_clock.offset_bound(host));
+  if (obs.server_date_epoch) c.svc.okta_clock.observe(host, *obs.server_date_epoch, wall);
+  return obs;
+}
+
+std::optional<std::uint32_t> parse_max_wait_header(std::string_view v) {
+  std::uint32_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size()) return std::nullopt;
+  return out;
+}
+
+// A stage's answer: nullopt, the request goes on (or, from an attempt, is tried again); a value,
+// the request was answered (or its client is gone), and whether the client connection stays.
+using stage_result = std::optional<bool>;
+
+// The client's request as its head parser holds it.
+using client_request = bhttp::request<bhttp::empty_body>;
+
+std::int64_t retry_after_s(duration d) {
+  return std::max<std::int64_t>(1, (std::chrono::duration_cast<milliseconds>(d).count() + 999) / 1000);
+}
+
+// The shared retry budget, as the attempt machine asks for it.
+resilience::retry_allowance retry_budget_of(services& svc) {
+  return [&svc](time_point now) { return svc.breakers.try_spend_retry(now); };
+}
+
+// Waits out a retry's backoff.
+asio::awaitable<void> sleep_for(duration d) {
+  const auto t_ex = co_await asio::this_coro::executor;
+  asio::steady_timer t(t_ex, d);
+  co_await t.async_wait(use_tuple);
+}
+
+// What the stages of one request share. It lives in forward()'s frame; each stage takes it by
+// reference (Envoy's ActiveStream, without the filter chain).
+struct request_ctx {
+  conn_ctx& c;
+  net::stream& down;
+  beast::flat_buffer& buf;
+  const destination& dest;
+  request_record& rec;
+  services& svc;
+  const runtime& rt;
+  unsigned version = 11;
+  bool keep_alive = false;
+  std::string method;
+  bool head_request = false;
+  time_point start{};
+  time_point request_deadline{};
+  // Which bucket it draws on and who asks (a hash of the credential, never the credential).
+  std::string npath;
+  ratelimit::classification cls;
+  ratelimit::bucket_key key;
+  std::string authz;
+  std::optional<auth::token_info> token;
+  std::optional<std::uint32_t> client_max_wait;
+  bool client_sent_retry_for = false;
+  std::uint32_t client_retry_count = 0;
+  // The budget savers: a public document's cache key, and the coalesced flight this leads.
+  std::string cache_key;
+  flight_guard flight;
+  // The upstream request, and the parser of a body still (partly) in the client's stream.
+  outgoing out;
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> body_parser;
+  bool expect_continue = false;
+  bool continue_sent = false;
+  // Across attempts (the retry bookkeeping is the attempt_machine's).
+  std::string first_okta_request_id;
+
+  request_ctx(conn_ctx& cc, net::stream& d, beast::flat_buffer& b, const destination& de, request_record& r)
+      : c(cc), down(d), buf(b), dest(de), rec(r), svc(cc.svc), rt(*cc.rt), flight(cc.svc.reads, nullptr) {}
+
+  // The request's (host, bucket) series, resolved in identify().
+  metrics::bucket_series& stats() { return *rec.series; }
+
+  // A local answer; `keep` says whether the client connection may stay open.
+  asio::awaitable<bool> reply(http::local_error err, std::string_view detail, bool keep,
+                              std::optional<std::int64_t> retry_after = {},
+                              const http::rate_limit_echo& echo = {}, std::string_view diagnosis = {}) {
+    co_return co_await send_local(c, down, err, detail, rec, keep, version, retry_after, echo, diagnosis);
+  }
+  // The client connection is in step after a local answer unless part of its body is unread.
+  bool keep_after_local() const { return keep_alive && !out.streamed; }
+
+  // RFC 9110 §10.1.1: the client asked before sending its body; answered once, when the body
+  // is wanted.
+  asio::awaitable<bool> send_continue() {
+    if (!expect_continue || continue_sent) co_return true;
+    continue_sent = true;
+    static constexpr std::string_view line = "HTTP/1.1 100 Continue\r\n\r\n";
+    auto [ec, n] = co_await asio::async_write(down, asio::buffer(line.data(), line.size()), use_tuple);
+    co_return !ec;
+  }
+};
+
+// Reads from the client's head all that later stages need: its parser moves into the body's.
+void identify(request_ctx& r, const client_request& req) {
+  r.version = req.version();
+  r.keep_alive = req.keep_alive();
+  r.method = std::string(req.method_string());
+  r.head_request = req.method() == bhttp::verb::head;
+  r.start = r.svc.clock.now();
+  r.request_deadline = r.start + milliseconds(r.rt.cfg.client.request_timeout_ms);
+  r.npath = ratelimit::normalize_path(r.dest.path_and_query);
+  if (r.dest.inspect) {
+    r.cls = r.rt.classifier.classify(r.method, r.dest.path_and_query);
+    // Client-chosen ids beyond the per-host cap share one overflow bucket (issue 14).
+    r.cls.bucket = r.svc.gate.bucket_name(r.dest.origin.host, r.cls);
+  } else {
+    r.cls.group = r.cls.bucket = "tunnel";
+    r.cls.rate_limited = false;
+  }
+  r.rec.bucket = r.cls.bucket;
+  r.key = ratelimit::bucket_key{r.dest.origin.host, r.cls.bucket};
+  series_of(r.c, r.rec);
+  r.authz = std::string(req[bhttp::field::authorization]);
+  if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end()) {
+    r.client_max_wait = parse_max_wait_header(h->value());
+  }
+  r.client_sent_retry_for = req.count("X-Okta-Retry-For") > 0;
+  if (auto h = req.find("X-Okta-Retry-Count"); h != req.end()) {
+    r.client_retry_count = parse_max_wait_header(h->value()).value_or(0);
+  }
+  if (!r.authz.empty()) r.token = auth::inspect_authorization(r.authz, r.svc.digest);
+  r.expect_continue = http::expects_continue(r.version, req[bhttp::field::expect]);
+}
+
+// One auth diagnosis, wherever it came from: counted, kept for /status, logged (never the token).
+void record_auth_failure(request_ctx& r, int status, const auth::diagnosis& diag,
+                         std::string_view metric_reason, bool local) {
+  const std::string client_id = r.token ? r.token->cid : "";
+  const std::string fingerprint = r.token ? r.token->fingerprint : "";
+  r.svc.metrics.auth_failures.with({std::string(metric_reason)}).inc();
+  nlohmann::json entry{{"time", epoch_now(r.svc.clock)},
+                       {"reason", diag.reason},
+                       {"method", r.method},
+                       {"path", r.cls.group},
+                       {"status", status},
+                       {"advice", diag.advice},
+                       {"system_log_query", diag.system_log_query},
+                       {"client_id", client_id},
+                       {"token", fingerprint}};
+  if (local) entry["local"] = true;
+  r.svc.diagnoses.add(std::move(entry));
+  logging::event e("auth failure");
+  e.with("conn", r.c.id)
+      .with("req", r.rec.id)
+      .with("status", status)
+      .with("reason", diag.reason)
+      .with("advice", diag.advice)
+      .with("method", r.method)
+      .with("bucket", r.cls.group)
+      .with("client_id", client_id)
+      .with("token_fingerprint", fingerprint);
+  if (local) {
+    e.with("local", true);
+  } else {
+    e.with("okta_request_id", r.rec.okta_request_id);
+  }
+  r.svc.log.warn(e);
+}
+
+// Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
+asio::awaitable<stage_result> reject_expired_token(request_ctx& r, bool body_read) {
+  if (!r.dest.inspect || !r.rt.cfg.auth.reject_expired_locally || !r.token) co_return std::nullopt;
+  const auto okta_now = r.svc.okta_clock.now_epoch(r.svc.clock.wall_now());
+  if (!auth::expired_beyond(*r.token, okta_now, 30)) co_return std::nullopt;
+  // Same explanation as for Okta's own 401, so /status and the log show the saved requests.
+  const auto diag =
+      auth::diagnose(401, r.method, r.npath, r.dest.origin.host, *r.token, {}, {}, okta_now, r.rt.scopes);
+  record_auth_failure(r, 401, diag, "token_expired", true);
+  // The request body, if any, is still unread: keeping the connection would make the next
+  // request parse from the body bytes (a desync / smuggling vector), so close instead.
+  co_return co_await r.reply(http::local_error::token_expired,
+                             "the access token expired before the request was sent",
+                             r.keep_alive && body_read, {}, {}, "token_expired");
+}
+
+// Budget savers (issue 15): Okta's public documents from the cache, and identical concurrent
+// reads sharing one upstream request. Only GET/HEAD without a body.
+asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& req,
+                                          const http::validation& valid) {
+  const bool plain_read = r.dest.inspect && valid.body.kind == http::framing_kind::none &&
+                          (req.method() == bhttp::verb::get || r.head_request);
+  if (!plain_read) co_return std::nullopt;
+  auto& svc = r.svc;
+  const std::string origin_name = r.dest.origin.host + ":" + std::to_string(r.dest.origin.port);
+  if (r.rt.cfg.cache.enabled && cache::is_public_document(r.dest.path_and_query)) {
+    r.cache_key =
+        origin_name + r.dest.path_and_query + "\n" + std::string(req[bhttp::field::accept_encoding]);
+    const bool wants_origin = req[bhttp::field::cache_control].find("no-cache") != std::string_view::npos ||
+                              req[bhttp::field::pragma].find("no-cache") != std::string_view::npos;
+    if (auto hit = svc.reads.fresh(r.cache_key, svc.clock.now()); hit && !wants_origin) {
+      co_return co_await send_shared(r.c, r.down, hit->doc, hit->age, "hit", r.head_request, r.keep_alive,
+                                     r.version, r.rec);
+    }
+  }
+  if (!r.rt.cfg.rate_limit.coalesce) co_return std::nullopt;
+  const std::string cookie(req[bhttp::field::cookie]);
+  const std::string credential = r.authz.empty() && cookie.empty()
+                                     ? std::string()
+                                     : auth::to_hex(auth::sha256_of(r.authz + "\n" + cookie));
+  const bool conditional = req.count(bhttp::field::range) || req.count(bhttp::field::if_none_match) ||
+                           req.count(bhttp::field::if_modified_since) || req.count(bhttp::field::if_match) ||
+                           req.count(bhttp::field::if_unmodified_since) || req.count(bhttp::field::if_range);
+  const auto key =
+      ratelimit::coalesce_key({r.method, r.dest.origin.host, r.dest.origin.port, r.dest.path_and_query,
+                               credential, req[bhttp::field::accept], req[bhttp::field::accept_encoding],
+                               req[bhttp::field::accept_language], false, conditional});
+  if (!key) co_return std::nullopt;
+  auto joined = svc.reads.join(*key);
+  if (joined.leader) {
+    r.flight.f = std::move(joined.f);
+  } else if (auto shared = co_await svc.reads.follow(std::move(joined.f), r.request_deadline)) {
+    co_return co_await send_shared(r.c, r.down, *shared, std::nullopt, "coalesced", r.head_request,
+                                   r.keep_alive, r.version, r.rec);
+  }
+  // No shared answer (the leader failed or gave up): this request goes upstream itself.
+  co_return std::nullopt;
+}
+
+// While Okta errs, times out or its breaker is open: a public document within
+// cache.stale_if_error_s of its freshness is better than no signing keys at all.
+asio::awaitable<stage_result> serve_stale(request_ctx& r) {
+  if (r.cache_key.empty()) co_return std::nullopt;
+  auto st = r.svc.reads.stale_for_error(r.cache_key, r.svc.clock.now());
+  if (!st) co_return std::nullopt;
+  co_return co_await send_shared(r.c, r.down, st->doc, st->age, "stale", r.head_request, r.keep_alive,
+                                 r.version, r.rec);
+}
+
+// The upstream request's head: the client's fields less hop-by-hop ones and ours, origin-form.
+void prepare_upstream_head(request_ctx& r, const client_request& req) {
+  auto& h = r.out.head_and_body;
+  h.method_string(r.method);
+  h.target(r.dest.path_and_query);
+  h.version(11);
+  for (const auto& f : req) h.insert(f.name_string(), f.value());
+  strip_hop_by_hop(h);
+  h.erase(bhttp::field::expect);
+  h.erase("X-Okta-Sidecar-Max-Wait-Ms");
+  if (!h.count(bhttp::field::host)) {
+    const auto& o = r.dest.origin;
+    h.set(bhttp::field::host, o.port == (o.tls ? 443 : 80) ? o.host : o.host + ":" + std::to_string(o.port));
+  }
+  h.keep_alive(true);
+  r.out.body_deadline = r.request_deadline;
+}
+
+// A chunk line or trailer that does not fit the connection's buffer (client.max_header_bytes)
+// is as malformed as a bad chunk size: 400.
+http::local_error body_error(const boost::system::error_code& ec) {
+  return ec == bhttp::error::body_limit ? http::local_error::payload_too_large
+                                        : http::local_error::bad_request;
+}
+
+// client.request_timeout_ms (or the header timeout between pieces) passed while the body was
+// arriving. The stream closes the socket at its deadline, so there is nobody left to answer.
+bool body_timed_out(request_ctx& r) {
+  r.svc.metrics.timeout_client_body.get().inc();
+  r.rec.status = 408;
+  r.rec.local_reason = "request_timeout";
+  return false;
+}
+
+// Request body: a body up to max_buffered_body_bytes is read and validated whole before
+// anything goes upstream (a malformed one never reaches Okta) and kept, so the request can be
+// replayed after a 429 or a failure; only a larger one streams (and cannot be retried).
+asio::awaitable<stage_result> read_body(request_ctx& r, bhttp::request_parser<bhttp::empty_body>& hp,
+                                        const http::validation& valid) {
+  if (valid.body.kind == http::framing_kind::none) co_return std::nullopt;
+  const auto& client = r.rt.cfg.client;
+  // Chunk extensions are never forwarded meaning-for-meaning by us (we re-frame), and Beast
+  // bounds them only by the body limit: cap them so they cannot carry smuggled bytes or
+  // burn CPU (issue 6: limits on chunk extensions).
+  auto limit_chunk_ext = [](std::uint64_t, std::string_view extensions, boost::system::error_code& ec) {
+    if (extensions.size() > max_chunk_extension_bytes) ec = bhttp::error::bad_chunk_extension;
+  };
+  auto& p = r.body_parser.emplace(std::move(hp));
+  p.body_limit(client.max_body_bytes);
+  p.on_chunk_header(limit_chunk_ext);
+  const std::uint64_t keep = client.max_buffered_body_bytes;
+  const bool known_large = valid.body.kind == http::framing_kind::content_length && valid.body.length > keep;
+  // A large upload is invited (100 Continue) only once it has somewhere to go (attempt()).
+  if (!known_large) {
+    if (!co_await r.send_continue()) co_return false;
+    auto& body = r.out.head_and_body.body();
+    while (!p.is_done() && body.size() <= keep) {
+      const std::size_t used = body.size();
+      const std::size_t room = std::min<std::uint64_t>(relay_chunk, keep + 1 - used);
+      body.resize(used + room);
+      p.get().body().data = body.data() + used;
+      p.get().body().size = room;
+      r.down.expires_at(http::body_read_deadline(r.svc.clock.now(), milliseconds(client.header_timeout_ms),
+                                                 r.out.body_deadline));
+      auto [ec, n] = co_await bhttp::async_read(r.down, r.buf, p, use_tuple);
+      body.resize(used + room - p.get().body().size);
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec == beast::error::timeout) co_return body_timed_out(r);
+      if (ec) co_return co_await r.reply(body_error(ec), "could not read the request body", false);
+    }
+  }
+  if (p.is_done()) {
+    // Read and checked whole: sent with a Content-Length, whatever framing it came with
+    // (RFC 9112 §7.1.2: a recipient that removes chunked may discard the trailer fields).
+    r.out.head_and_body.erase(bhttp::field::transfer_encoding);
+    r.out.head_and_body.content_length(r.out.head_and_body.body().size());
+  } else {
+    r.out.streamed = true;
+    r.out.stream_parser = &p;
+    if (valid.body.kind == http::framing_kind::chunked) {
+      r.out.head_and_body.chunked(true);
+    } else {
+      r.out.head_and_body.content_length(valid.body.length);
+    }
+  }
+  co_return std::nullopt;
+}
+
+// Queue full or predicted wait too long: the contract's local 429 (503 while draining).
+asio::awaitable<bool> reject_rate_limited(request_ctx& r, duration retry_after) {
+  if (r.svc.draining.load()) {
+    co_return co_await r.reply(http::local_error::shutting_down, "the sidecar is shutting down", false, 1);
+  }
+  r.stats().rejected().inc();
+  const auto ls = r.svc.gate.last(r.key);
+  co_return co_await r.reply(http::local_error::rate_limited,
+                             "the predicted wait exceeds the allowed queue time", r.keep_after_local(),
+                             retry_after_s(retry_after),
+                             http::rate_limit_echo{ls.limit, ls.remaining, ls.reset_epoch});
+}
+
+bool client_gone(request_ctx& r) {
+  r.rec.status = 499;
+  r.rec.local_reason = "client_gone";
+  return false;
+}
+
+// Breaker: an open circuit answers at once, without touching Okta. While a half-open breaker's
+// probe is in flight, its outcome decides (within this request's deadline).
+asio::awaitable<stage_result> pass_breaker(request_ctx& r, request_guard& guard) {
+  const auto& host = r.dest.origin.host;
+  auto permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
+  while (permit.hold && r.svc.clock.now() < r.request_deadline) {
+    co_await r.svc.held_for_probe.wait(host, r.request_deadline);
+    permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
+  }
+  if (!permit.allowed) {
+    r.stats().breaker_rejections().inc();
+    if (auto stale = co_await serve_stale(r)) co_return stale;
+    co_return co_await r.reply(http::local_error::circuit_open,
+                               "recent requests to this host failed; not sending more for now",
+                               r.keep_after_local(), retry_after_s(permit.retry_after));
+  }
+  guard.probe = permit.probe;
+  co_return std::nullopt;
+}
+
+// Admission: now, after a wait in the queue, or a local 429.
+asio::awaitable<stage_result> admit(request_ctx& r, request_guard& guard,
+                                    const ratelimit::admission_request& areq,
+                                    resilience::attempt_machine& m) {
+  auto& svc = r.svc;
+  const auto queued_at = svc.clock.now();
+  // The executor is a named local: GCC 12 may destroy a temporary that lives inside a
+  // co_await expression twice (the tunnel crash found earlier).
+  const auto ex = co_await asio::this_coro::executor;
+  auto sub = svc.gate.submit(areq, ex);
+  auto res = sub.res;
+  if (res.kind == rate_gate::outcome::queued) res = co_await admit_watching(r.c, r.down, svc.gate.wait(sub));
+  if (res.kind == rate_gate::outcome::cancelled) {
+    r.stats().cancelled().inc();
+    m.on_client_gone();
+    co_return client_gone(r);
+  }
+  if (res.kind == rate_gate::outcome::rejected) {
+    const auto refused = m.on_admission_refused(res.retry_after);
+    co_return co_await reject_rate_limited(r, refused.delay);
+  }
+  guard.ticket = res.id;
+  const auto waited = svc.clock.now() - queued_at;
+  r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
+  r.stats().queue_wait().observe(std::chrono::duration<double>(waited).count());
+  r.stats().admitted().inc();
+  co_return std::nullopt;
+}
+
+// How an attempt failed without a response.
+struct attempt_failure {
+  bool failed = false;
+  bool timed_out = false;  // no response head in time
+  resilience::failure_kind kind{};
+  std::string detail;
+};
+
+// One try: a pooled or new connection, the request written, the final response head read.
+asio::awaitable<stage_result> attempt(request_ctx& r, connection_lease& lease, response_head& rh,
+                                      head_result& hr, attempt_failure& failure) {
+  auto& svc = r.svc;
+  auto acq = co_await svc.pool.acquire(r.dest.origin, r.request_deadline);
+  if (!acq.conn) {
+    failure.failed = true;
+    failure.detail = std::string(upstream::to_string(acq.status)) + ": " + acq.detail;
+    failure.kind = acq.status == upstream::connect_status::tls_failed ||
+                           acq.status == upstream::connect_status::tls_timeout
+                       ? resilience::failure_kind::tls_failed
+                       : resilience::failure_kind::connect_failed;
+    if (acq.status == upstream::connect_status::pool_exhausted) {
+      // Our own connection limit, not the upstream's failure: the breaker does not count it
+      // (issue 14: slow uploads holding the pool must not open the breaker for every app).
+      co_return co_await r.reply(http::local_error::pool_exhausted, failure.detail, r.keep_after_local(), 1);
+    }
+    if (acq.status == upstream::connect_status::forbidden_address) {
+      co_return co_await r.reply(http::local_error::host_not_allowed,
+                                 "the host resolves to a forbidden address", r.keep_after_local());
+    }
+    if (acq.status == upstream::connect_status::connect_timeout ||
+        acq.status == upstream::connect_status::tls_timeout) {
+      auto& timeouts = acq.status == upstream::connect_status::tls_timeout ? svc.metrics.timeout_tls_handshake
+                                                                           : svc.metrics.timeout_connect;
+      timeouts.get().inc();
+    }
+    co_return std::nullopt;
+  }
+  lease.conn = std::move(acq.conn);
+  lease.conn->count_request();
+  const auto header_deadline =
+      std::min(r.request_deadline, svc.clock.now() + milliseconds(r.rt.cfg.upstream.response_timeout_ms));
+  if (r.out.streamed && !co_await r.send_continue()) co_return false;
+  auto& conn = *lease.conn;
+  hr = co_await send_and_read_head(r.c, r.down, r.buf, conn, r.out, rh, header_deadline, r.version);
+  switch (hr.status) {
+    case send_status::ok:
+      break;
+    case send_status::client_body_error:
+      // As in read_body: the deadline closed the client connection; the upstream one is dropped.
+      if (hr.ec == beast::error::timeout) co_return body_timed_out(r);
+      // The upstream saw an incomplete request on a connection we now close: it cannot act on it.
+      co_return co_await r.reply(body_error(hr.ec), "could not read the request body", false);
+    case send_status::client_gone:
+      co_return client_gone(r);
+    case send_status::protocol_error:
+      failure = {true, false, resilience::failure_kind::reset_after_send,
+                 "bad_response: interim responses without a final one, or 101"};
+      break;
+    case send_status::write_failed_before_body:
+      // The head could not be written whole (typically a pooled connection the server had
+      // closed): Okta cannot have processed it, so any method may be sent again.
+      failure = {true, false, resilience::failure_kind::reset_before_send,
+                 "write failed: " + hr.ec.message()};
+      break;
+    case send_status::write_failed:
+    case send_status::response_failed:
+      failure = {true, false, resilience::failure_kind::reset_after_send,
+                 "upstream connection failed: " + hr.ec.message()};
+      break;
+    case send_status::response_timeout:
+      failure = {true, true, resilience::failure_kind::response_timeout, "no response headers in time"};
+      svc.metrics.timeout_response_headers.get().inc();
+      break;
+  }
+  co_return std::nullopt;
+}
+
+// A failure without a response: never returned to the pool, counted by the breaker; retried
+// when the policy, the body and the retry budget allow, else answered (stale, 504 or 502).
+asio::awaitable<stage_result> after_failure(request_ctx& r, request_guard& guard, connection_lease& lease,
+                                            const attempt_failure& failure, resilience::attempt_machine& m,
+                                            resilience::attempt_action& act) {
+  auto& svc = r.svc;
+  svc.metrics.upstream_failures.with({r.dest.origin.host, failure.detail.substr(0, failure.detail.find(':'))})
+      .inc();
+  svc.breakers.record(r.dest.origin.host, resilience::outcome::failure, guard.probe, svc.clock.now());
+  guard.probe = false;
+  if (guard.ticket) svc.gate.on_failure(std::exchange(guard.ticket, 0));
+  lease.reusable = false;
+  lease.give_back();
+  act = m.on_failure(failure.kind, svc.clock.now(), random01(), retry_budget_of(svc));
+  const bool may_retry = act.step == resilience::next_step::backoff;
+  svc.log.debug(logging::event("upstream failure")
+                    .with("conn", r.c.id)
+                    .with("req", r.rec.id)
+                    .with("host", r.dest.origin.host)
+                    .with("detail", failure.detail)
+                    .with("retry", may_retry));
+  if (may_retry) {
+    svc.metrics.retried.get().inc();
+    co_return std::nullopt;  // forward() backs off, then the next attempt is admitted
+  }
+  if (auto stale = co_await serve_stale(r)) co_return stale;
+  if (act.reason == resilience::give_up_reason::upstream_timeout) {
+    // The request was written whole (the client's body included) before we waited for the
+    // head, so the client connection is still in step: keep it (issue 4: the next request
+    // on the same connection must work). Only the upstream connection is discarded.
+    co_return co_await r.reply(http::local_error::upstream_timeout, failure.detail, r.keep_alive);
+  }
+  co_return co_await r.reply(http::local_error::upstream_unreachable, failure.detail, r.keep_after_local());
+}
+
+// Okta did not process a 429 (docs/okta-behaviour.md): it goes again with the SDKs' retry headers,
+// or, when the limiter gives up on it, is answered with the contract's local 429.
+asio::awaitable<stage_result> absorb_429(request_ctx& r, request_guard& guard,
+                                         const resilience::attempt_machine& m,
+                                         const resilience::attempt_action& act) {
+  r.stats().absorbed_429().inc();
+  if (!r.first_okta_request_id.empty() && !r.client_sent_retry_for) {
+    r.out.head_and_body.set("X-Okta-Retry-For", r.first_okta_request_id);
+  }
+  r.out.head_and_body.set("X-Okta-Retry-Count", std::to_string(r.client_retry_count + m.requeues()));
+  if (act.step == resilience::next_step::requeue) co_return std::nullopt;
+  guard.ticket = 0;
+  co_return co_await reject_rate_limited(r, act.delay);
+}
+
+// The machine's `requeue`: waits, from the front of the queue, to be admitted again; then the
+// breaker, as before every attempt.
+asio::awaitable<stage_result> requeue_wait(request_ctx& r, request_guard& guard,
+                                           resilience::attempt_machine& m, resilience::attempt_action& act) {
+  auto& svc = r.svc;
+  const auto queued_at = svc.clock.now();
+  auto again = co_await admit_watching(r.c, r.down, svc.gate.wait_again(guard.ticket));
+  if (again.kind == rate_gate::outcome::cancelled) {
+    guard.ticket = 0;
+    m.on_client_gone();
+    co_return client_gone(r);
+  }
+  if (again.kind == rate_gate::outcome::rejected) {
+    guard.ticket = 0;
+    const auto refused = m.on_admission_refused(again.retry_after);
+    co_return co_await reject_rate_limited(r, refused.delay);
+  }
+  r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(svc.clock.now() - queued_at).count();
+  act = m.on_admitted();
+  r.rec.attempts = m.attempts();
+  co_return co_await pass_breaker(r, guard);
+}
+
+resilience::limiter_verdict verdict_of(ratelimit::response_kind k) {
+  switch (k) {
+    case ratelimit::response_kind::deliver:
+      return resilience::limiter_verdict::deliver;
+    case ratelimit::response_kind::requeued:
+      return resilience::limiter_verdict::requeue;
+    case ratelimit::response_kind::give_up:
+      return resilience::limiter_verdict::give_up;
+  }
+  return resilience::limiter_verdict::deliver;
+}
+
+// What the response's status asks of the request after its head arrived.
+struct response_plan {
+  int status = 0;
+  resilience::outcome outcome{};
+  ratelimit::response_decision decision{ratelimit::response_kind::deliver, {}};
+  resilience::limiter_verdict verdict = resilience::limiter_verdict::deliver;
+  bool client_in_step = true;
+};
+
+// A 429 to absorb, a 5xx to retry, or a 401/403 to diagnose: the small body is read whole,
+// then the request is tried again or the response delivered (with its diagnosis).
+asio::awaitable<stage_result> deliver_whole(request_ctx& r, request_guard& guard, connection_lease& lease,
+                                            response_head& rh, const head_result& hr,
+                                            const response_plan& plan, resilience::attempt_machine& m,
+                                            resilience::attempt_action& act) {
+  auto& svc = r.svc;
+  auto& conn = *lease.conn;
+  std::optional<bhttp::response<bhttp::string_body>> whole;
+  bool reusable = false;
+  whole = co_await read_small_body(r.c, conn, *rh.parser, reusable);
+  lease.reusable = reusable && !hr.request_incomplete;
+  lease.give_back();
+  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, whole.has_value(),
+                      svc.clock.now(), random01(), retry_budget_of(svc));
+  if (act.step == resilience::next_step::requeue || act.reason == resilience::give_up_reason::rate_limited) {
+    co_return co_await absorb_429(r, guard, m, act);
+  }
+  if (act.step == resilience::next_step::backoff) {
+    svc.metrics.retried.get().inc();
+    co_return std::nullopt;  // forward() backs off, then the next attempt is admitted
+  }
+  if (plan.outcome == resilience::outcome::failure) {
+    if (auto stale = co_await serve_stale(r)) co_return stale;
+  }
+  if (!whole) {
+    co_return co_await r.reply(http::local_error::upstream_unreachable,
+                               "the upstream response body could not be read", false);
+  }
+  const int status = plan.status;
+  if ((status == 401 || status == 403) && r.dest.inspect) {
+    const auto diag =
+        auth::diagnose(status, r.method, r.npath, r.dest.origin.host, r.token.value_or(auth::token_info{}),
+                       whole->body(), whole->base()[bhttp::field::www_authenticate],
+                       svc.okta_clock.now_epoch(svc.clock.wall_now()), r.rt.scopes);
+    whole->set("X-Okta-Sidecar-Diagnosis", diag.reason);
+    record_auth_failure(r, status, diag, diag.reason.substr(0, diag.reason.find(':')), false);
+  }
+  if (status < 500) {
+    auto copy = shareable(status, whole->base(), r.head_request);
+    if (!r.head_request) copy.body = whole->body();
+    r.flight.land(std::make_shared<const shared_response>(std::move(copy)));
+  }
+  r.rec.status = status;
+  const bool keep = r.keep_alive && plan.client_in_step;
+  bool ok = false;
+  co_await send_buffered(r.c, r.down, *whole, r.head_request, keep, r.version, r.rec, ok);
+  co_return ok&& keep;
+}
+
+// The common case: the response streams through, with a copy kept for coalesced followers and,
+// for a public document, the cache.
+asio::awaitable<bool> relay_through(request_ctx& r, request_guard& guard, connection_lease& lease,
+                                    response_head& rh, const head_result& hr, const response_plan& plan) {
+  auto& svc = r.svc;
+  auto& conn = *lease.conn;
+  auto& rp = *rh.parser;
+  const int status = plan.status;
+  if (status == 429 && guard.ticket) {
+    // Not replayable (streamed body): the scheduler must not keep it queued.
+    svc.gate.cancel(std::exchange(guard.ticket, 0));
+  }
+  r.rec.status = status;
+  const bool cacheable = !r.cache_key.empty() && status == 200 && !r.head_request;
+  std::optional<std::string> captured;
+  shared_response shared;
+  cache::cache_control cc;
+  // (Bodiless statuses such as 204 are not shared: re-framing would add a Content-Length.)
+  if (cacheable || (r.flight.f && status_has_body(static_cast<unsigned>(status)) &&
+                    svc.reads.has_followers(*r.flight.f))) {
+    captured.emplace();
+    shared = shareable(status, rp.get(), r.head_request);
+    std::vector<std::string_view> cc_values;
+    for (const auto& f : rp.get()) {
+      if (f.name() == bhttp::field::cache_control) cc_values.push_back(f.value());
+    }
+    cc = cache::parse_cache_control(cc_values);
+  }
+  bool upstream_reusable = false;
+  relay_status rs;
+  const bool client_keep_alive = r.keep_alive && plan.client_in_step && !r.out.client_body_failed;
+  const std::size_t capture_limit = r.rt.cfg.client.max_buffered_body_bytes;
+  rs = co_await relay_response(r.c, r.down, conn, rp, r.head_request, client_keep_alive, r.version, r.rec,
+                               upstream_reusable, captured, capture_limit);
+  if (rs == relay_status::ok && captured) {
+    shared.body = std::move(*captured);
+    if (cacheable) svc.reads.store(r.cache_key, shared, cc, svc.clock.now());
+    r.flight.land(std::make_shared<const shared_response>(std::move(shared)));
+  }
+  lease.reusable = rs == relay_status::ok && upstream_reusable && !hr.request_incomplete;
+  if (rs == relay_status::ok) co_return client_keep_alive;
+  svc.log.info(logging::event("response relay interrupted")
+                   .with("conn", r.c.id)
+                   .with("req", r.rec.id)
+                   .with("side", rs == relay_status::client_failed ? "downstream" : "upstream")
+                   .with("error", r.rec.error));
+  if (rs == relay_status::upstream_failed) {
+    svc.metrics.upstream_failures.with({r.dest.origin.host, "body_truncated"}).inc();
+    // Nothing reached the client yet: it gets a well-formed error rather than an empty reply.
+    if (r.rec.bytes_out == 0) {
+      co_return co_await r.reply(http::local_error::upstream_unreachable,
+                                 "the upstream response ended before its body did", false);
+    }
+  }
+  co_return false;
+}
+
+// A response head arrived: it teaches the breaker and the scheduler, then decides.
+asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guard, connection_lease& lease,
+                                             response_head& rh, const head_result& hr,
+                                             resilience::attempt_machine& m,
+                                             resilience::attempt_action& act) {
+  auto& svc = r.svc;
+  const auto& res = rh.parser->get();
+  response_plan plan;
+  plan.status = res.result_int();
+  // An upstream that answered before it read all of our request leaves the connection out of
+  // step, and a client whose streamed body we stopped reading leaves its own out of step too.
+  plan.client_in_step = !r.out.streamed || r.out.stream_parser->is_done();
+  r.rec.upstream_status = plan.status;
+  if (auto id = res.find("X-Okta-Request-Id"); id != res.end()) {
+    r.rec.okta_request_id = std::string(id->value());
+    if (r.first_okta_request_id.empty()) r.first_okta_request_id = r.rec.okta_request_id;
+  }
+  r.stats().upstream_responses(plan.status).inc();
+  r.stats().upstream_latency().observe(std::chrono::duration<double>(svc.clock.now() - r.start).count());
+  const auto obs = observe(r.c, r.dest.origin.host, res);
+  plan.outcome = resilience::classify_status(plan.status);
+  svc.breakers.record(r.dest.origin.host, plan.outcome, guard.probe, svc.clock.now());
+  guard.probe = false;
+  if (plan.status == 429) r.stats().upstream_429().inc();
+  if (guard.ticket) {
+    plan.decision = svc.gate.on_response(guard.ticket, plan.status, obs, r.cls.per_principal);
+    if (plan.decision.kind == ratelimit::response_kind::deliver) guard.ticket = 0;
+  }
+  plan.verdict = verdict_of(plan.decision.kind);
+  if (m.must_read_whole(plan.status, plan.verdict) || plan.status == 401 || plan.status == 403) {
+    co_return co_await deliver_whole(r, guard, lease, rh, hr, plan, m, act);
+  }
+  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, true, svc.clock.now(), 0.0,
+                      retry_budget_of(svc));
+  co_return co_await relay_through(r, guard, lease, rh, hr, plan);
+}
+
+// The machine's `admit`: the breaker, then the scheduler.
+asio::awaitable<stage_result> admit_attempt(request_ctx& r, request_guard& guard,
+                                            const ratelimit::admission_request& areq,
+                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
+  if (auto done = co_await pass_breaker(r, guard)) co_return done;
+  if (auto done = co_await admit(r, guard, areq, m)) co_return done;
+  act = m.on_admitted();
+  co_return std::nullopt;
+}
+
+// The machine's `send`: one try on a connection of its own, then what its outcome asks for.
+asio::awaitable<stage_result> send_attempt(request_ctx& r, request_guard& guard,
+                                           resilience::attempt_machine& m, resilience::attempt_action& act) {
+  connection_lease lease{r.svc.pool, r.dest.origin, nullptr};
+  response_head rh{static_cast<std::uint32_t>(r.rt.cfg.client.max_header_bytes), r.head_request, {}};
+  head_result hr;
+  attempt_failure failure;
+  if (auto done = co_await attempt(r, lease, rh, hr, failure)) co_return done;
+  // Not one conditional expression: GCC 12 mishandles temporaries of co_await operands there.
+  stage_result done;
+  if (failure.failed) {
+    done = co_await after_failure(r, guard, lease, failure, m, act);
+  } else {
+    done = co_await after_response(r, guard, lease, rh, hr, m, act);
+  }
+  co_return done;
+}
+
+}  // namespace
+
+asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
+                              bhttp::request_parser<bhttp::empty_body>& hp, const destination& dest,
+                              const http::validation& valid, request_record& rec) {
+  request_ctx r(c, down, buf, dest, rec);
+  const auto& req = hp.get();
+  identify(r, req);
+  if (auto done = co_await reject_expired_token(r, hp.is_done())) co_return *done;
+  if (auto done = co_await shared_read(r, req, valid)) co_return *done;
+  prepare_upstream_head(r, req);
+  if (auto done = co_await read_body(r, hp, valid)) co_return *done;
+
+  // The client may shorten (never lengthen) how long it is willing to wait in the queue.
+  duration max_wait = r.rt.scheduler.max_wait;
+  if (r.client_max_wait) max_wait = std::min<duration>(max_wait, milliseconds(*r.client_max_wait));
+  const ratelimit::admission_request areq{r.key,
+                                          r.token ? auth::caller_key(r.authz, r.svc.digest) : 0,
+                                          r.rt.is_interactive(r.npath),
+                                          r.cls.rate_limited,
+                                          std::min(r.start + max_wait, r.request_deadline),
+                                          r.cls.capacity_percent.value_or(0)};
+  request_guard guard{r.svc, dest.origin.host};
+  r.svc.breakers.on_request(r.start);
+  resilience::attempt_machine m(r.rt.retry, r.method, !r.out.streamed, r.request_deadline);
+  auto act = m.start();
+  for (;;) {
+    rec.attempts = m.attempts();
+    stage_result done;
+    // Each step's stage answers the request (done) or leaves the machine's next step in `act`.
+    switch (act.step) {
+      case resilience::next_step::admit:
+        done = co_await admit_attempt(r, guard, areq, m, act);
+        break;
+      case resilience::next_step::send:
+        done = co_await send_attempt(r, guard, m, act);
+        break;
+      case resilience::next_step::backoff:
+        co_await sleep_for(act.delay);
+        act = m.on_backoff_elapsed();
+        break;
+      case resilience::next_step::requeue:
+        done = co_await requeue_wait(r, guard, m, act);
+        break;
+      case resilience::next_step::deliver:
+      case resilience::next_step::give_up:
+        // The stages that reach these answer in place; the machine ended without an answer.
+        done = co_await r.reply(http::local_error::upstream_unreachable, "no upstream response",
+                                r.keep_after_local());
+        break;
+    }
+    if (done) co_return *done;
+  }
+}
+
+}  // namespace okta_sidecar::proxy::detail
