@@ -70,23 +70,6 @@ raw_head scan_raw_head(std::string_view b, std::size_t from) {
 asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                                        bhttp::request_parser<bhttp::empty_body>& p, request_scope& scope) {
   const auto& cfg = c.rt->cfg.client;
-  if (buf.size() == 0) {
-    c.ctl.idle = true;
-    s.expires_after(milliseconds(cfg.idle_timeout_ms));
-    // A kept-alive connection waits for its next request without a read buffer: thousands of
-    // idle clients would otherwise each hold one.
-    buf.shrink_to_fit();
-    auto [wec, wn] = co_await s.async_wait_readable(use_tuple);
-    if (wec) {
-      c.ctl.idle = false;
-      co_return head_status::closed;
-    }
-    auto [ec, n] = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
-    c.ctl.idle = false;
-    if (ec) co_return head_status::closed;
-    buf.commit(n);
-  }
-  c.ctl.idle = false;
   p.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
   p.body_limit(cfg.max_body_bytes);
   s.expires_after(milliseconds(cfg.header_timeout_ms));
@@ -133,11 +116,6 @@ asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_
   co_return head_status::replied;
 }
 
-// Serves HTTP/1.1 requests on a stream: the proxy port itself (`tunnel` empty) or the inside
-// of an intercepted CONNECT tunnel (`tunnel` is where it leads).
-asio::awaitable<void> serve(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
-                            const std::optional<upstream::origin>& tunnel);
-
 asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
                                      bhttp::request_parser<bhttp::empty_body>& hp, request_scope& scope);
 
@@ -150,103 +128,134 @@ bool proxy_auth_ok(conn_ctx& c, const bhttp::request_header<>& req) {
   return user.has_value();
 }
 
+// Where a request goes: its destination, or why it may not go there. `refuse` is answered with
+// host_not_allowed and may keep the connection; `fatal` is answered and closes it.
+struct routing {
+  destination dest;
+  std::string refuse;
+  std::optional<http::local_error> fatal;
+  std::string_view fatal_detail;
+};
+
+routing route(conn_ctx& c, const bhttp::request_header<>& req,
+              const std::optional<upstream::origin>& tunnel) {
+  routing r;
+  auto& dest = r.dest;
+  const std::string host_header(req[bhttp::field::host]);
+  if (tunnel) {
+    dest.origin = *tunnel;
+    if (req.target().starts_with("/")) {
+      dest.path_and_query = std::string(req.target());
+    } else if (auto t = http::parse_absolute_form(req.target()); t && lower(t->host) == dest.origin.host) {
+      dest.path_and_query = t->path_and_query;
+    } else {
+      r.refuse = "request target does not match the CONNECT host";
+    }
+    if (r.refuse.empty() && !host_header.empty() &&
+        !http::host_header_matches_tunnel(host_header, dest.origin.host, dest.origin.port)) {
+      r.refuse = "Host header does not match the CONNECT host";
+    }
+    return r;
+  }
+  auto t = http::parse_absolute_form(req.target());
+  if (!t) {
+    r.fatal = http::local_error::bad_request;
+    r.fatal_detail = "a proxy request needs an absolute-form target (http://host/path)";
+    return r;
+  }
+  auto host = policy::host_policy::normalize_host(t->host);
+  if (!host) {
+    r.refuse = "invalid host";
+    return r;
+  }
+  dest.origin = upstream::origin{t->scheme == "https", *host, t->port};
+  dest.path_and_query = t->path_and_query;
+  if (!host_header.empty() && !http::host_header_matches(host_header, *t)) {
+    r.refuse = "Host header disagrees with the request URL";
+  } else if (t->scheme != "https" && !c.rt->cfg.access.allow_cleartext && c.rt->hosts.intercepts(*host)) {
+    // The app's Authorization header would cross the network in clear (issue 14).
+    r.fatal = http::local_error::cleartext_refused;
+    r.fatal_detail = "http:// to an intercepted host; use https://";
+  } else {
+    auto d = c.rt->hosts.decide(*host, t->port);
+    if (d.r == policy::route::refuse) r.refuse = d.why;
+    dest.inspect = d.r == policy::route::intercept;
+  }
+  return r;
+}
+
+// One request on a connection, from its head to its answer; false when the connection ends.
+asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
+                                    const std::optional<upstream::origin>& tunnel) {
+  // Ends (writes its access-log line) when this request does, whichever way.
+  request_scope scope(c);
+  bhttp::request_parser<bhttp::empty_body> hp;
+  auto hs = co_await read_head(c, s, buf, hp, scope);
+  if (hs != head_status::ok) co_return false;
+  auto& rec = scope.begin();
+  auto& req = hp.get();
+  rec.method = std::string(req.method_string());
+  rec.path = http::redact_target(req.target());
+  if (auto t = req.find("traceparent"); t != req.end())
+    rec.trace_id = http::trace_id_of(t->value()).value_or("");
+  const unsigned version = req.version();
+  const bool keep_alive = req.keep_alive();
+
+  if (!tunnel && !proxy_auth_ok(c, req)) {
+    co_await send_local(c, s, http::local_error::proxy_auth_required, "proxy authentication required", rec,
+                        false, version);
+    co_return false;
+  }
+  auto hv = views(req);
+  auto valid = http::validate_request(req.method_string(), req.target(), version, hv, c.rt->limits);
+  if (valid.code != http::verdict_code::ok) {
+    auto err = valid.code == http::verdict_code::payload_too_large   ? http::local_error::payload_too_large
+               : valid.code == http::verdict_code::headers_too_large ? http::local_error::headers_too_large
+                                                                     : http::local_error::bad_request;
+    co_await send_local(c, s, err, valid.detail, rec, false, version);
+    co_return false;
+  }
+  if (c.svc.draining.load()) {
+    co_await send_local(c, s, http::local_error::shutting_down, "the sidecar is shutting down", rec, false,
+                        version, 1);
+    co_return false;
+  }
+  if (!tunnel && req.method() == bhttp::verb::connect) {
+    co_await handle_connect(c, s, buf, hp, scope);
+    co_return false;
+  }
+  auto to = route(c, req, tunnel);
+  if (to.fatal) {
+    rec.host = to.dest.origin.host;
+    co_await send_local(c, s, *to.fatal, to.fatal_detail, rec, false, version);
+    co_return false;
+  }
+  rec.host = to.dest.origin.host;
+  if (!to.refuse.empty()) {
+    co_await send_local(c, s, http::local_error::host_not_allowed, to.refuse, rec, keep_alive, version);
+    co_return keep_alive&& valid.body.kind == http::framing_kind::none;
+  }
+  co_return co_await forward(c, s, buf, hp, to.dest, valid, rec);
+}
+
+// Serves HTTP/1.1 requests on a stream: the proxy port itself (`tunnel` empty) or the inside
+// of an intercepted CONNECT tunnel (`tunnel` is where it leads).
 asio::awaitable<void> serve(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                             const std::optional<upstream::origin>& tunnel) {
   for (;;) {
     c.rt = c.svc.rt.load();
-    // Ends (writes its access-log line) when this iteration does, whichever way.
-    request_scope scope(c);
-    bhttp::request_parser<bhttp::empty_body> hp;
-    auto hs = co_await read_head(c, s, buf, hp, scope);
-    if (hs != head_status::ok) co_return;
-    auto& rec = scope.begin();
-    auto& req = hp.get();
-    rec.method = std::string(req.method_string());
-    rec.path = http::redact_target(req.target());
-    if (auto t = req.find("traceparent"); t != req.end())
-      rec.trace_id = http::trace_id_of(t->value()).value_or("");
-    const unsigned version = req.version();
-    const bool keep_alive = req.keep_alive();
-
-    if (!tunnel && !proxy_auth_ok(c, req)) {
-      co_await send_local(c, s, http::local_error::proxy_auth_required, "proxy authentication required", rec,
-                          false, version);
-      co_return;
+    if (buf.size() == 0) {
+      // Idle until the next request's first byte (the keep-alive timeout). The connection waits
+      // here, in this small frame and without a read buffer, not inside a request's frames:
+      // thousands of idle clients would otherwise each hold both.
+      c.ctl.idle = true;
+      s.expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
+      buf.shrink_to_fit();
+      auto [ec, n] = co_await s.async_wait_readable(use_tuple);
+      c.ctl.idle = false;
+      if (ec) co_return;
     }
-    auto hv = views(req);
-    auto valid = http::validate_request(req.method_string(), req.target(), version, hv, c.rt->limits);
-    if (valid.code != http::verdict_code::ok) {
-      auto err = valid.code == http::verdict_code::payload_too_large   ? http::local_error::payload_too_large
-                 : valid.code == http::verdict_code::headers_too_large ? http::local_error::headers_too_large
-                                                                       : http::local_error::bad_request;
-      co_await send_local(c, s, err, valid.detail, rec, false, version);
-      co_return;
-    }
-    if (c.svc.draining.load()) {
-      co_await send_local(c, s, http::local_error::shutting_down, "the sidecar is shutting down", rec, false,
-                          version, 1);
-      co_return;
-    }
-
-    if (!tunnel && req.method() == bhttp::verb::connect) {
-      co_await handle_connect(c, s, buf, hp, scope);
-      co_return;
-    }
-
-    // Where does it go?
-    destination dest;
-    std::string refuse;
-    const std::string host_header(req[bhttp::field::host]);
-    if (tunnel) {
-      dest.origin = *tunnel;
-      if (req.target().starts_with("/")) {
-        dest.path_and_query = std::string(req.target());
-      } else if (auto t = http::parse_absolute_form(req.target()); t && lower(t->host) == dest.origin.host) {
-        dest.path_and_query = t->path_and_query;
-      } else {
-        refuse = "request target does not match the CONNECT host";
-      }
-      if (refuse.empty() && !host_header.empty() &&
-          !http::host_header_matches_tunnel(host_header, dest.origin.host, dest.origin.port)) {
-        refuse = "Host header does not match the CONNECT host";
-      }
-    } else {
-      auto t = http::parse_absolute_form(req.target());
-      if (!t) {
-        co_await send_local(c, s, http::local_error::bad_request,
-                            "a proxy request needs an absolute-form target (http://host/path)", rec, false,
-                            version);
-        co_return;
-      }
-      auto host = policy::host_policy::normalize_host(t->host);
-      if (!host) {
-        refuse = "invalid host";
-      } else {
-        dest.origin = upstream::origin{t->scheme == "https", *host, t->port};
-        dest.path_and_query = t->path_and_query;
-        if (!host_header.empty() && !http::host_header_matches(host_header, *t)) {
-          refuse = "Host header disagrees with the request URL";
-        } else if (t->scheme != "https" && !c.rt->cfg.access.allow_cleartext &&
-                   c.rt->hosts.intercepts(*host)) {
-          // The app's Authorization header would cross the network in clear (issue 14).
-          rec.host = *host;
-          co_await send_local(c, s, http::local_error::cleartext_refused,
-                              "http:// to an intercepted host; use https://", rec, false, version);
-          co_return;
-        } else {
-          auto d = c.rt->hosts.decide(*host, t->port);
-          if (d.r == policy::route::refuse) refuse = d.why;
-          dest.inspect = d.r == policy::route::intercept;
-        }
-      }
-    }
-    rec.host = dest.origin.host;
-    if (!refuse.empty()) {
-      co_await send_local(c, s, http::local_error::host_not_allowed, refuse, rec, keep_alive, version);
-      if (!keep_alive || valid.body.kind != http::framing_kind::none) co_return;
-      continue;
-    }
-    const bool again = co_await forward(c, s, buf, hp, dest, valid, rec);
+    const bool again = co_await serve_request(c, s, buf, tunnel);
     if (!again || c.svc.draining.load()) co_return;
   }
 }
@@ -384,6 +393,14 @@ asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat
   c.tunnel = o;
 }
 
+// A client whose address access.allowed_clients does not name: one answer, then the close. A
+// coroutine of its own, so its request scope is not part of every session's frame.
+asio::awaitable<void> refuse_client(conn_ctx& c, net::stream& down) {
+  request_scope refused(c);
+  co_await send_local(c, down, http::local_error::client_not_allowed, "source address not allowed",
+                      refused.begin(), false);
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -400,9 +417,7 @@ asio::awaitable<void> run_session(services& svc, asio::ip::tcp::socket sock, std
   // so only a head, a chunk header or a trailer ever has to fit (see config::max_head_bytes).
   beast::flat_buffer buf(c.rt->cfg.client.max_header_bytes);
   if (!c.rt->clients.empty() && !c.rt->clients.contains(c.peer)) {
-    request_scope refused(c);
-    co_await send_local(c, down, http::local_error::client_not_allowed, "source address not allowed",
-                        refused.begin(), false);
+    co_await refuse_client(c, down);
   } else {
     svc.metrics.connections_proxy.get().inc();
     co_await serve(c, down, buf, std::nullopt);
