@@ -43,8 +43,7 @@ class parking_spot : public std::enable_shared_from_this<parking_spot<T>> {
     asio::post(timer_.get_executor(), [self = this->shared_from_this(), value = std::move(value)]() mutable {
       if (self->value_) return;
       self->value_.emplace(std::move(value));
-      // Expiring the timer (rather than cancelling it) ends a wait in progress and one to come.
-      self->timer_.expires_at(time_point::min());
+      self->timer_.cancel();  // ends a wait in progress; a wait still to come sees the value first
     });
   }
 
