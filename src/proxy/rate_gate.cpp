@@ -1,21 +1,10 @@
 #include "okta_sidecar/proxy/rate_gate.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 namespace okta_sidecar::proxy {
-
-// A queued request's parking spot. Touched only on its own strand, except `done`/`result`
-// which the gate writes in the handler it posts to that strand.
-struct rate_gate::waiter {
-  explicit waiter(asio::any_io_executor ex) : timer(std::move(ex), time_point::max()) {}
-  asio::steady_timer timer;
-  bool done = false;
-  result res;
-};
 
 rate_gate::rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, const clock_source& clock,
                      std::unique_ptr<ratelimit::bucket_store> store)
@@ -38,7 +27,7 @@ rate_gate::submitted rate_gate::submit(const ratelimit::admission_request& req, 
       break;
     case ratelimit::verdict_kind::queue:
       // Registered under the same lock as the submit, so no verdict can slip past it.
-      out.parked = std::make_shared<waiter>(std::move(ex));
+      out.parked = waiter::make(std::move(ex));
       waiters_.emplace(v.id, out.parked);
       out.res = result{outcome::queued, v.id, {}};
       break;
@@ -60,7 +49,7 @@ asio::awaitable<rate_gate::result> rate_gate::wait(const submitted& s) {
 
 asio::awaitable<rate_gate::result> rate_gate::wait_again(ratelimit::ticket id) {
   auto ex = co_await asio::this_coro::executor;
-  auto w = std::make_shared<waiter>(ex);
+  auto w = waiter::make(ex);
   {
     std::lock_guard lock(mu_);
     parked_.erase(id);
@@ -76,16 +65,10 @@ asio::awaitable<rate_gate::result> rate_gate::wait_again(ratelimit::ticket id) {
 }
 
 asio::awaitable<rate_gate::result> rate_gate::wait(ratelimit::ticket id, std::shared_ptr<waiter> w) {
-  while (!w->done) {
-    co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (w->done) break;
-    auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none) {
-      cancel(id);
-      co_return result{outcome::cancelled, id, {}};
-    }
-  }
-  co_return w->res;
+  auto verdict = co_await w->wait();
+  if (verdict) co_return *verdict;
+  cancel(id);  // no deadline: the awaiting operation was cancelled (the client went away)
+  co_return result{outcome::cancelled, id, {}};
 }
 
 void rate_gate::finish_locked(ratelimit::ticket id, outcome kind, duration retry_after) {
@@ -96,13 +79,8 @@ void rate_gate::finish_locked(ratelimit::ticket id, outcome kind, duration retry
     if (parked_.erase(id) > 0) early_.insert_or_assign(id, result{kind, id, retry_after});
     return;
   }
-  auto w = std::move(it->second);
+  it->second->wake(result{kind, id, retry_after});
   waiters_.erase(it);
-  asio::post(w->timer.get_executor(), [w, id, kind, retry_after] {
-    w->done = true;
-    w->res = result{kind, id, retry_after};
-    w->timer.expires_at(time_point::min());
-  });
 }
 
 void rate_gate::pump_locked(time_point now) {

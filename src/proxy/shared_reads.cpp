@@ -1,19 +1,8 @@
 #include "okta_sidecar/proxy/shared_reads.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 namespace okta_sidecar::proxy {
-
-// One follower's parking spot; `done`/`res` are written by a handler posted to its own executor.
-struct shared_reads::waiter {
-  explicit waiter(asio::any_io_executor ex) : timer(std::move(ex), time_point::max()) {}
-  asio::steady_timer timer;
-  bool done = false;
-  std::shared_ptr<const shared_response> res;
-};
 
 struct shared_reads::flight {
   std::string key;
@@ -35,21 +24,14 @@ shared_reads::joined shared_reads::join(const std::string& key) {
 asio::awaitable<std::shared_ptr<const shared_response>> shared_reads::follow(std::shared_ptr<flight> f,
                                                                              time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
-  auto w = std::make_shared<waiter>(ex);
+  auto w = waiter::make(ex);
   {
     std::lock_guard lock(mu_);
     if (f->landed) co_return nullptr;  // landed between join() and now: go alone
     f->waiters.push_back(w);
   }
-  w->timer.expires_at(deadline);
-  while (!w->done) {
-    auto [ec] = co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (w->done) break;
-    if (!ec) co_return nullptr;  // deadline
-    auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none) co_return nullptr;
-  }
-  co_return w->res;
+  auto r = co_await w->wait(deadline);  // nullopt: the deadline passed or the client went away
+  co_return r.value_or(nullptr);
 }
 
 bool shared_reads::has_followers(const flight& f) const {
@@ -68,13 +50,7 @@ void shared_reads::finish(const std::shared_ptr<flight>& f, std::shared_ptr<cons
     ws.swap(f->waiters);
     if (r) coalesced_ += ws.size();
   }
-  for (auto& w : ws) {
-    asio::post(w->timer.get_executor(), [w, r] {
-      w->done = true;
-      w->res = r;
-      w->timer.cancel();
-    });
-  }
+  for (auto& w : ws) w->wake(r);
 }
 
 std::optional<shared_reads::cached> shared_reads::fresh(const std::string& key, time_point now) {

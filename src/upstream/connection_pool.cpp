@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
@@ -41,12 +40,6 @@ const char* to_string(connect_status s) {
   }
   return "unknown";
 }
-
-// A coroutine parked until a connection of its origin is released or its deadline passes.
-struct connection_pool::waiter {
-  explicit waiter(asio::any_io_executor ex) : timer(std::move(ex)) {}
-  asio::steady_timer timer;
-};
 
 connection_pool::settings connection_pool::from_config(const config::config& c) {
   settings s;
@@ -97,7 +90,7 @@ bool same_loop(connection& c, const asio::any_io_executor& ex) {
 
 asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
-  std::shared_ptr<waiter> me;
+  std::shared_ptr<net::parking_spot<>> me;
   for (;;) {
     {
       std::unique_lock lock(mu_);
@@ -137,11 +130,10 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
       if (now >= deadline) {
         co_return acquired{nullptr, connect_status::pool_exhausted, "max_connections_per_host busy", false};
       }
-      if (!me) me = std::make_shared<waiter>(ex);
-      me->timer.expires_at(deadline);
+      me = net::parking_spot<>::make(ex);  // a new spot each time: a late wake of the last one goes nowhere
       s.waiters.push_back(me);
     }
-    co_await me->timer.async_wait(use_tuple);
+    co_await me->wait(deadline);  // woken (a connection came back), due or cancelled: look again
   }
   auto result = co_await connect(o, deadline);
   if (!result.conn) {
@@ -232,11 +224,8 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
 
 void connection_pool::wake_one(slot& s) {
   if (s.waiters.empty()) return;
-  auto w = s.waiters.front();
+  s.waiters.front()->wake();  // on the waiter's loop
   s.waiters.pop_front();
-  // The waiter's timer belongs to its strand; expiring it there (instead of cancel) also wakes
-  // a waiter that has not started waiting yet.
-  asio::post(w->timer.get_executor(), [w] { w->timer.expires_at(time_point::min()); });
 }
 
 // A slot with no connection and nobody waiting is dropped: origins are client-chosen under a

@@ -1,10 +1,9 @@
 #pragma once
 // Requests held while a host's half-open probe is out (a `hold` permit of
-// resilience::breaker_board): each parks on a timer of its own event loop until the board
-// reports the probe's outcome (wake) or the request's deadline passes; then it asks the board
-// again.
+// resilience::breaker_board): each parks on a net::parking_spot of its own event loop until the
+// board reports the probe's outcome (wake) or the request's deadline passes; then it asks the
+// board again.
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/net/parking.hpp"
 
 namespace okta_sidecar::proxy {
 
@@ -26,7 +26,7 @@ class probe_waiters {
  private:
   std::mutex mu_;
   // An entry lives only while a request waits.
-  std::map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> held_;
+  std::map<std::string, std::vector<std::shared_ptr<net::parking_spot<>>>> held_;
 };
 
 }  // namespace okta_sidecar::proxy

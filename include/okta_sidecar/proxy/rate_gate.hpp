@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/net/parking.hpp"
 #include "okta_sidecar/ratelimit/classifier.hpp"
 #include "okta_sidecar/ratelimit/scheduler.hpp"
 
@@ -35,7 +36,8 @@ class rate_gate {
   rate_gate(asio::io_context& ioc, ratelimit::scheduler_settings s, const clock_source& clock,
             std::unique_ptr<ratelimit::bucket_store> store = nullptr);
 
-  struct waiter;
+  // A queued request's parking spot, woken with its verdict.
+  using waiter = net::parking_spot<result>;
   // The scheduler's verdict now: admitted, rejected, or queued with `parked` set, to be
   // awaited with wait(). Most requests are admitted at once and never suspend.
   struct submitted {

@@ -6,7 +6,6 @@
 // this is the thread-safe shell: the flights' waiters and a mutex around the cache.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -18,6 +17,7 @@
 
 #include "okta_sidecar/cache/document_cache.hpp"
 #include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/net/parking.hpp"
 
 namespace okta_sidecar::proxy {
 
@@ -66,7 +66,8 @@ class shared_reads {
   stats snapshot() const;
 
  private:
-  struct waiter;
+  // A follower's parking spot, woken with its leader's response (nullptr: none to share).
+  using waiter = net::parking_spot<std::shared_ptr<const shared_response>>;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<flight>> flights_;
   std::uint64_t coalesced_ = 0, flights_total_ = 0;

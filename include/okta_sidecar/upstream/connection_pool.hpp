@@ -15,6 +15,7 @@
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/config/config.hpp"
+#include "okta_sidecar/net/parking.hpp"
 #include "okta_sidecar/net/stream.hpp"
 
 namespace okta_sidecar::upstream {
@@ -104,11 +105,11 @@ class connection_pool {
   pool_stats stats() const;
 
  private:
-  struct waiter;
   struct slot {
     std::deque<std::unique_ptr<connection>> idle;
     std::uint32_t active = 0;  // handed out or connecting
-    std::deque<std::shared_ptr<waiter>> waiters;
+    // Coroutines parked until a connection of this origin is released or their deadline passes.
+    std::deque<std::shared_ptr<net::parking_spot<>>> waiters;
   };
   void wake_one(slot&);
   void prune(std::map<std::string, slot>::iterator);
