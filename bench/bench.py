@@ -1098,6 +1098,14 @@ def scenario_scale(env: Env, reps: int) -> dict:
             continue
         keys = [k for k, v in good[0].items() if isinstance(v, (int, float)) and k != "rep"]
         summary[kind] = {k: median([r.get(k) for r in good]) for k in keys}
+    # The floor under the TLS figure: what OpenSSL itself keeps per idle server connection.
+    probe = os.path.join(os.path.dirname(env.loadgen_bin), "okta-ssl-state")
+    if os.access(probe, os.X_OK):
+        p = subprocess.run([probe, "--connections", str(min(n, 5000))], capture_output=True, text=True,
+                           timeout=120)
+        if p.returncode == 0 and p.stdout.strip():
+            summary["openssl_floor"] = json.loads(p.stdout.strip().splitlines()[-1])
+            log(f"s4 OpenSSL floor: {summary['openssl_floor']['server_ssl_bytes_per_connection']} B/conn")
     return {"scenario": "scale", "title": "Scale: idle connections and queued requests",
             "method": {"connections": n, "sidecar_threads": 1,
                        "idle": "RSS of the sidecar after N client connections each did one "

@@ -266,6 +266,11 @@ def section_scale(res: dict) -> tuple:
         ["waiting request with its connection (plain HTTP)", fmt(q.get("per_waiting_bytes")),
          "≤ 24,576", fmt(q.get("queued_seen"))],
     ]
+    floor = s.get("openssl_floor", {})
+    if floor.get("server_ssl_bytes_per_connection"):
+        rows.append([f"of which OpenSSL's own state, per idle server TLS 1.3 connection "
+                     f"(okta-ssl-state, {floor.get('openssl', '?')})",
+                     fmt(floor.get("server_ssl_bytes_per_connection")), "–", fmt(floor.get("connections"))])
     md = ["## 4. Scale\n", when(res),
           "Method: " + "; ".join(f"{k}: {v}" for k, v in m.items()) + ".\n",
           table(["what", "bytes each (RSS delta ÷ count)", "target", "count measured"], rows),
