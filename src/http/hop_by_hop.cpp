@@ -29,8 +29,34 @@ std::vector<std::string> hop_by_hop_names(std::span<const header_view> headers) 
 }
 
 bool is_fixed_hop_by_hop(std::string_view name) {
-  return std::any_of(fixed_names.begin(), fixed_names.end(),
-                     [&](std::string_view f) { return iequals(name, f); });
+  for (std::string_view f : fixed_names) {
+    if (f.size() == name.size() && iequals(name, f)) return true;
+  }
+  return false;
+}
+
+void connection_options::add(std::string_view value) {
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    const std::string_view option = trim_ows(value.substr(0, comma));
+    if (is_token(option) && !is_fixed_hop_by_hop(option) && !iequals(option, "host") &&
+        !iequals(option, "content-length") && !lists(option)) {
+      if (count_ == names_.size()) {
+        overflow_ = true;
+        return;
+      }
+      names_[count_++] = option;
+    }
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+bool connection_options::lists(std::string_view name) const {
+  for (std::size_t i = 0; i < count_; ++i) {
+    if (iequals(names_[i], name)) return true;
+  }
+  return false;
 }
 
 bool wants_close(unsigned version, std::span<const header_view> headers) {

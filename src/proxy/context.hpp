@@ -51,7 +51,7 @@ struct request_record {
   std::uint64_t id = 0;
   std::string method;
   std::string host;
-  std::string path;  // redacted target
+  std::string target;  // as the client sent it; redacted when logged
   std::string bucket = "-";
   int status = 0;
   int upstream_status = 0;

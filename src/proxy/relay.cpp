@@ -149,14 +149,23 @@ bool reusable_after(conn_ctx& c, const Parser& p, upstream::connection& conn) {
 }  // namespace
 
 void strip_hop_by_hop(bhttp::fields& f) {
-  if (f.find(bhttp::field::connection) == f.end()) {
-    // The common case, without allocating: only the fixed names can be present.
-    for (auto it = f.begin(); it != f.end();) {
-      it = http::is_fixed_hop_by_hop(it->name_string()) ? f.erase(it) : std::next(it);
-    }
+  http::connection_options listed;
+  for (const auto& field : f) {
+    if (field.name() == bhttp::field::connection) listed.add(field.value());
+  }
+  if (listed.overflow()) {
+    for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
     return;
   }
-  for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
+  // The names Connection lists point into its values: those fields go first, the fixed ones
+  // (Connection among them) after.
+  if (!listed.empty()) {
+    for (auto it = f.begin(); it != f.end();)
+      it = listed.lists(it->name_string()) ? f.erase(it) : std::next(it);
+  }
+  for (auto it = f.begin(); it != f.end();) {
+    it = http::is_fixed_hop_by_hop(it->name_string()) ? f.erase(it) : std::next(it);
+  }
 }
 
 asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, beast::flat_buffer& down_buf,

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <random>
 
+#include "okta_sidecar/http/redact.hpp"
+
 namespace okta_sidecar::proxy::detail {
 namespace {
 
@@ -32,7 +34,7 @@ void access_log(conn_ctx& c, request_record& r) {
       .with("peer", c.peer)
       .with("method", r.method)
       .with("host", r.host)
-      .with("path", r.path)
+      .with("path", http::redact_target(r.target))
       .with("bucket", r.bucket)
       .with("status", r.status)
       .with("bytes", r.bytes_out)

@@ -20,7 +20,6 @@
 #include <optional>
 
 #include "context.hpp"
-#include "okta_sidecar/http/redact.hpp"
 #include "okta_sidecar/http/request_validator.hpp"
 #include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/http/trace_context.hpp"
@@ -195,7 +194,7 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
   auto& rec = scope.begin();
   auto& req = hp.get();
   rec.method = std::string(req.method_string());
-  rec.path = http::redact_target(req.target());
+  rec.target = std::string(req.target());
   if (auto t = req.find("traceparent"); t != req.end())
     rec.trace_id = http::trace_id_of(t->value()).value_or("");
   const unsigned version = req.version();

@@ -1,6 +1,8 @@
 #pragma once
 // Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a proxy removes them
 // before forwarding in either direction.
+#include <array>
+#include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +22,23 @@ std::vector<std::string> hop_by_hop_names(std::span<const header_view> headers);
 // Whether `name` is one of the fixed hop-by-hop fields above (any case). A message without a
 // Connection field has no other hop-by-hop fields: this is the whole test then.
 bool is_fixed_hop_by_hop(std::string_view name);
+
+// The fields a message's Connection fields list beyond the fixed ones (valid tokens, never Host
+// or Content-Length), gathered without allocating: a proxy strips every message it forwards.
+class connection_options {
+ public:
+  void add(std::string_view connection_value);
+  // Whether `name` is listed (any case).
+  bool lists(std::string_view name) const;
+  bool empty() const { return count_ == 0 && !overflow_; }
+  // More names than fit here: use hop_by_hop_names() instead.
+  bool overflow() const { return overflow_; }
+
+ private:
+  std::array<std::string_view, 8> names_{};
+  std::size_t count_ = 0;
+  bool overflow_ = false;
+};
 
 // Whether the client asked to close after this exchange: a "close" option in Connection (or the
 // legacy Proxy-Connection), or HTTP/1.0 without "keep-alive" (RFC 9112 §9.3).

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,48 @@ TEST(WantsClose, Table) {
       {"Http10KeepAliveAndClose", 10, {{"Connection", "keep-alive, close"}}, true},
   };
   for (const auto& c : cases) EXPECT_EQ(wants_close(c.version, c.headers), c.close) << c.name;
+}
+
+// connection_options answers as hop_by_hop_names() does, field by field, without allocating.
+TEST(ConnectionOptions, AgreesWithHopByHopNames) {
+  const std::vector<std::vector<header_view>> messages = {
+      {},
+      {{"Connection", "keep-alive"}},
+      {{"Connection", "X-Foo, Keep-Alive,x-foo"}, {"connection", " X-Bar\t"}},
+      {{"Connection", "Host, Content-Length, X-A"}},
+      {{"Connection", ",, bad token, x@y, ,X-B"}},
+      {{"Connection", "close"}, {"Connection", "TE, Upgrade, X-C"}},
+  };
+  const std::vector<std::string_view> probes = {"x-foo", "X-FOO",     "x-bar", "host", "content-length",
+                                                "x-a",   "x-b",       "close", "te",   "x-c",
+                                                "x-d",   "keep-alive"};
+  for (const auto& m : messages) {
+    connection_options listed;
+    for (const auto& [name, value] : m) {
+      if (iequals(name, "connection")) listed.add(value);
+    }
+    ASSERT_FALSE(listed.overflow());
+    const auto all = hop_by_hop_names(m);
+    for (auto p : probes) {
+      const bool removed = std::find(all.begin(), all.end(), to_lower(p)) != all.end();
+      EXPECT_EQ(removed, is_fixed_hop_by_hop(p) || listed.lists(p)) << p;
+    }
+  }
+}
+
+TEST(ConnectionOptions, TooManyNamesSaySo) {
+  connection_options listed;
+  listed.add("a1, a2, a3, a4, a5, a6, a7, a8");
+  EXPECT_FALSE(listed.overflow());
+  listed.add("a9");
+  EXPECT_TRUE(listed.overflow());
+  EXPECT_FALSE(listed.empty());
+}
+
+TEST(ConnectionOptions, OnlyFixedNamesLeaveItEmpty) {
+  connection_options listed;
+  listed.add("keep-alive, Upgrade, TE");
+  EXPECT_TRUE(listed.empty());
 }
 
 }  // namespace
