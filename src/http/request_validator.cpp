@@ -96,7 +96,8 @@ validation validate_request(std::string_view method, std::string_view target, un
     if (!is_valid_origin_form(target)) return fail(verdict_code::bad_request, "invalid request target");
     out.form = target_form::origin;
   } else {
-    if (!parse_absolute_form(target)) return fail(verdict_code::bad_request, "invalid request target");
+    out.absolute = parse_absolute_form(target);
+    if (!out.absolute) return fail(verdict_code::bad_request, "invalid request target");
     out.form = target_form::absolute;
   }
 

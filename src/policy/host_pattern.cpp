@@ -1,7 +1,6 @@
 #include "okta_sidecar/policy/host_pattern.hpp"
 
 #include <algorithm>
-#include <vector>
 
 #include "okta_sidecar/http/ip_literal.hpp"
 #include "okta_sidecar/http/target.hpp"
@@ -39,24 +38,19 @@ bool is_localhost_name(std::string_view h) {
   return h == "localhost.localdomain" || h == "ip6-localhost" || h == "ip6-loopback";
 }
 
-std::vector<std::string_view> labels_of(std::string_view name) {
-  std::vector<std::string_view> labels;
-  for (;;) {
-    const auto dot = name.find('.');
-    labels.push_back(name.substr(0, dot));
-    if (dot == std::string_view::npos) return labels;
-    name.remove_prefix(dot + 1);
-  }
-}
-
 std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
 }  // namespace
 
 bool is_dns_name(std::string_view name) {
   if (name.empty() || name.size() > max_host_length) return false;
-  const auto labels = labels_of(name);
-  return std::all_of(labels.begin(), labels.end(), valid_label) && !all_digits(labels.back());
+  for (;;) {
+    const auto dot = name.find('.');
+    const std::string_view label = name.substr(0, dot);
+    if (!valid_label(label)) return false;
+    if (dot == std::string_view::npos) return !all_digits(label);
+    name.remove_prefix(dot + 1);
+  }
 }
 
 std::optional<std::string> normalize_host(std::string_view host) {

@@ -90,11 +90,10 @@ struct flight_guard {
 };
 
 ratelimit::observation observe(conn_ctx& c, const std::string& host, const bhttp::fields& f) {
-  auto v = views(f);
-  std::vector<ratelimit::header_view> rv(v.begin(), v.end());
+  const auto v = views(f);  // ratelimit::header_view is the same pair of views
   const auto wall = c.svc.clock.wall_now();
   auto obs =
-      ratelimit::parse_rate_limit_headers(rv, c.svc.clock.now(), wall, c.svc.okta_clock.offset_bound(host));
+      ratelimit::parse_rate_limit_headers(v, c.svc.clock.now(), wall, c.svc.okta_clock.offset_bound(host));
   if (obs.server_date_epoch) c.svc.okta_clock.observe(host, *obs.server_date_epoch, wall);
   return obs;
 }
@@ -201,7 +200,7 @@ void identify(request_ctx& r, const client_request& req) {
   r.request_deadline = r.start + milliseconds(r.rt.cfg.client.request_timeout_ms);
   r.npath = ratelimit::normalize_path(r.dest.path_and_query);
   if (r.dest.inspect) {
-    r.cls = r.rt.classifier.classify(r.method, r.dest.path_and_query);
+    r.cls = r.rt.classifier.classify(r.method, r.npath);
     // Client-chosen ids beyond the per-host cap share one overflow bucket (issue 14).
     r.cls.bucket = r.svc.gate.bucket_name(r.dest.origin.host, r.cls);
   } else {
@@ -282,10 +281,9 @@ asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& 
                           (req.method() == bhttp::verb::get || r.head_request);
   if (!plain_read) co_return std::nullopt;
   auto& svc = r.svc;
-  const std::string origin_name = r.dest.origin.host + ":" + std::to_string(r.dest.origin.port);
   if (r.rt.cfg.cache.enabled && cache::is_public_document(r.dest.path_and_query)) {
-    r.cache_key =
-        origin_name + r.dest.path_and_query + "\n" + std::string(req[bhttp::field::accept_encoding]);
+    r.cache_key = r.dest.origin.host + ":" + std::to_string(r.dest.origin.port) + r.dest.path_and_query +
+                  "\n" + std::string(req[bhttp::field::accept_encoding]);
     const bool wants_origin = req[bhttp::field::cache_control].find("no-cache") != std::string_view::npos ||
                               req[bhttp::field::pragma].find("no-cache") != std::string_view::npos;
     if (auto hit = svc.reads.fresh(r.cache_key, svc.clock.now()); hit && !wants_origin) {

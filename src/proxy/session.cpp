@@ -136,7 +136,7 @@ struct routing {
   std::string_view fatal_detail;
 };
 
-routing route(conn_ctx& c, const bhttp::request_header<>& req,
+routing route(conn_ctx& c, const bhttp::request_header<>& req, const http::validation& valid,
               const std::optional<upstream::origin>& tunnel) {
   routing r;
   auto& dest = r.dest;
@@ -145,7 +145,7 @@ routing route(conn_ctx& c, const bhttp::request_header<>& req,
     dest.origin = *tunnel;
     if (req.target().starts_with("/")) {
       dest.path_and_query = std::string(req.target());
-    } else if (auto t = http::parse_absolute_form(req.target()); t && lower(t->host) == dest.origin.host) {
+    } else if (const auto& t = valid.absolute; t && lower(t->host) == dest.origin.host) {
       dest.path_and_query = t->path_and_query;
     } else {
       r.refuse = "request target does not match the CONNECT host";
@@ -156,7 +156,7 @@ routing route(conn_ctx& c, const bhttp::request_header<>& req,
     }
     return r;
   }
-  auto t = http::parse_absolute_form(req.target());
+  const auto& t = valid.absolute;
   if (!t) {
     r.fatal = http::local_error::bad_request;
     r.fatal_detail = "a proxy request needs an absolute-form target (http://host/path)";
@@ -223,7 +223,7 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
     co_await handle_connect(c, s, buf, hp, scope);
     co_return false;
   }
-  auto to = route(c, req, tunnel);
+  auto to = route(c, req, valid, tunnel);
   if (to.fatal) {
     rec.host = to.dest.origin.host;
     co_await send_local(c, s, *to.fatal, to.fatal_detail, rec, false, version);

@@ -49,23 +49,6 @@ bool valid_literal(std::string_view s) {
   });
 }
 
-// Requests nearly always arrive in normal form; recognising that saves normalize_path's
-// allocation on the per-request path.
-bool already_normal(std::string_view path) {
-  if (path.empty() || path.front() != '/') return false;
-  if (path.size() == 1) return true;
-  if (path.back() == '/' || path.find('%') != std::string_view::npos) return false;
-  std::size_t pos = 1;
-  while (pos <= path.size()) {
-    auto slash = path.find('/', pos);
-    if (slash == std::string_view::npos) slash = path.size();
-    const auto seg = path.substr(pos, slash - pos);
-    if (seg.empty() || seg == "." || seg == "..") return false;
-    pos = slash + 1;
-  }
-  return true;
-}
-
 // FNV-1a: a cheap per-segment fingerprint so that rejecting a row costs integer compares.
 std::uint64_t segment_hash(std::string_view s) {
   std::uint64_t h = 14695981039346656037ull;

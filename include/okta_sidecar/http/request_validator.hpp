@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "okta_sidecar/clock.hpp"
+#include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/http/text.hpp"
 
 namespace okta_sidecar::http {
@@ -37,6 +38,7 @@ struct validation {
   std::string detail;  // fixed text, never header values: safe for logs and error bodies
   framing body;
   target_form form = target_form::origin;
+  std::optional<parsed_target> absolute;  // the target, parsed, when its form is absolute
 
   bool ok() const { return code == verdict_code::ok; }
 };

@@ -11,6 +11,10 @@ namespace okta_sidecar::ratelimit {
 // ".." segments (RFC 3986 §5.2.4) and drops a trailing "/". The result always starts with "/".
 std::string normalize_path(std::string_view target);
 
+// Whether a path (no query) is already what normalize_path() would make of it. Requests nearly
+// always arrive in normal form: recognising that spares the per-request path its allocations.
+bool already_normal(std::string_view path);
+
 // rate_limit.interactive_paths patterns against a normalised path: '*' matches within one path
 // segment ("/oauth2/*/v1/token"); a trailing '*' matches the rest, across segments.
 bool path_glob_match(std::string_view pattern, std::string_view path);
