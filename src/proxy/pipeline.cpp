@@ -436,10 +436,14 @@ bool client_gone(request_ctx& r) {
 // probe is in flight, its outcome decides (within this request's deadline).
 asio::awaitable<stage_result> pass_breaker(request_ctx& r, request_guard& guard) {
   const auto& host = r.dest.origin.host;
+  auto& held = r.svc.held_for_probe;
   auto permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
   while (permit.hold && r.svc.clock.now() < r.request_deadline) {
-    co_await r.svc.held_for_probe.wait(host, r.request_deadline);
+    // Registered before the board is asked again, so a report in between is not lost.
+    const auto spot = held.hold(host, r.down.get_executor());
     permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
+    if (permit.hold) co_await spot->wait(r.request_deadline);
+    held.release(host, spot);
   }
   if (!permit.allowed) {
     r.stats().breaker_rejections().inc();

@@ -1,7 +1,5 @@
 #include "okta_sidecar/proxy/probe_waiters.hpp"
 
-#include <boost/asio/this_coro.hpp>
-
 namespace okta_sidecar::proxy {
 
 void probe_waiters::wake(const std::string& host) {
@@ -12,17 +10,17 @@ void probe_waiters::wake(const std::string& host) {
   held_.erase(it);
 }
 
-asio::awaitable<void> probe_waiters::wait(const std::string& host, time_point deadline) {
-  auto ex = co_await asio::this_coro::executor;
-  auto spot = net::parking_spot<>::make(ex);
-  {
-    std::lock_guard lock(mu_);
-    held_[host].push_back(spot);
-  }
-  co_await spot->wait(deadline);  // woken, due or cancelled: the caller asks the board again
+probe_waiters::spot probe_waiters::hold(const std::string& host, asio::any_io_executor ex) {
+  auto s = net::parking_spot<>::make(std::move(ex));
+  std::lock_guard lock(mu_);
+  held_[host].push_back(s);
+  return s;
+}
+
+void probe_waiters::release(const std::string& host, const spot& s) {
   std::lock_guard lock(mu_);
   if (auto it = held_.find(host); it != held_.end()) {
-    std::erase(it->second, spot);
+    std::erase(it->second, s);
     if (it->second.empty()) held_.erase(it);
   }
 }

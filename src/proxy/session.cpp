@@ -232,7 +232,8 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
   rec.host = to.dest.origin.host;
   if (!to.refuse.empty()) {
     co_await send_local(c, s, http::local_error::host_not_allowed, to.refuse, rec, keep_alive, version);
-    co_return keep_alive&& valid.body.kind == http::framing_kind::none;
+    const bool again = keep_alive && valid.body.kind == http::framing_kind::none;
+    co_return again;
   }
   co_return co_await forward(c, s, buf, hp, to.dest, valid, rec);
 }

@@ -17,17 +17,42 @@ namespace {
 
 const std::string host = "acme.okta.com";
 
-// Parks one request for `host` on `ioc` until `deadline`; `resumed` turns true when it wakes.
+// Parks one request for `host` on `ioc` until `deadline`, as a held request does (registered,
+// then waiting, then released); `resumed` turns true when it wakes.
 void hold(asio::io_context& ioc, probe_waiters& w, time_point deadline, bool& resumed) {
   asio::co_spawn(
       ioc,
-      [&w, deadline, &resumed]() -> asio::awaitable<void> {
-        co_await w.wait(host, deadline);
+      [&w, &ioc, deadline, &resumed]() -> asio::awaitable<void> {
+        const auto spot = w.hold(host, ioc.get_executor());
+        co_await spot->wait(deadline);
+        w.release(host, spot);
         resumed = true;
       },
       [](std::exception_ptr e) {
         if (e) std::rethrow_exception(e);
       });
+}
+
+// The board reports between a request's registration and its wait (another thread's probe):
+// the wake is kept, and the wait returns at once.
+TEST(ProbeWaiters, AReportBetweenRegisteringAndWaitingIsNotLost) {
+  probe_waiters w;
+  asio::io_context ioc;
+  bool resumed = false;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        const auto spot = w.hold(host, ioc.get_executor());
+        w.wake(host);  // the report lands before the wait starts
+        co_await spot->wait(steady_clock::now() + std::chrono::hours(1));
+        w.release(host, spot);
+        resumed = true;
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  ioc.run_for(std::chrono::seconds(5));  // bounded: a lost wake would wait the hour
+  EXPECT_TRUE(resumed);
 }
 
 TEST(ProbeWaiters, AReportWakesTheRequestsHeldForThatHostOnly) {
