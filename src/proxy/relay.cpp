@@ -20,18 +20,23 @@ constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we r
 // A message head as one contiguous string, the way it goes on the wire. Beast's serializer
 // hands the kernel one iovec per field piece, and a TLS stream gathers only a bounded number of
 // small pieces into one record: copying a few hundred bytes is cheaper than either.
-void append_head(std::string& out, const bhttp::request_header<>& h) {
-  out += h.method_string();
-  out += ' ';
-  out += h.target();
-  out += h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
-  for (const auto& f : h) {
+// The field lines and the empty line that ends a head.
+void append_fields(std::string& out, const bhttp::fields& fields) {
+  for (const auto& f : fields) {
     out += f.name_string();
     out += ": ";
     out += f.value();
     out += "\r\n";
   }
   out += "\r\n";
+}
+
+void append_head(std::string& out, const bhttp::request_header<>& h) {
+  out += h.method_string();
+  out += ' ';
+  out += h.target();
+  out += h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+  append_fields(out, h);
 }
 
 void append_head(std::string& out, const bhttp::response_header<>& h) {
@@ -41,13 +46,7 @@ void append_head(std::string& out, const bhttp::response_header<>& h) {
   const auto reason = h.reason();
   out += reason.empty() ? bhttp::obsolete_reason(h.result()) : reason;
   out += "\r\n";
-  for (const auto& f : h) {
-    out += f.name_string();
-    out += ": ";
-    out += f.value();
-    out += "\r\n";
-  }
-  out += "\r\n";
+  append_fields(out, h);
 }
 
 // Writes a streamed request: the head, the part of the body already read, then the rest as it
