@@ -1,5 +1,7 @@
 #include "okta_sidecar/app/app.hpp"
 
+#include <signal.h>  // pthread_sigmask
+
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -767,11 +769,20 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   workers.stop();
   ioc.destroy_pending_work();
   // The drain is over and we are tearing down: a repeated SIGTERM/SIGINT (supervisors resend
-  // them) must not turn a clean exit into death by signal once the signal_set is gone.
+  // them) must not turn a clean exit into death by signal once the signal_set is gone. Asio
+  // restores SIG_DFL when the set is cleared, so both stay blocked from before that until they
+  // are ignored (SIG_IGN also discards one that arrived in between). The worker threads have
+  // been joined: this thread is the only one a signal can go to.
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigaddset(&term, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &term, nullptr);
   boost::system::error_code ignored;
-  signals.clear(ignored);  // Asio restores SIG_DFL here, so ignore after it
+  signals.clear(ignored);
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
+  pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
   log.flush();
   return 0;
 }
