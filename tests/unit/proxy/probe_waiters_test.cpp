@@ -1,14 +1,13 @@
 // Requests held for a half-open probe: woken by the probe's report, or by their deadline. No
-// sockets; the timers only ever wait for an expiry already in the past or for a wake-up the
-// test posts.
+// sockets and no sleeps; the timers only ever wait for an expiry already in the past or for a
+// wake-up the test sends.
 #include "okta_sidecar/proxy/probe_waiters.hpp"
 
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -82,22 +81,32 @@ TEST(ProbeWaiters, AHeldRequestResumesAtItsDeadlineWithoutAReport) {
 TEST(ProbeWaiters, AWakeFromAnotherThreadResumesTheRequestOnItsOwnLoop) {
   probe_waiters w;
   asio::io_context ioc;
-  auto guard = asio::make_work_guard(ioc);
-  bool resumed = false;
-  hold(ioc, w, steady_clock::now() + std::chrono::hours(1), resumed);
+  std::promise<void> registered;
+  auto registered_future = registered.get_future();
+  bool woken = false;
+  std::thread::id resumed_on;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        const auto spot = w.hold(host, ioc.get_executor());
+        registered.set_value();
+        // Bounded: a lost wake ends at this deadline, with no value, and the test fails.
+        woken = (co_await spot->wait(steady_clock::now() + std::chrono::seconds(10))).has_value();
+        w.release(host, spot);
+        resumed_on = std::this_thread::get_id();
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
   std::thread loop([&ioc] { ioc.run(); });
-  // The board reports on whichever thread recorded the probe: keep waking until the request,
-  // parked on the other thread's loop, has registered and resumed.
-  for (int i = 0; i < 5000 && !ioc.stopped(); ++i) {  // bounded: 5 s
-    w.wake(host);
-    asio::post(ioc, [&] {
-      if (resumed) guard.reset();
-    });
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ioc.stop();
-  loop.join();
-  EXPECT_TRUE(resumed);
+  // The board reports on whichever thread recorded the probe: this one, once the request,
+  // parked on the other thread's loop, has registered.
+  registered_future.wait();
+  w.wake(host);
+  const auto loop_id = loop.get_id();
+  loop.join();  // the loop runs out of work once the request has resumed
+  EXPECT_TRUE(woken);
+  EXPECT_EQ(resumed_on, loop_id);
 }
 
 }  // namespace
