@@ -34,13 +34,6 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  return out;
-}
-
 // How much the next read may add to a client buffer: flat_buffer::prepare throws past the
 // buffer's bound (which keeps Beast from ever meeting a field it cannot store).
 std::size_t read_room(const beast::flat_buffer& b) {
@@ -145,7 +138,7 @@ routing route(conn_ctx& c, const bhttp::request_header<>& req, const http::valid
     dest.origin = *tunnel;
     if (req.target().starts_with("/")) {
       dest.path_and_query = std::string(req.target());
-    } else if (const auto& t = valid.absolute; t && lower(t->host) == dest.origin.host) {
+    } else if (const auto& t = valid.absolute; t && t->host == dest.origin.host) {  // both lower-case
       dest.path_and_query = t->path_and_query;
     } else {
       r.refuse = "request target does not match the CONNECT host";
