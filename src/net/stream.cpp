@@ -44,6 +44,7 @@ class stream_state {
   std::size_t pre_read_used = 0;
   int last_errno = 0;  // of the BIO's last failed recv/send, for SSL_ERROR_SYSCALL
   time_point deadline = time_point::max();
+  bool soft_deadline = false;  // the deadline fails the operation but keeps the socket open
   deadline_slot read_slot;
   deadline_slot write_slot;
 };
@@ -252,8 +253,10 @@ bool op_core::arm(const asio::any_io_executor& ex) {
   if (slot.armed || s.deadline == time_point::max()) return true;
   slot.expired = false;
   if (s.deadline <= steady_clock::now()) {
-    error_code ignored;
-    s.sock.close(ignored);
+    if (!s.soft_deadline) {
+      error_code ignored;
+      s.sock.close(ignored);
+    }
     return false;
   }
   slot.armed = true;
@@ -263,9 +266,14 @@ bool op_core::arm(const asio::any_io_executor& ex) {
     auto& sl = st->slot(d);
     if (ec || sl.serial != serial || !sl.armed) return;
     sl.expired = true;
-    // As beast::tcp_stream does: the connection is unusable after a timeout.
+    // As beast::tcp_stream does: the connection is unusable after a timeout, unless the
+    // deadline was a soft one, which only ends the wait.
     error_code ignored;
-    st->sock.close(ignored);
+    if (st->soft_deadline) {
+      st->sock.cancel(ignored);
+    } else {
+      st->sock.close(ignored);
+    }
   }));
   return true;
 }
@@ -309,9 +317,16 @@ void stream::close() {
   st_->sock.close(ignored);
 }
 
-void stream::expires_after(duration d) { st_->deadline = steady_clock::now() + d; }
-void stream::expires_at(time_point t) { st_->deadline = t; }
-void stream::expires_never() { st_->deadline = time_point::max(); }
+void stream::expires_after(duration d) { expires_at(steady_clock::now() + d); }
+void stream::expires_at(time_point t) {
+  st_->deadline = t;
+  st_->soft_deadline = false;
+}
+void stream::expires_never() { expires_at(time_point::max()); }
+void stream::expires_softly_at(time_point t) {
+  st_->deadline = t;
+  st_->soft_deadline = true;
+}
 
 bool stream::start_tls(ssl_ctx_st* ctx, role r, asio::const_buffer pre_read) {
   if (st_->ssl != nullptr) return false;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -79,24 +78,23 @@ asio::awaitable<void> server::accept_loop() {
     }
     ++active_;
     svc_.metrics.open_now.add(1);
-    asio::co_spawn(
-        ex, run_session(svc_, std::move(sock), id, *ctl),
-        asio::bind_cancellation_slot(ctl->cancel.slot(), [this, id, ctl](std::exception_ptr e) {
-          if (e) {
-            try {
-              std::rethrow_exception(e);
-            } catch (const std::exception& x) {
-              svc_.log.error(logging::event("session failed").with("conn", id).with("error", x.what()));
-            }
-          }
-          {
-            std::lock_guard lock(mu_);
-            sessions_.erase(id);
-          }
-          svc_.metrics.open_now.add(-1);
-          --active_;
-          asio::post(acceptor_.get_executor(), [this] { resume_.cancel(); });
-        }));
+    ctl->ended = [this, id](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          svc_.log.error(logging::event("session failed").with("conn", id).with("error", x.what()));
+        }
+      }
+      {
+        std::lock_guard lock(mu_);
+        sessions_.erase(id);
+      }
+      svc_.metrics.open_now.add(-1);
+      --active_;
+      asio::post(acceptor_.get_executor(), [this] { resume_.cancel(); });
+    };
+    start_session(svc_, std::move(sock), id, std::move(ctl));
   }
 }
 
@@ -110,19 +108,31 @@ void server::stop_accepting() {
   });
 }
 
+namespace {
+
+// A session waiting for its next request ends when that wait does.
+void cancel_wait(session_control& ctl) {
+  if (ctl.waiting == nullptr) return;
+  boost::system::error_code ignored;
+  ctl.waiting->cancel(ignored);
+}
+
+}  // namespace
+
 void server::close_idle_sessions() {
   std::lock_guard lock(mu_);
   for (auto& [id, ctl] : sessions_) {
-    asio::post(ctl->executor, [ctl] {
-      if (ctl->idle) ctl->cancel.emit(asio::cancellation_type::terminal);
-    });
+    asio::post(ctl->executor, [ctl] { cancel_wait(*ctl); });
   }
 }
 
 void server::cancel_all_sessions() {
   std::lock_guard lock(mu_);
   for (auto& [id, ctl] : sessions_) {
-    asio::post(ctl->executor, [ctl] { ctl->cancel.emit(asio::cancellation_type::terminal); });
+    asio::post(ctl->executor, [ctl] {
+      cancel_wait(*ctl);
+      ctl->cancel.emit(asio::cancellation_type::terminal);
+    });
   }
 }
 

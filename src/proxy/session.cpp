@@ -10,7 +10,10 @@
 // Downstream = the app, upstream = Okta.
 #include <algorithm>
 #include <array>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
@@ -33,6 +36,7 @@ namespace detail {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
+using error_code = boost::system::error_code;
 
 // How much the next read may add to a client buffer: flat_buffer::prepare throws past the
 // buffer's bound (which keeps Beast from ever meeting a field it cannot store).
@@ -231,28 +235,6 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
   co_return co_await forward(c, s, buf, hp, to.dest, valid, rec);
 }
 
-// Serves HTTP/1.1 requests on a stream: the proxy port itself (`tunnel` empty) or the inside
-// of an intercepted CONNECT tunnel (`tunnel` is where it leads).
-asio::awaitable<void> serve(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
-                            const std::optional<upstream::origin>& tunnel) {
-  for (;;) {
-    c.rt = c.svc.rt.load();
-    if (buf.size() == 0) {
-      // Idle until the next request's first byte (the keep-alive timeout). The connection waits
-      // here, in this small frame and without a read buffer, not inside a request's frames:
-      // thousands of idle clients would otherwise each hold both.
-      c.ctl.idle = true;
-      s.expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
-      buf.shrink_to_fit();
-      auto [ec, n] = co_await s.async_wait_readable(use_tuple);
-      c.ctl.idle = false;
-      if (ec) co_return;
-    }
-    const bool again = co_await serve_request(c, s, buf, tunnel);
-    if (!again || c.svc.draining.load()) co_return;
-  }
-}
-
 // Two one-way pumps; each ends by half-closing the other side (RFC 9110 §9.3.6).
 asio::awaitable<void> pump(net::stream& from, net::stream& to, duration idle, std::uint64_t& bytes) {
   std::array<char, relay_chunk> chunk;
@@ -394,40 +376,145 @@ asio::awaitable<void> refuse_client(conn_ctx& c, net::stream& down) {
                       refused.begin(), false);
 }
 
+// A client connection between its requests: what outlives the coroutines that serve them.
+struct connection {
+  connection(services& svc, tcp::socket sock, std::uint64_t id, std::shared_ptr<session_control> control)
+      : ctl(std::move(control)),
+        c{svc, id, *ctl, peer_of(sock), svc.rt.load()},
+        down(std::move(sock)),
+        // Bounded by the head limit: requests are parsed in place and bodies pass through in
+        // pieces, so only a head, a chunk header or a trailer ever has to fit (see
+        // config::max_head_bytes).
+        buf(c.rt->cfg.client.max_header_bytes) {
+    error_code ignored;
+    down.socket().set_option(tcp::no_delay(true), ignored);
+  }
+  static std::string peer_of(const tcp::socket& s) {
+    error_code ec;
+    auto remote = s.remote_endpoint(ec);
+    return ec ? std::string() : remote.address().to_string();
+  }
+
+  std::shared_ptr<session_control> ctl;
+  conn_ctx c;
+  net::stream down;
+  beast::flat_buffer buf;
+  bool refused = false;     // access.allowed_clients does not name it: one answer, then the close
+  bool in_tunnel = false;   // serving the inside of an intercepted CONNECT (c.tunnel)
+  time_point idle_until{};  // the keep-alive timeout of the wait for the next request
+};
+
+enum class next_step { end, park };
+
+// How long a connection waits for its next request inside its coroutine before it is parked.
+constexpr auto linger = milliseconds(10);
+
+// Serves the requests the connection has sent, until it has to wait for the next one (park) or
+// is done. The CONNECT's frames are gone before its tunnel is served: an intercepted connection
+// is long-lived, and they would otherwise stay with it.
+asio::awaitable<next_step> serve_some(connection& k) {
+  conn_ctx& c = k.c;
+  for (;;) {
+    c.rt = c.svc.rt.load();
+    static const std::optional<upstream::origin> proxy_port;
+    const bool again = co_await serve_request(c, k.down, k.buf, k.in_tunnel ? c.tunnel : proxy_port);
+    if (!again && !k.in_tunnel && c.tunnel) {
+      k.in_tunnel = true;
+    } else if (!again || c.svc.draining.load()) {
+      co_return next_step::end;
+    }
+    if (k.buf.size() == 0) {
+      // A busy client's next request comes within moments: it is awaited here, in the frames
+      // already made; a connection quiet for longer is parked.
+      k.idle_until = steady_clock::now() + milliseconds(c.rt->cfg.client.idle_timeout_ms);
+      k.down.expires_softly_at(std::min(k.idle_until, steady_clock::now() + linger));
+      c.ctl.waiting = &k.down.socket();
+      auto [ec, n] = co_await k.down.async_wait_readable(use_tuple);
+      c.ctl.waiting = nullptr;
+      if (ec == beast::error::timeout) co_return next_step::park;
+      if (ec) co_return next_step::end;
+    }
+  }
+}
+
+// The connection's end: close_notify inside a tunnel, then the close.
+asio::awaitable<void> end_session(connection& k) {
+  if (k.in_tunnel && k.down.is_tls() && k.down.socket().is_open()) {
+    k.down.expires_after(seconds(1));
+    co_await k.down.async_shutdown(use_tuple);
+  }
+  error_code ignored;
+  if (k.down.socket().is_open()) k.down.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  k.down.close();
+}
+
+// One wake-up of the connection: the requests it brought (when the wait succeeded), or its end.
+asio::awaitable<next_step> wake(connection& k, error_code waited) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  if (k.refused) {
+    co_await refuse_client(k.c, k.down);
+  } else if (!waited) {
+    const next_step n = co_await serve_some(k);
+    if (n == next_step::park) co_return n;
+  }
+  co_await end_session(k);
+  co_return next_step::end;
+}
+
+void park(std::shared_ptr<connection> k);
+
+// Runs the connection's coroutine for one wake-up, then parks or ends the connection. A
+// drain's cancellation reaches the coroutine as it reaches any of its operations.
+void serve_next(std::shared_ptr<connection> k, error_code waited) {
+  auto* raw = k.get();
+  auto slot = raw->ctl->cancel.slot();
+  asio::co_spawn(
+      raw->down.get_executor(), wake(*raw, waited),
+      asio::bind_cancellation_slot(slot, [k = std::move(k)](std::exception_ptr e, next_step n) mutable {
+        if (!e && n == next_step::park) {
+          park(std::move(k));
+          return;
+        }
+        const auto ctl = k->ctl;
+        k->down.close();
+        k.reset();
+        ctl->ended(e);
+      }));
+}
+
+// Idle until the next request's first byte (the keep-alive timeout): the connection is only
+// this object, its socket's wait and its SSL, with its read buffer released.
+void park(std::shared_ptr<connection> k) {
+  auto& down = k->down;
+  if (k->c.svc.draining.load()) down.close();  // the drain may have passed it by while it lingered
+  k->ctl->waiting = &down.socket();
+  down.expires_at(k->idle_until);
+  k->buf.shrink_to_fit();
+  down.async_wait_readable([k = std::move(k)](error_code ec, std::size_t) mutable {
+    k->ctl->waiting = nullptr;
+    serve_next(std::move(k), ec);
+  });
+}
+
 }  // namespace
 }  // namespace detail
 
-asio::awaitable<void> run_session(services& svc, asio::ip::tcp::socket sock, std::uint64_t conn_id,
-                                  session_control& ctl) {
-  using namespace detail;
-  co_await asio::this_coro::throw_if_cancelled(false);
-  boost::system::error_code ec;
-  auto remote = sock.remote_endpoint(ec);
-  conn_ctx c{svc, conn_id, ctl, ec ? std::string() : remote.address().to_string(), svc.rt.load()};
-  sock.set_option(tcp::no_delay(true), ec);
-  net::stream down(std::move(sock));
-  // Bounded by the head limit: requests are parsed in place and bodies pass through in pieces,
-  // so only a head, a chunk header or a trailer ever has to fit (see config::max_head_bytes).
-  beast::flat_buffer buf(c.rt->cfg.client.max_header_bytes);
-  if (!c.rt->clients.empty() && !c.rt->clients.contains(c.peer)) {
-    co_await refuse_client(c, down);
-  } else {
-    svc.metrics.connections_proxy.get().inc();
-    co_await serve(c, down, buf, std::nullopt);
-    // The tunnel is served here, after the CONNECT's coroutine frames are gone: an intercepted
-    // connection is long-lived, and those frames would otherwise stay with it while it idles.
-    if (c.tunnel) {
-      co_await serve(c, down, buf, c.tunnel);
-      if (down.is_tls()) {
-        down.expires_after(seconds(1));
-        co_await down.async_shutdown(use_tuple);
-      }
+void start_session(services& svc, asio::ip::tcp::socket sock, std::uint64_t conn_id,
+                   std::shared_ptr<session_control> ctl) {
+  const auto ex = sock.get_executor();
+  // The acceptor runs on its own loop; the session belongs to its socket's worker.
+  asio::post(ex, [&svc, sock = std::move(sock), conn_id, ctl = std::move(ctl)]() mutable {
+    auto k = std::make_shared<detail::connection>(svc, std::move(sock), conn_id, std::move(ctl));
+    const auto& clients = k->c.rt->clients;
+    if (!clients.empty() && !clients.contains(k->c.peer)) {
+      k->refused = true;
+      detail::serve_next(std::move(k), {});
+      return;
     }
-  }
-  if (down.socket().is_open()) {
-    down.socket().shutdown(tcp::socket::shutdown_send, ec);
-    down.socket().close(ec);
-  }
+    svc.metrics.connections_proxy.get().inc();
+    k->idle_until = steady_clock::now() + milliseconds(k->c.rt->cfg.client.idle_timeout_ms);
+    detail::park(std::move(k));
+  });
 }
 
 }  // namespace okta_sidecar::proxy

@@ -333,6 +333,65 @@ class KeepAliveTest(unittest.TestCase):
             s.close()
 
 
+class ParkedConnectionTest(unittest.TestCase):
+    """Between requests a client connection waits a moment in its coroutine, then parked: its
+    socket's wait alone, without frames (issue 13). Parked, it must still serve its next request
+    (plain and inside an intercepted tunnel), close at the keep-alive timeout counted from its
+    last response, and go at once when a drain starts."""
+
+    IDLE_MS = 1500
+
+    def sidecar(self) -> sidecar.Sidecar:
+        return sidecar.Sidecar({
+            "upstream": {"resolve": {f"{HOST}:80": f"127.0.0.1:{SIM.http_port}"}},
+            "client": {"idle_timeout_ms": self.IDLE_MS, "drain_timeout_ms": 20000},
+        }, upstream_port=SIM.port, trust_file=PKI.ca_cert).start()
+
+    @staticmethod
+    def closed_after(sock: socket.socket, since: float) -> float:
+        """Seconds from `since` until the proxy closes `sock` (reads nothing else)."""
+        sock.settimeout(10)
+        try:
+            data = sock.recv(1)
+        except (ConnectionResetError, ssl.SSLError):
+            data = b""
+        if data:
+            raise AssertionError(f"unexpected bytes on an idle connection: {data!r}")
+        return time.monotonic() - since
+
+    def test_parked_connections_serve_time_out_and_drain(self) -> None:
+        sc = self.sidecar()
+        try:
+            tls = sc.connection(HOST)
+            plain = http.client.HTTPConnection(*sc.listen, timeout=10)
+            for i in range(3):
+                time.sleep(0.2)  # well past the moment's wait: parked
+                r = sidecar.request(tls, "GET", f"/api/v1/users/parked{i}")
+                self.assertEqual(r.status, 200)
+                r = sidecar.request(plain, "GET", f"http://{HOST}/api/v1/users/parked{i}",
+                                    {"Host": HOST})
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.json()["path"], f"/api/v1/users/parked{i}")
+            done = time.monotonic()
+            for conn in (tls, plain):
+                waited = self.closed_after(conn.sock, done)
+                self.assertGreater(waited, self.IDLE_MS / 1000 - 0.3, "closed before the timeout")
+                self.assertLess(waited, self.IDLE_MS / 1000 + 2.0, "kept past the timeout")
+                conn.close()
+
+            # A drain closes parked connections at once, not at its 20 s deadline.
+            parked = sc.connection(HOST)
+            self.assertEqual(sidecar.request(parked, "GET", "/api/v1/users/drain").status, 200)
+            time.sleep(0.2)
+            start = time.monotonic()
+            sc.proc.send_signal(signal.SIGTERM)
+            self.assertLess(self.closed_after(parked.sock, start), 5.0)
+            self.assertEqual(sc.proc.wait(10), 0)
+            parked.close()
+        finally:
+            sc.stop()
+
+
 class StreamingTest(unittest.TestCase):
     def post_chunked(self, path: str, pieces: list) -> sidecar.Response:
         """POSTs `pieces` chunked on a tunnel; the simulator echoes the body it received."""

@@ -195,6 +195,10 @@ class stream {
   void expires_after(duration d);
   void expires_at(time_point t);
   void expires_never();
+  // A deadline that fails the operation still waiting at `t` with beast::error::timeout but
+  // leaves the connection open (for a wait that may simply end early). The next expires_*
+  // call makes deadlines closing again.
+  void expires_softly_at(time_point t);
 
   // Makes the stream TLS before its handshake. `pre_read`: bytes of the peer's first flight that
   // were read from the socket already (they are fed to OpenSSL before the socket). False when

@@ -9,6 +9,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -23,11 +25,18 @@ struct session_control {
   explicit session_control(asio::any_io_executor ex) : executor(std::move(ex)) {}
   asio::any_io_executor executor;    // the session's worker
   asio::cancellation_signal cancel;  // emitted on that worker
-  bool idle = true;                  // read and written on that worker only
+  // The socket of a session waiting for its next request (only then, parked or not): the drain
+  // cancels that wait. Read and written on the worker only.
+  asio::ip::tcp::socket* waiting = nullptr;
+  // Called once, on the worker, when the session has ended and its socket is closed; with the
+  // exception that ended it, if one did.
+  std::function<void(std::exception_ptr)> ended;
 };
 
-// Runs one client connection to completion.
-asio::awaitable<void> run_session(services&, asio::ip::tcp::socket, std::uint64_t conn_id, session_control&);
+// Runs one client connection on its worker until it ends, then calls `ctl->ended`. Between
+// requests the connection waits parked, as its socket's wait alone, without coroutine frames.
+void start_session(services&, asio::ip::tcp::socket, std::uint64_t conn_id,
+                   std::shared_ptr<session_control> ctl);
 
 class server {
  public:

@@ -403,5 +403,42 @@ TEST(StreamTest, WaitReadableTimesOut) {
   EXPECT_EQ(wait_ec, boost::beast::error::timeout) << wait_ec.message();
 }
 
+// A connection waiting for its next request lingers a moment, then is parked: that first wait
+// ends by its soft deadline and leaves the connection usable.
+TEST(StreamTest, SoftDeadlineEndsTheWaitButKeepsTheConnection) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code soft = asio::error::fault, passed = asio::error::fault, after = asio::error::fault;
+  std::string got;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    lb.server->expires_softly_at(steady_clock::now() + std::chrono::milliseconds(30));
+    auto [ec, n] = co_await lb.server->async_wait_readable(use_tuple);
+    soft = ec;
+    // One whose soft deadline has passed already fails at once, and closes nothing either.
+    auto [ec2, n2] = co_await lb.server->async_wait_readable(use_tuple);
+    passed = ec2;
+    EXPECT_TRUE(lb.server->socket().is_open());
+    // The client writes only now; a closing deadline again, and the bytes arrive.
+    lb.spawn([&]() -> asio::awaitable<void> {
+      const std::string text = "ping";
+      auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(text), use_tuple);
+      EXPECT_FALSE(wec);
+    });
+    lb.server->expires_after(std::chrono::seconds(5));
+    char four[4];
+    auto [rec, rn] = co_await asio::async_read(*lb.server, asio::buffer(four), use_tuple);
+    after = rec;
+    got.assign(four, rn);
+  });
+  lb.spawn([&]() -> asio::awaitable<void> { co_await handshake(*lb.client); });
+  lb.run();
+  EXPECT_EQ(soft, boost::beast::error::timeout) << soft.message();
+  EXPECT_EQ(passed, boost::beast::error::timeout) << passed.message();
+  EXPECT_FALSE(after) << after.message();
+  EXPECT_EQ(got, "ping");
+}
+
 }  // namespace
 }  // namespace okta_sidecar::net
