@@ -53,6 +53,7 @@ struct request_guard {
   services& svc;
   std::string host;
   ratelimit::ticket ticket = 0;
+  std::shared_ptr<rate_gate::waiter> requeued{};  // the ticket's spot after a requeueing 429
   bool probe = false;
   ~request_guard() {
     if (ticket) svc.gate.cancel(ticket);
@@ -618,7 +619,8 @@ asio::awaitable<stage_result> requeue_wait(request_ctx& r, request_guard& guard,
                                            resilience::attempt_machine& m, resilience::attempt_action& act) {
   auto& svc = r.svc;
   const auto queued_at = svc.clock.now();
-  auto again = co_await admit_watching(r.c, r.down, svc.gate.wait_again(guard.ticket));
+  auto again =
+      co_await admit_watching(r.c, r.down, svc.gate.wait_again(guard.ticket, std::move(guard.requeued)));
   if (again.kind == rate_gate::outcome::cancelled) {
     guard.ticket = 0;
     m.on_client_gone();
@@ -788,7 +790,10 @@ asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guar
   guard.probe = false;
   if (plan.status == 429) r.stats().upstream_429().inc();
   if (guard.ticket) {
-    plan.decision = svc.gate.on_response(guard.ticket, plan.status, obs, r.cls.per_principal);
+    const auto ex = co_await asio::this_coro::executor;  // a named local (GCC 12; see admit())
+    auto responded = svc.gate.on_response(guard.ticket, plan.status, obs, r.cls.per_principal, ex);
+    plan.decision = responded.decision;
+    guard.requeued = std::move(responded.parked);
     if (plan.decision.kind == ratelimit::response_kind::deliver) guard.ticket = 0;
   }
   plan.verdict = verdict_of(plan.decision.kind);

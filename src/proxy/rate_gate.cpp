@@ -44,27 +44,10 @@ std::string rate_gate::bucket_name(const std::string& host, const ratelimit::cla
 
 asio::awaitable<rate_gate::result> rate_gate::wait(const submitted& s) {
   if (s.res.kind != outcome::queued) co_return s.res;
-  co_return co_await wait(s.res.id, s.parked);
+  co_return co_await wait_again(s.res.id, s.parked);
 }
 
-asio::awaitable<rate_gate::result> rate_gate::wait_again(ratelimit::ticket id) {
-  auto ex = co_await asio::this_coro::executor;
-  auto w = waiter::make(ex);
-  {
-    std::lock_guard lock(mu_);
-    parked_.erase(id);
-    if (auto it = early_.find(id); it != early_.end()) {
-      const result r = it->second;
-      early_.erase(it);
-      co_return r;
-    }
-    waiters_.emplace(id, w);
-    pump_locked(clock_.now());
-  }
-  co_return co_await wait(id, std::move(w));
-}
-
-asio::awaitable<rate_gate::result> rate_gate::wait(ratelimit::ticket id, std::shared_ptr<waiter> w) {
+asio::awaitable<rate_gate::result> rate_gate::wait_again(ratelimit::ticket id, std::shared_ptr<waiter> w) {
   auto verdict = co_await w->wait();
   if (verdict) co_return *verdict;
   cancel(id);  // no deadline: the awaiting operation was cancelled (the client went away)
@@ -73,12 +56,7 @@ asio::awaitable<rate_gate::result> rate_gate::wait(ratelimit::ticket id, std::sh
 
 void rate_gate::finish_locked(ratelimit::ticket id, outcome kind, duration retry_after) {
   auto it = waiters_.find(id);
-  if (it == waiters_.end()) {
-    // Requeued by on_response() and decided before its owner parked: keep the verdict for
-    // wait_again(), or the admission would be lost and the request hang to its timeout.
-    if (parked_.erase(id) > 0) early_.insert_or_assign(id, result{kind, id, retry_after});
-    return;
-  }
+  if (it == waiters_.end()) return;
   it->second->wake(result{kind, id, retry_after});
   waiters_.erase(it);
 }
@@ -102,14 +80,18 @@ void rate_gate::pump_locked(time_point now) {
   }
 }
 
-ratelimit::response_decision rate_gate::on_response(ratelimit::ticket id, int status,
-                                                    const ratelimit::observation& obs, bool per_principal) {
+rate_gate::responded rate_gate::on_response(ratelimit::ticket id, int status,
+                                            const ratelimit::observation& obs, bool per_principal,
+                                            asio::any_io_executor ex) {
   std::lock_guard lock(mu_);
   const auto now = clock_.now();
-  auto d = scheduler_.on_response(id, status, obs, per_principal, now);
-  if (d.kind == ratelimit::response_kind::requeued) parked_.insert(id);
+  responded out{scheduler_.on_response(id, status, obs, per_principal, now), nullptr};
+  if (out.decision.kind == ratelimit::response_kind::requeued) {
+    out.parked = waiter::make(std::move(ex));
+    waiters_.emplace(id, out.parked);
+  }
   pump_locked(now);
-  return d;
+  return out;
 }
 
 void rate_gate::on_failure(ratelimit::ticket id) {
@@ -123,8 +105,6 @@ void rate_gate::cancel(ratelimit::ticket id) {
   std::lock_guard lock(mu_);
   const auto now = clock_.now();
   waiters_.erase(id);
-  parked_.erase(id);
-  early_.erase(id);
   scheduler_.cancel(id, now);
   pump_locked(now);
 }

@@ -11,7 +11,6 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "okta_sidecar/clock.hpp"
 #include "okta_sidecar/net/parking.hpp"
@@ -51,11 +50,17 @@ class rate_gate {
   // Waits for a queued request's verdict. Cancelling the awaiting operation (the client went
   // away) removes the request from the queue.
   asio::awaitable<result> wait(const submitted&);
+  // A response's lesson for the scheduler and what becomes of its ticket; `requeued` comes with
+  // `parked` set, to be awaited with wait_again(). It is registered before the poll that may
+  // already decide it (a concurrency 429 is often re-admitted at once), and keeps that verdict.
+  struct responded {
+    ratelimit::response_decision decision;
+    std::shared_ptr<waiter> parked;
+  };
+  responded on_response(ratelimit::ticket, int status, const ratelimit::observation&, bool per_principal,
+                        asio::any_io_executor ex);
   // After on_response said `requeued`: waits for the ticket's turn again.
-  asio::awaitable<result> wait_again(ratelimit::ticket);
-
-  ratelimit::response_decision on_response(ratelimit::ticket, int status, const ratelimit::observation&,
-                                           bool per_principal);
+  asio::awaitable<result> wait_again(ratelimit::ticket, std::shared_ptr<waiter>);
   void on_failure(ratelimit::ticket);
   void cancel(ratelimit::ticket);
 
@@ -69,7 +74,6 @@ class rate_gate {
   void drain();
 
  private:
-  asio::awaitable<result> wait(ratelimit::ticket, std::shared_ptr<waiter>);
   void pump_locked(time_point now);
   void finish_locked(ratelimit::ticket, outcome, duration retry_after);
 
@@ -77,11 +81,6 @@ class rate_gate {
   mutable std::mutex mu_;
   ratelimit::scheduler scheduler_;
   std::unordered_map<ratelimit::ticket, std::shared_ptr<waiter>> waiters_;
-  // Tickets on_response() put back in the queue whose owner has not called wait_again() yet,
-  // and the verdicts that reached them in that gap: a concurrency 429 is often re-admitted by
-  // the very poll that requeued it (a slot is free), before its coroutine can park again.
-  std::unordered_set<ratelimit::ticket> parked_;
-  std::unordered_map<ratelimit::ticket, result> early_;
   asio::strand<asio::io_context::executor_type> timer_strand_;
   asio::steady_timer wake_timer_;
   time_point armed_for_ = time_point::max();
