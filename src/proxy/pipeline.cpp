@@ -790,8 +790,8 @@ asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guar
   guard.probe = false;
   if (plan.status == 429) r.stats().upstream_429().inc();
   if (guard.ticket) {
-    const auto ex = co_await asio::this_coro::executor;  // a named local (GCC 12; see admit())
-    auto responded = svc.gate.on_response(guard.ticket, plan.status, obs, r.cls.per_principal, ex);
+    auto responded =
+        svc.gate.on_response(guard.ticket, plan.status, obs, r.cls.per_principal, r.down.get_executor());
     plan.decision = responded.decision;
     guard.requeued = std::move(responded.parked);
     if (plan.decision.kind == ratelimit::response_kind::deliver) guard.ticket = 0;

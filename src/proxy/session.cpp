@@ -426,8 +426,9 @@ asio::awaitable<next_step> serve_some(connection& k) {
     if (k.buf.size() == 0) {
       // A busy client's next request comes within moments: it is awaited here, in the frames
       // already made; a connection quiet for longer is parked.
-      k.idle_until = steady_clock::now() + milliseconds(c.rt->cfg.client.idle_timeout_ms);
-      k.down.expires_softly_at(std::min(k.idle_until, steady_clock::now() + linger));
+      const auto now = steady_clock::now();
+      k.idle_until = now + milliseconds(c.rt->cfg.client.idle_timeout_ms);
+      k.down.expires_softly_at(std::min(k.idle_until, now + linger));
       c.ctl.waiting = &k.down.socket();
       auto [ec, n] = co_await k.down.async_wait_readable(use_tuple);
       c.ctl.waiting = nullptr;
@@ -485,8 +486,11 @@ void serve_next(std::shared_ptr<connection> k, error_code waited) {
 // Idle until the next request's first byte (the keep-alive timeout): the connection is only
 // this object, its socket's wait and its SSL, with its read buffer released.
 void park(std::shared_ptr<connection> k) {
+  if (k->c.svc.draining.load()) {  // the drain may have passed it by while it lingered
+    serve_next(std::move(k), asio::error::operation_aborted);
+    return;
+  }
   auto& down = k->down;
-  if (k->c.svc.draining.load()) down.close();  // the drain may have passed it by while it lingered
   k->ctl->waiting = &down.socket();
   down.expires_at(k->idle_until);
   k->buf.shrink_to_fit();
