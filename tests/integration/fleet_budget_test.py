@@ -78,7 +78,7 @@ class FleetLastWindowTest(unittest.TestCase):
         with okta_sim.OktaSimulator(PKI.server_cert, PKI.server_key, window_seconds=WINDOW_S,
                                     limits={"users": LIMIT}) as sim:
             fleet = {"redis": redis.url, "key_prefix": f"fleet-budget-{uuid.uuid4().hex[:8]}:",
-                     "lease_size": 5, "timeout_ms": 50, "expected_replicas": 3}
+                     "lease_size": 5, "timeout_ms": fleet_test.REDIS_TIMEOUT_MS, "expected_replicas": 3}
             scs = []
             for _ in SHARES:
                 # Every request is the same GET with one credential: coalescing off, so each
@@ -104,12 +104,14 @@ class FleetLastWindowTest(unittest.TestCase):
             elapsed = time.monotonic() - t0
             wins = [w for w in sim.windows("users") if w["processed"] or w["rejected"]]
             used = [w["processed"] for w in wins]
-            returned = sum(sc.admin_json("/status")["fleet"].get("tokens_returned", 0) for sc in scs)
+            returned = sum(sc.admin_json("/status")["fleet"]["tokens_returned"] for sc in scs)
+            left = fleet_test.fallbacks(scs)
             print(f"\n[budget figures] fleet of 3 (80/160/240 requests), bucket {LIMIT} per "
                   f"{WINDOW_S:.0f} s window: per-window use {used}, upstream 429s "
                   f"{sum(w['rejected'] for w in wins)}, {elapsed:.1f} s, tokens handed back "
-                  f"{returned}", flush=True)
+                  f"{returned}, fallbacks {left}", flush=True)
             self.assertEqual(statuses.count(200), sum(SHARES), [s for s in statuses if s != 200][:5])
+            self.assertEqual(left, [(0, "none")] * len(scs), "a sidecar left shared mode")
             self.assertEqual(len(used), 4, used)
             for u in used:
                 self.assertGreaterEqual(u, 0.95 * LIMIT, used)
@@ -125,7 +127,7 @@ class FleetConcurrencyTest(unittest.TestCase):
         with okta_sim.OktaSimulator(PKI.server_cert, PKI.server_key, limits={"users": 1000000},
                                     concurrency_limit=20, latency=0.05) as sim:
             fleet = {"redis": redis.url, "key_prefix": f"fleet-conc-{uuid.uuid4().hex[:8]}:",
-                     "lease_size": 5, "timeout_ms": 50, "expected_replicas": 2}
+                     "lease_size": 5, "timeout_ms": fleet_test.REDIS_TIMEOUT_MS, "expected_replicas": 2}
             cfg = {"threads": 2, "fleet": fleet, "retry": {"max_attempts": 1},
                    "circuit_breaker": {"failure_threshold": 1000}, "rate_limit": {"coalesce": False}}
             a, b = (sidecar.Sidecar(cfg, upstream_port=sim.port, trust_file=PKI.ca_cert).start()

@@ -40,6 +40,17 @@ SIDECARS = 3
 CLIENTS_PER_SIDECAR = 8
 BATCH_WINDOWS = 4
 SANITIZED = bool(os.environ.get("OKTA_SIDECAR_SANITIZED"))
+# One Redis reply slower than fleet.timeout_ms sends a sidecar to local mode (by design), and
+# local mode spends only its share of each window. Under TSan, with other suites on the same 2
+# cores, 50 ms replies were missed (all three sidecars fell back in 1 of 3 loaded runs of
+# fleet_budget_test), so the sanitized runs give Redis ten times longer.
+REDIS_TIMEOUT_MS = 500 if SANITIZED else 50
+
+
+def fallbacks(sidecars: list) -> list:
+    """Each sidecar's switches to local mode and why: the shared-mode figures assume none."""
+    return [(f["fallbacks"], f["fallback_reason"]) for f in
+            (sc.admin_json("/status")["fleet"] for sc in sidecars)]
 
 PKI: test_pki.Pki
 TMP: str
@@ -259,7 +270,7 @@ class FleetTest(unittest.TestCase):
 
     def fleet_config(self, redis: RedisServer) -> dict:
         return {"redis": redis.url, "key_prefix": f"fleet-test-{uuid.uuid4().hex[:8]}:",
-                "lease_size": 5, "timeout_ms": 50, "expected_replicas": SIDECARS}
+                "lease_size": 5, "timeout_ms": REDIS_TIMEOUT_MS, "expected_replicas": SIDECARS}
 
     def wait_mode(self, sidecars: list, mode: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -309,12 +320,8 @@ class FleetTest(unittest.TestCase):
         self.assert_no_client_errors(batch)
         self.assertEqual(set(batch.statuses), {200}, "no client-visible 429 or other error")
         self.assertGreaterEqual(fig["windows"], BATCH_WINDOWS - 1)
-        if not SANITIZED:
-            # Under TSan the sidecars run many times slower while other suites load the same 2
-            # cores, and a request admitted at a window's very end can reach Okta in the next
-            # one: once in nine TSan runs, 5 of 368 requests (1.4 %) got a 429 there. The
-            # release build asserts the figure; the sanitized runs are for the race detector.
-            self.assertLessEqual(fig["upstream_429_pct"], 0.5)
+        self.assertEqual(fallbacks(scs), [(0, "none")] * SIDECARS, "a sidecar left shared mode")
+        self.assertLessEqual(fig["upstream_429_pct"], 0.5)
         self.assertGreaterEqual(fig["utilisation_pct"], 95.0)
         for sc in scs:
             f = sc.admin_json("/status")["fleet"]
