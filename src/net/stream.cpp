@@ -18,10 +18,7 @@ namespace detail {
 
 class stream_state {
  public:
-  explicit stream_state(tcp::socket s)
-      : sock(std::move(s)),
-        read_slot{asio::steady_timer(sock.get_executor())},
-        write_slot{asio::steady_timer(sock.get_executor())} {}
+  explicit stream_state(tcp::socket s) : sock(std::move(s)) {}
   ~stream_state() {
     if (ssl != nullptr) SSL_free(ssl);
   }
@@ -30,12 +27,22 @@ class stream_state {
 
   // One per direction, so a read and a write may wait at once (a full-duplex relay).
   struct deadline_slot {
-    asio::steady_timer timer;
     std::uint64_t serial = 0;  // a timer handler of an earlier operation must not close the socket
     bool armed = false;
     bool expired = false;
   };
   deadline_slot& slot(direction d) { return d == direction::read ? read_slot : write_slot; }
+  // The slots' timers: made when an operation first arms a deadline, dropped while the
+  // connection is idle (stream::release_timers), 240 bytes an idle connection does not need.
+  struct timer_pair {
+    explicit timer_pair(const asio::any_io_executor& ex) : read(ex), write(ex) {}
+    asio::steady_timer read;
+    asio::steady_timer write;
+  };
+  asio::steady_timer& timer(direction d) {
+    if (!timers) timers = std::make_unique<timer_pair>(sock.get_executor());
+    return d == direction::read ? timers->read : timers->write;
+  }
 
   tcp::socket sock;
   SSL* ssl = nullptr;
@@ -47,6 +54,7 @@ class stream_state {
   bool soft_deadline = false;  // the deadline fails the operation but keeps the socket open
   deadline_slot read_slot;
   deadline_slot write_slot;
+  std::unique_ptr<timer_pair> timers;
 };
 
 namespace {
@@ -261,8 +269,9 @@ bool op_core::arm(const asio::any_io_executor& ex) {
   }
   slot.armed = true;
   const auto serial = ++slot.serial;
-  slot.timer.expires_at(s.deadline);
-  slot.timer.async_wait(asio::bind_executor(ex, [st = st, d = dir, serial](error_code ec) {
+  auto& timer = s.timer(dir);
+  timer.expires_at(s.deadline);
+  timer.async_wait(asio::bind_executor(ex, [st = st, d = dir, serial](error_code ec) {
     auto& sl = st->slot(d);
     if (ec || sl.serial != serial || !sl.armed) return;
     sl.expired = true;
@@ -288,7 +297,7 @@ void op_core::finish() {
   if (!slot.armed) return;
   slot.armed = false;
   ++slot.serial;
-  slot.timer.cancel();
+  st->timer(dir).cancel();
 }
 
 }  // namespace detail
@@ -312,9 +321,15 @@ const tcp::socket& stream::socket() const { return st_->sock; }
 
 void stream::close() {
   error_code ignored;
-  st_->read_slot.timer.cancel();
-  st_->write_slot.timer.cancel();
+  if (st_->timers) {
+    st_->timers->read.cancel();
+    st_->timers->write.cancel();
+  }
   st_->sock.close(ignored);
+}
+
+void stream::release_timers() {
+  if (!st_->read_slot.armed && !st_->write_slot.armed) st_->timers.reset();
 }
 
 void stream::expires_after(duration d) { expires_at(steady_clock::now() + d); }

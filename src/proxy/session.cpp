@@ -26,6 +26,7 @@
 #include "okta_sidecar/http/request_validator.hpp"
 #include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/http/trace_context.hpp"
+#include "okta_sidecar/net/deadline_list.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/tls/intercept_context.hpp"
 #include "pipeline.hpp"
@@ -376,8 +377,11 @@ asio::awaitable<void> refuse_client(conn_ctx& c, net::stream& down) {
                       refused.begin(), false);
 }
 
-// A client connection between its requests: what outlives the coroutines that serve them.
-struct connection {
+class parked_connections;
+
+// A client connection between its requests: what outlives the coroutines that serve them. Its
+// hook places it among its worker's parked connections while it waits for its next request.
+struct connection : net::deadline_hook {
   connection(services& svc, tcp::socket sock, std::uint64_t id, std::shared_ptr<session_control> control)
       : ctl(std::move(control)),
         c{svc, id, *ctl, peer_of(sock), svc.rt.load()},
@@ -402,6 +406,63 @@ struct connection {
   bool refused = false;     // access.allowed_clients does not name it: one answer, then the close
   bool in_tunnel = false;   // serving the inside of an intercepted CONNECT (c.tunnel)
   time_point idle_until{};  // the keep-alive timeout of the wait for the next request
+  parked_connections* parked = nullptr;  // its worker's, once it has parked
+};
+
+// The keep-alive deadlines of one worker's parked connections, behind one timer: a parked
+// connection holds its socket's wait and a place in this list, not a timer wait of its own
+// (about 350 bytes each). An Asio service, so there is one per event loop and it goes with it.
+class parked_connections : public asio::execution_context::service {
+ public:
+  using key_type = parked_connections;
+  static inline asio::execution_context::id id;
+
+  // Workers are io_contexts (proxy::server).
+  explicit parked_connections(asio::execution_context& ctx)
+      : service(ctx), timer_(static_cast<asio::io_context&>(ctx)) {}
+
+  static parked_connections& of(const asio::any_io_executor& ex) {
+    return asio::use_service<parked_connections>(asio::query(ex, asio::execution::context));
+  }
+
+  void add(connection& k) {
+    list_.add(k, k.idle_until);
+    arm();
+  }
+  void remove(connection& k) { list_.remove(k); }
+
+ private:
+  void shutdown() override {}
+
+  void arm() {
+    const time_point next = list_.next_deadline();
+    if (next == armed_) return;
+    armed_ = next;
+    if (next == time_point::max()) {
+      timer_.cancel();
+      return;
+    }
+    timer_.expires_at(next);  // ends the wait for an earlier `next`, if any
+    timer_.async_wait([this](error_code ec) {
+      if (!ec) sweep();
+    });
+  }
+
+  // Closes the sockets of the connections whose keep-alive timeout has passed: each one's wait
+  // ends, and with it the connection (see park()).
+  void sweep() {
+    armed_ = time_point::max();
+    const time_point now = steady_clock::now();
+    while (auto* h = list_.pop_expired(now)) {
+      error_code ignored;
+      static_cast<connection*>(h)->down.socket().close(ignored);
+    }
+    arm();
+  }
+
+  net::deadline_list list_;
+  asio::steady_timer timer_;
+  time_point armed_ = time_point::max();
 };
 
 enum class next_step { end, park };
@@ -484,17 +545,33 @@ void serve_next(std::shared_ptr<connection> k, error_code waited) {
 }
 
 // Idle until the next request's first byte (the keep-alive timeout): the connection is only
-// this object, its socket's wait and its SSL, with its read buffer released.
+// this object, its socket's wait, its place among the parked connections and its SSL, with its
+// read buffer released.
 void park(std::shared_ptr<connection> k) {
+  auto& down = k->down;
   if (k->c.svc.draining.load()) {  // the drain may have passed it by while it lingered
     serve_next(std::move(k), asio::error::operation_aborted);
     return;
   }
-  auto& down = k->down;
+  if (down.has_buffered_input()) {  // a record OpenSSL holds: the socket would not say so
+    serve_next(std::move(k), {});
+    return;
+  }
+  const auto ex = down.get_executor();
+  if (k->parked == nullptr) k->parked = &parked_connections::of(ex);
   k->ctl->waiting = &down.socket();
-  down.expires_at(k->idle_until);
+  down.expires_never();
+  down.release_timers();
   k->buf.shrink_to_fit();
-  down.async_wait_readable([k = std::move(k)](error_code ec, std::size_t) mutable {
+  k->parked->add(*k);
+  // The coroutine that served the connection has ended, but the cancellation handler it left in
+  // the session's slot keeps its memory until the next one replaces it: freed once the
+  // coroutine's frame is gone, if the connection is still parked then.
+  asio::post(ex, [k] {
+    if (k->linked) k->ctl->cancel.slot().clear();
+  });
+  down.socket().async_wait(tcp::socket::wait_read, [k = std::move(k)](error_code ec) mutable {
+    k->parked->remove(*k);
     k->ctl->waiting = nullptr;
     serve_next(std::move(k), ec);
   });

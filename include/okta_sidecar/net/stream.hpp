@@ -199,6 +199,9 @@ class stream {
   // leaves the connection open (for a wait that may simply end early). The next expires_*
   // call makes deadlines closing again.
   void expires_softly_at(time_point t);
+  // Frees the deadline timers while no operation waits on one (a connection idle between
+  // requests); the next operation with a deadline makes them again.
+  void release_timers();
 
   // Makes the stream TLS before its handshake. `pre_read`: bytes of the peer's first flight that
   // were read from the socket already (they are fed to OpenSSL before the socket). False when

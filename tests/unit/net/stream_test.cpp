@@ -440,5 +440,38 @@ TEST(StreamTest, SoftDeadlineEndsTheWaitButKeepsTheConnection) {
   EXPECT_EQ(got, "ping");
 }
 
+TEST(StreamTest, ReleasedTimersComeBackWithTheNextDeadline) {
+  pki p;
+  loopback lb;
+  lb.tls(p);
+  error_code during = asio::error::fault, expired = asio::error::fault;
+  // Should a deadline be lost, the client's late byte ends the wait instead of the test hanging.
+  asio::steady_timer fallback(lb.ioc, std::chrono::seconds(2));
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.server);
+    // Released while a wait is armed: nothing is released, and the deadline still ends it.
+    lb.server->expires_softly_at(steady_clock::now() + std::chrono::milliseconds(30));
+    asio::post(lb.ioc, [&] { lb.server->release_timers(); });
+    auto [ec, n] = co_await lb.server->async_wait_readable(use_tuple);
+    during = ec;
+    // Released while idle: the next deadline makes the timers again, and it closes the socket.
+    lb.server->release_timers();
+    lb.server->expires_after(std::chrono::milliseconds(30));
+    auto [ec2, n2] = co_await lb.server->async_wait_readable(use_tuple);
+    expired = ec2;
+    EXPECT_FALSE(lb.server->socket().is_open());
+    fallback.cancel();
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await handshake(*lb.client);
+    auto [tec] = co_await fallback.async_wait(use_tuple);
+    if (tec) co_return;
+    const std::string late = "x";
+    co_await asio::async_write(*lb.client, asio::buffer(late), use_tuple);
+  });
+  lb.run();
+  EXPECT_EQ(during, boost::beast::error::timeout) << during.message();
+  EXPECT_EQ(expired, boost::beast::error::timeout) << expired.message();
+}
 }  // namespace
 }  // namespace okta_sidecar::net
