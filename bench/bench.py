@@ -156,18 +156,32 @@ def hwm_kib(pid: int) -> int:
     return sum(_status_kib(p, "VmHWM") for p in tree(pid))
 
 
-def cpu_s(pid: int) -> float:
+def cpu_split(pid: int) -> tuple:
+    """(user, kernel) CPU seconds of the process tree."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = kernel = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat", encoding="ascii") as f:
                 st = f.read()
             fields = st[st.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            kernel += int(fields[12])
         except (OSError, ValueError, IndexError):
             pass
-    return total / tick
+    return user / tick, kernel / tick
+
+
+def cpu_s(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def per_req_split(c0: tuple, c1: tuple, requests: int) -> dict:
+    """CPU µs per request, split: where a proxy's time goes (its own code or the kernel's)."""
+    if not requests:
+        return {"user_cpu_us_per_req": None, "kernel_cpu_us_per_req": None}
+    return {"user_cpu_us_per_req": (c1[0] - c0[0]) / requests * 1e6,
+            "kernel_cpu_us_per_req": (c1[1] - c0[1]) / requests * 1e6}
 
 
 def median(xs: list) -> Optional[float]:
@@ -577,10 +591,10 @@ def scenario_plain(env: Env, reps: int) -> dict:
                 env.wrk(url, connections=4, seconds=1, max_requests=2000, absolute=absolute)
                 pid = proc.pid if proc else None
                 up_c0 = cpu_s(env.upstream.pid)
-                c0 = cpu_s(pid) if pid else 0.0
+                c0 = cpu_split(pid) if pid else (0.0, 0.0)
                 thr = env.wrk(url, connections=conns, seconds=secs, max_requests=cap,
                               absolute=absolute)
-                c1 = cpu_s(pid) if pid else 0.0
+                c1 = cpu_split(pid) if pid else (0.0, 0.0)
                 up_c1 = cpu_s(env.upstream.pid)
                 lat = env.wrk(url, connections=1, seconds=min(secs, 3), max_requests=5000,
                               absolute=absolute)
@@ -594,7 +608,8 @@ def scenario_plain(env: Env, reps: int) -> dict:
                     "p50_us_c32": thr["latency_us"]["p50"], "p99_us_c32": thr["latency_us"]["p99"],
                     "p50_us_c1": lat["latency_us"]["p50"], "p99_us_c1": lat["latency_us"]["p99"],
                     "errors_c1": lat["errors_total"],
-                    "cpu_us_per_req": (c1 - c0) / ok * 1e6 if pid and ok else None,
+                    "cpu_us_per_req": (sum(c1) - sum(c0)) / ok * 1e6 if pid and ok else None,
+                    **per_req_split(c0, c1, ok if pid else 0),
                     "upstream_cpu_us_per_req": (up_c1 - up_c0) / ok * 1e6 if ok else None,
                     "peak_rss_kib": hwm_kib(pid) if pid else None})
                 log(f"s1 rep {rep} {name}: {thr['rps'] or 0:.0f} req/s, p50 c1 "
@@ -608,7 +623,8 @@ def scenario_plain(env: Env, reps: int) -> dict:
         good = [r for r in rs if "failed" not in r]
         summary[name] = {k: median([r[k] for r in good]) for k in (
             "rps", "p50_us_c1", "p99_us_c1", "p50_us_c32", "p99_us_c32", "cpu_us_per_req",
-            "peak_rss_kib", "errors", "closed_connections")} if good else {"failed": True}
+            "user_cpu_us_per_req", "kernel_cpu_us_per_req", "peak_rss_kib", "errors",
+            "closed_connections")} if good else {"failed": True}
         summary[name]["threads"] = variants[name][3]
     direct = summary.get("direct", {})
     for name, s in summary.items():
@@ -622,7 +638,7 @@ def scenario_plain(env: Env, reps: int) -> dict:
                        f"-d{secs}s (<= {cap} requests)", "latency": "wrk -t1 -c1 -d3s (<= 5000 "
                        "requests); added latency = proxy p50/p99 minus direct p50/p99 at c=1",
                        "cpu": "utime+stime of the proxy's process tree during the throughput run"
-                       " / requests", "rss": "VmHWM summed over the proxy's process tree",
+                       " / requests (user + kernel: utime and stime apart)", "rss": "VmHWM summed over the proxy's process tree",
                        "upstream": f"nginx 1 worker, return 200 with a {len(BODY)}-byte JSON body",
                        "note": "everything shares 2 cores: wrk, the proxy and the upstream"},
             "versions": {"nginx": tool_version(["nginx", "-v"]),
@@ -688,10 +704,10 @@ def scenario_https(env: Env, reps: int) -> dict:
             try:
                 env.loadgen([*base, "--connections", "4", "--requests", "500", "--duration", "3"])
                 pid = proc.pid if proc else None
-                c0 = cpu_s(pid) if pid else 0.0
+                c0 = cpu_split(pid) if pid else (0.0, 0.0)
                 thr = env.loadgen([*base, "--connections", "16", "--requests", "200000",
                                    "--duration", str(secs)])
-                c1 = cpu_s(pid) if pid else 0.0
+                c1 = cpu_split(pid) if pid else (0.0, 0.0)
                 lat = env.loadgen([*base, "--connections", "1", "--requests", "3000",
                                    "--duration", "3"])
                 new = env.loadgen([*base, "--connections", "1", "--requests", "300",
@@ -706,7 +722,9 @@ def scenario_https(env: Env, reps: int) -> dict:
                     "new_conn_p50_us": new["latency_us"].get("p50"),
                     "new_conn_p99_us": new["latency_us"].get("p99"),
                     "new_conn_errors": new["errors_total"],
-                    "cpu_us_per_req": (c1 - c0) / thr["ok"] * 1e6 if pid and thr["ok"] else None,
+                    "cpu_us_per_req": ((sum(c1) - sum(c0)) / thr["ok"] * 1e6
+                                       if pid and thr["ok"] else None),
+                    **per_req_split(c0, c1, thr["ok"] if pid else 0),
                     "peak_rss_kib": hwm_kib(pid) if pid else None,
                     "errors_detail": {**thr["errors"]}})
                 log(f"s2 rep {rep} {name}: {thr['rps']:.0f} req/s, p50 c1 "
@@ -720,7 +738,8 @@ def scenario_https(env: Env, reps: int) -> dict:
         good = [r for r in rs if "failed" not in r]
         summary[name] = {k: median([r[k] for r in good]) for k in (
             "rps", "p50_us_c1", "p99_us_c1", "p50_us_c16", "p99_us_c16", "new_conn_p50_us",
-            "new_conn_p99_us", "cpu_us_per_req", "peak_rss_kib", "errors")} if good else {
+            "new_conn_p99_us", "cpu_us_per_req", "user_cpu_us_per_req", "kernel_cpu_us_per_req",
+            "peak_rss_kib", "errors")} if good else {
                 "failed": True}
         summary[name]["threads"] = 2 if name.endswith("2t") else 1
         if good and summary[name].get("new_conn_p50_us") and summary[name].get("p50_us_c1"):

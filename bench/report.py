@@ -133,6 +133,15 @@ def when(res: dict) -> str:
             f"competes for the same cores)._\n")
 
 
+def cpu_cell(v: dict) -> str:
+    """Total CPU per request, with its user and kernel parts when the run recorded them."""
+    total, user, kernel = (v.get("cpu_us_per_req"), v.get("user_cpu_us_per_req"),
+                           v.get("kernel_cpu_us_per_req"))
+    if total is None or user is None or kernel is None:
+        return fmt(total, 1)
+    return f"{fmt(total, 1)} ({fmt(user, 1)} + {fmt(kernel, 1)})"
+
+
 def section_plain(res: dict) -> tuple:
     s, r = res["summary"], res.get("ratios", {})
     rows = []
@@ -144,12 +153,13 @@ def section_plain(res: dict) -> tuple:
         rows.append([f"**{name}**" if name.startswith("okta") else name, fmt(v.get("rps")),
                      ratio(rr.get("sidecar_over_peer_rps")),
                      fmt(v.get("p50_us_c1")), fmt(v.get("added_p50_us")),
-                     fmt(v.get("added_p99_us")), fmt(v.get("cpu_us_per_req"), 1),
+                     fmt(v.get("added_p99_us")), cpu_cell(v),
                      fmt(v.get("peak_rss_kib")), fmt(v.get("errors"))])
     md = ["## 1. Plain HTTP forwarding overhead\n", when(res),
           "Method: " + "; ".join(f"{k}: {v}" for k, v in res["method"].items()) + ".\n",
           table(["path", "req/s (c=32)", "sidecar ÷ peer req/s", "p50 µs (c=1)",
-                 "added p50 µs", "added p99 µs", "CPU µs/req", "peak RSS KiB", "errors"], rows),
+                 "added p50 µs", "added p99 µs", "CPU µs/req (user + kernel)", "peak RSS KiB",
+                 "errors"], rows),
           "\n\"sidecar ÷ peer\" compares with the sidecar at the peer's thread count (1t or 2t);"
           " above 1 means the sidecar is faster. tinyproxy spawns a process/thread per client "
           "and cannot be pinned to one; it is compared with the 1-thread sidecar.\n",
@@ -184,13 +194,13 @@ def section_https(res: dict) -> tuple:
         rows.append([f"**{name}**" if name.startswith("okta") else name, fmt(v.get("rps")),
                      ratio(rr.get("sidecar_over_peer_rps")), fmt(v.get("p50_us_c1")),
                      fmt(v.get("p99_us_c1")), fmt(v.get("new_conn_p50_us")),
-                     ratio(v.get("new_conn_over_keepalive")), fmt(v.get("cpu_us_per_req"), 1),
+                     ratio(v.get("new_conn_over_keepalive")), cpu_cell(v),
                      fmt(v.get("peak_rss_kib"))])
     md = ["## 2. Intercepted HTTPS (CONNECT + TLS)\n", when(res),
           "Method: " + "; ".join(f"{k}: {v}" for k, v in res["method"].items()) + ".\n",
           table(["path", "req/s (16 kept-alive conns)", "sidecar ÷ peer req/s",
                  "p50 µs (c=1)", "p99 µs (c=1)", "new connection p50 µs",
-                 "new conn ÷ kept-alive", "CPU µs/req", "peak RSS KiB"], rows),
+                 "new conn ÷ kept-alive", "CPU µs/req (user + kernel)", "peak RSS KiB"], rows),
           "\n\"new connection\" = TCP connect + CONNECT + full TLS handshake (leaf from the "
           "proxy's cache) + one request, measured by the client.\n", skipped(res)]
     names = [n for n, v in s.items() if not v.get("failed")]
