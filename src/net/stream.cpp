@@ -371,6 +371,13 @@ bool stream::start_tls(ssl_ctx_st* ctx, role r, asio::const_buffer pre_read) {
   return true;
 }
 
+std::size_t stream::read_now(asio::mutable_buffer b, error_code& ec) {
+  detail::op_core core{st_, detail::direction::read};
+  const detail::attempt a = core.try_read(b);
+  ec = a.what == detail::attempt::next::done ? a.ec : error_code(asio::error::would_block);
+  return a.n;
+}
+
 bool stream::is_tls() const { return st_->ssl != nullptr; }
 ssl_st* stream::native_handle() { return st_->ssl; }
 

@@ -49,6 +49,43 @@ void append_head(std::string& out, const bhttp::response_header<>& h) {
   append_fields(out, h);
 }
 
+// Reads a response head into `p` as bhttp::async_read_header does, but parses what is buffered
+// and takes what the socket holds now without an operation: one waits only for bytes that have
+// not come yet.
+asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::flat_buffer& buf,
+                                                       bhttp::response_parser<bhttp::empty_body>& p) {
+  for (;;) {
+    boost::system::error_code ec;
+    if (buf.size() > 0) {
+      buf.consume(p.put(buf.data(), ec));
+      if (p.is_header_done()) co_return boost::system::error_code{};
+      if (ec != bhttp::error::need_more) co_return ec;
+    }
+    const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
+    if (room == 0) co_return bhttp::error::buffer_overflow;
+    std::size_t n = s.read_now(buf.prepare(room), ec);
+    if (ec == asio::error::would_block)
+      std::tie(ec, n) = co_await s.async_read_some(buf.prepare(room), use_tuple);
+    if (ec == asio::error::eof)
+      co_return p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+    if (ec) co_return ec;
+    buf.commit(n);
+  }
+}
+
+// Feeds the parser the body bytes already buffered, as far as its body buffer takes them.
+// need_more (a chunk header cut short) is no error: a read brings the rest.
+template <class Parser>
+boost::system::error_code parse_buffered(Parser& p, beast::flat_buffer& buf) {
+  boost::system::error_code ec;
+  while (buf.size() > 0 && !p.is_done() && p.get().body().size > 0) {
+    const std::size_t used = p.put(buf.data(), ec);
+    buf.consume(used);
+    if (ec || used == 0) break;
+  }
+  return ec == bhttp::error::need_more ? boost::system::error_code{} : ec;
+}
+
 // Writes a streamed request: the head, the part of the body already read, then the rest as it
 // arrives from the client, re-framed. Its own coroutine so that the relay buffer is allocated
 // only while a body is being streamed, not for every request waiting for its response head.
@@ -199,7 +236,7 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
   up.expires_at(header_deadline);
   for (int interim = 0;; ++interim) {
     auto& rp = rh.fresh();
-    auto [ec, n] = co_await bhttp::async_read_header(up, conn.buffer(), rp, use_tuple);
+    const auto ec = co_await read_header(up, conn.buffer(), rp);
     if (ec) {
       if (write_result.status != send_status::ok) co_return write_result;
       r.status = ec == beast::error::timeout ? send_status::response_timeout : send_status::response_failed;
@@ -292,8 +329,13 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
     if (reading) {
       res.body().data = chunk.data();
       res.body().size = chunk.size();
-      up.expires_after(idle);
-      auto [rec_ec, rn] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+      // What the upstream sent with the head (a small body, all of it) is parsed here; a read
+      // operation only waits for what has not come yet.
+      boost::system::error_code rec_ec = parse_buffered(p, conn.buffer());
+      if (!rec_ec && !p.is_done() && res.body().size > 0) {
+        up.expires_after(idle);
+        std::tie(rec_ec, std::ignore) = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+      }
       if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
       if (rec_ec) {
         // A body shorter than its framing, or a TLS connection closed without close_notify

@@ -21,6 +21,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <optional>
+#include <tuple>
 
 #include "context.hpp"
 #include "okta_sidecar/http/request_validator.hpp"
@@ -74,33 +75,41 @@ asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_
   // so the validator never sees it (RFC 9112 §5.2: a proxy must reject or replace it; an
   // upstream that unfolds differently is a smuggling vector). One deadline covers the head.
   std::size_t scanned = 0;
-  for (;;) {
+  error_code ec;
+  for (auto st = raw_head::incomplete;;) {
     const std::string_view raw(static_cast<const char*>(buf.data().data()), buf.size());
-    const auto st = scan_raw_head(raw, scanned);
+    if (st != raw_head::complete) st = scan_raw_head(raw, scanned);
     if (st == raw_head::obs_fold) {
       co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head",
                           scope.begin(), false);
       co_return head_status::replied;
     }
-    if (st == raw_head::complete || buf.size() >= cfg.max_header_bytes || read_room(buf) == 0) break;
+    const bool full = buf.size() >= cfg.max_header_bytes || read_room(buf) == 0;
+    if (st == raw_head::complete || full) {
+      // Parsed here, from the buffer. Beast may still want more: the scan takes "\r\n\r" for
+      // the end of a head before its last "\n" has come.
+      buf.consume(p.put(buf.data(), ec));
+      if (ec != bhttp::error::need_more) break;
+      if (full) {
+        ec = bhttp::error::header_limit;
+        break;
+      }
+      ec = {};
+    }
     scanned = raw.empty() ? 0 : raw.size() - 1;
-    auto [rec_ec, rn] = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
-    if (rec_ec) {
-      if (rec_ec == beast::error::timeout) c.svc.metrics.timeout_client_header.get().inc();
+    // The bytes are usually there already (a busy client's next request, or the wake-up of a
+    // parked connection): read them without an operation, and wait only when there are none.
+    std::size_t rn = s.read_now(buf.prepare(read_room(buf)), ec);
+    if (ec == asio::error::would_block) {
+      std::tie(ec, rn) = co_await s.async_read_some(buf.prepare(read_room(buf)), use_tuple);
+    }
+    if (ec) {
+      if (ec == beast::error::timeout) c.svc.metrics.timeout_client_header.get().inc();
       co_return head_status::closed;
     }
     buf.commit(rn);
   }
-  auto [ec, n] = co_await bhttp::async_read_header(s, buf, p, use_tuple);
   if (!ec) co_return head_status::ok;
-  if (ec == beast::error::timeout) {
-    c.svc.metrics.timeout_client_header.get().inc();
-    co_return head_status::closed;
-  }
-  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
-      ec == asio::error::operation_aborted || ec == asio::ssl::error::stream_truncated) {
-    co_return head_status::closed;
-  }
   auto& rec = scope.begin();
   if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
     co_await send_local(c, s, http::local_error::headers_too_large, "request head too large", rec, false);
@@ -485,8 +494,18 @@ asio::awaitable<next_step> serve_some(connection& k) {
       co_return next_step::end;
     }
     if (k.buf.size() == 0) {
-      // A busy client's next request comes within moments: it is awaited here, in the frames
-      // already made; a connection quiet for longer is parked.
+      // A busy client's next request is often there already: read it without a wait.
+      error_code ec;
+      const std::size_t n = k.down.read_now(k.buf.prepare(read_room(k.buf)), ec);
+      k.buf.commit(n);
+      if (ec != asio::error::would_block) {
+        if (ec) co_return next_step::end;
+        continue;
+      }
+    }
+    if (k.buf.size() == 0) {
+      // Otherwise it comes within moments: it is awaited here, in the frames already made; a
+      // connection quiet for longer is parked.
       const auto now = steady_clock::now();
       k.idle_until = now + milliseconds(c.rt->cfg.client.idle_timeout_ms);
       k.down.expires_softly_at(std::min(k.idle_until, now + linger));

@@ -106,6 +106,14 @@ class InterleavedTest(Base):
     def test_close_delimited_body(self) -> None:
         self.check_mode("close_delimited")
 
+    def test_head_and_body_in_pieces(self) -> None:
+        # The sidecar parses what it has and reads on: a head whose end is still incomplete
+        # ("\r\n\r") and a body that arrives after it are waited for, never misread.
+        self.check_mode("split")
+
+    def test_chunk_header_and_data_in_pieces(self) -> None:
+        self.check_mode("split_chunked")
+
     def test_head_with_content_length(self) -> None:
         sc = self.start()
         conn = sc.connection(HOST)
@@ -243,6 +251,33 @@ class PlainUpstreamTest(Base):
                 self.assertLess(len(out.split(b"\r\n\r\n", 1)[1]), 1000)
             else:
                 self.assertTrue(out.endswith(m.encode()), (mode, out[-80:]))
+
+    def test_request_heads_in_pieces(self) -> None:
+        # A client whose head arrives cut inside its last CRLF, or a byte at a time, is waited
+        # for (within client.header_timeout_ms) and served, never answered 400 or 431.
+        sc = self.start_plain()
+        for how in ("last_crlf", "bytes"):
+            m = marker()
+            head = (f"GET http://127.0.0.1:{self.up.port}/hostile/plain/{m} HTTP/1.1\r\n"
+                    f"Host: 127.0.0.1:{self.up.port}\r\nX-Marker: {m}\r\n"
+                    "Connection: close\r\n\r\n").encode()
+            if how == "last_crlf":
+                pieces = [head[:-1], head[-1:]]
+            else:
+                pieces = [head[i:i + 1] for i in range(len(head) - 40, len(head))]
+                pieces.insert(0, head[:len(head) - 40])
+            s = socket.create_connection(sc.listen, timeout=10)
+            try:
+                for piece in pieces:
+                    s.sendall(piece)
+                    time.sleep(0.01)
+                out = b""
+                while data := s.recv(65536):
+                    out += data
+            finally:
+                s.close()
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 "), (how, out[:120]))
+            self.assertTrue(out.endswith(m.encode()), (how, out[-80:]))
 
     def test_pipelined_requests_get_their_own_responses(self) -> None:
         sc = self.start_plain()

@@ -186,6 +186,21 @@ class HostileUpstream:
         elif mode == "switch":
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
                          b"Upgrade: websocket\r\n\r\n" + _final(200, marker, body))
+        elif mode == "split":
+            # Pieces cut where a parser is easiest to fool: inside the head's last CRLF (after
+            # "\r\n\r"), then inside the body.
+            msg = _final(200, marker, body)
+            cut = msg.index(b"\r\n\r\n") + 3
+            for piece in (msg[:cut], msg[cut:cut + 4], msg[cut + 4:]):
+                conn.sendall(piece)
+                time.sleep(0.02)
+        elif mode == "split_chunked":
+            # A chunked body whose chunk header and chunk data arrive apart.
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Marker: " + body + b"\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(body):x}".encode())
+            for piece in (b"\r\n" + body[:5], body[5:] + b"\r\n0\r", b"\n\r\n"):
+                time.sleep(0.02)
+                conn.sendall(piece)
         elif mode == "interim_flood":
             for _ in range(50):
                 conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")

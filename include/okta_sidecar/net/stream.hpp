@@ -215,6 +215,11 @@ class stream {
   // Something unread: buffered, on the socket, or the peer's close.
   bool has_unread_input() const;
 
+  // One read that does not wait: the bytes at hand now, or asio::error::would_block when there
+  // are none yet (then async_read_some waits for them). For a caller that expects the bytes to
+  // be there already, such as a busy client's next request: one recv instead of an operation.
+  std::size_t read_now(asio::mutable_buffer b, error_code& ec);
+
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return start<detail::read_attempt>(detail::direction::read,

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
@@ -389,6 +390,59 @@ TEST(StreamTest, WaitReadableSeesSocketBytesAndBytesOpenSslHolds) {
   EXPECT_FALSE(first_wait) << first_wait.message();
   EXPECT_FALSE(second_wait) << second_wait.message();
   EXPECT_EQ(got, "ab");
+}
+
+// read_now takes what is there without waiting and says would_block when nothing is, on a
+// plain stream and on a TLS one (where the bytes at hand are a record to decrypt), and reports
+// the peer's close as async_read_some does.
+TEST(StreamTest, ReadNowTakesWhatIsThereAndNeverWaits) {
+  for (const bool use_tls : {false, true}) {
+    SCOPED_TRACE(use_tls ? "tls" : "plain");
+    pki p;
+    loopback lb;
+    if (use_tls) lb.tls(p);
+    // The client writes only once the server has looked at an empty socket, and closes only
+    // once the server has read.
+    asio::steady_timer write_now(lb.ioc, asio::steady_timer::time_point::max());
+    asio::steady_timer close_now(lb.ioc, asio::steady_timer::time_point::max());
+    const std::string text = "GET / HTTP/1.1\r\n\r\n";
+    error_code before = {}, after = asio::error::fault, at_close = {};
+    std::size_t n_before = 1, n_close = 1;
+    std::string got;
+    lb.spawn([&]() -> asio::awaitable<void> {
+      co_await handshake(*lb.client);
+      co_await write_now.async_wait(use_tuple);
+      auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(text), use_tuple);
+      EXPECT_FALSE(wec);
+      co_await close_now.async_wait(use_tuple);
+      if (use_tls) {
+        lb.client->expires_after(std::chrono::seconds(5));
+        co_await lb.client->async_shutdown(use_tuple);
+      } else {
+        lb.client->socket().shutdown(tcp::socket::shutdown_send);
+      }
+    });
+    lb.spawn([&]() -> asio::awaitable<void> {
+      co_await handshake(*lb.server);
+      char buf[64];
+      n_before = lb.server->read_now(asio::buffer(buf), before);
+      write_now.cancel();
+      lb.server->expires_after(std::chrono::seconds(5));
+      co_await lb.server->async_wait_readable(use_tuple);
+      got.assign(buf, lb.server->read_now(asio::buffer(buf), after));
+      close_now.cancel();
+      co_await lb.server->async_wait_readable(use_tuple);
+      n_close = lb.server->read_now(asio::buffer(buf), at_close);
+      if (use_tls) co_await lb.server->async_shutdown(use_tuple);
+    });
+    lb.run();
+    EXPECT_EQ(n_before, 0u);
+    EXPECT_EQ(before, asio::error::would_block) << before.message();
+    EXPECT_FALSE(after) << after.message();
+    EXPECT_EQ(got, text);
+    EXPECT_EQ(n_close, 0u);
+    EXPECT_EQ(at_close, asio::error::eof) << at_close.message();
+  }
 }
 
 TEST(StreamTest, WaitReadableTimesOut) {
