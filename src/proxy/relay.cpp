@@ -13,6 +13,40 @@
 #include "okta_sidecar/http/request_validator.hpp"
 
 namespace okta_sidecar::proxy::detail {
+
+namespace {
+
+// The buffers a thread keeps for its next relays: as many as relay at once in the common case;
+// more are allocated (and freed) as needed.
+constexpr std::size_t kept_relay_buffers = 8;
+struct relay_buffers {
+  std::array<char*, kept_relay_buffers> free{};
+  std::size_t count = 0;
+  ~relay_buffers();
+};
+thread_local relay_buffers kept;
+// Set once `kept` is gone at the thread's exit: a frame destroyed after that frees its buffer.
+thread_local bool kept_gone = false;
+
+relay_buffers::~relay_buffers() {
+  for (std::size_t i = 0; i < count; ++i) delete[] free[i];
+  count = 0;
+  kept_gone = true;
+}
+
+}  // namespace
+
+relay_buffer::relay_buffer()
+    : p_(!kept_gone && kept.count > 0 ? kept.free[--kept.count] : new char[relay_chunk]) {}
+
+relay_buffer::~relay_buffer() {
+  if (!kept_gone && kept.count < kept.free.size()) {
+    kept.free[kept.count++] = p_;
+  } else {
+    delete[] p_;
+  }
+}
+
 namespace {
 
 constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we read whole
@@ -108,7 +142,7 @@ asio::awaitable<head_result> send_streamed(conn_ctx& c, net::stream& down, beast
   auto& p = *out.stream_parser;
   auto& prefix = out.head_and_body.body();
   const bool peek_for_answer = !conn.is_tls() || conn.requests() > 1;
-  std::array<char, relay_chunk> chunk;
+  relay_buffer chunk;
   for (bool first = true; !p.is_done(); first = false) {
     std::size_t piece = 0;
     const char* data = chunk.data();
@@ -321,7 +355,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
   } else {
     sr.emplace(res);
   }
-  std::array<char, relay_chunk> chunk;
+  relay_buffer chunk;
   int final_writes = 0;  // a finished parser needs one empty write to end the serializer
   for (bool first = true;; first = false) {
     const bool reading = body && !p.is_done();

@@ -247,10 +247,10 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
 
 // Two one-way pumps; each ends by half-closing the other side (RFC 9110 §9.3.6).
 asio::awaitable<void> pump(net::stream& from, net::stream& to, duration idle, std::uint64_t& bytes) {
-  std::array<char, relay_chunk> chunk;
+  relay_buffer chunk;
   for (;;) {
     from.expires_after(idle);
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(chunk), use_tuple);
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(chunk.data(), chunk.size()), use_tuple);
     if (n > 0) {
       to.expires_after(idle);
       auto [wec, wn] = co_await asio::async_write(to, asio::buffer(chunk.data(), n), use_tuple);
