@@ -161,14 +161,8 @@ attempt closed() { return attempt{attempt::next::done, asio::error::bad_descript
 constexpr std::size_t gather_limit = 16 * 1024;
 constexpr std::size_t gather_small = 2 * 1024;
 
-}  // namespace
-
-error_code timeout_error() { return boost::beast::error::timeout; }
-
-tcp::socket& op_core::socket() { return st->sock; }
-
-attempt op_core::try_read(asio::mutable_buffer b) {
-  stream_state& s = *st;
+// One read that does not wait: what an operation tries before it waits, and all read_now does.
+attempt read_once(stream_state& s, asio::mutable_buffer b) {
   if (!s.sock.is_open()) return closed();
   if (b.size() == 0) return {};
   if (s.ssl == nullptr) {
@@ -184,6 +178,14 @@ attempt op_core::try_read(asio::mutable_buffer b) {
   if (rc == 1) return {attempt::next::done, {}, n};
   return classify(s, rc);
 }
+
+}  // namespace
+
+error_code timeout_error() { return boost::beast::error::timeout; }
+
+tcp::socket& op_core::socket() { return st->sock; }
+
+attempt op_core::try_read(asio::mutable_buffer b) { return read_once(*st, b); }
 
 attempt op_core::try_write(asio::const_buffer b) {
   stream_state& s = *st;
@@ -374,8 +376,7 @@ bool stream::start_tls(ssl_ctx_st* ctx, role r, asio::const_buffer pre_read) {
 }
 
 std::size_t stream::read_now(asio::mutable_buffer b, error_code& ec) {
-  detail::op_core core{st_, detail::direction::read};
-  const detail::attempt a = core.try_read(b);
+  const detail::attempt a = detail::read_once(*st_, b);
   ec = a.what == detail::attempt::next::done ? a.ec : error_code(asio::error::would_block);
   return a.n;
 }

@@ -14,12 +14,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
 #include <optional>
 #include <tuple>
 
@@ -111,7 +109,7 @@ asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_
   }
   if (!ec) co_return head_status::ok;
   auto& rec = scope.begin();
-  if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+  if (ec == bhttp::error::header_limit) {
     co_await send_local(c, s, http::local_error::headers_too_large, "request head too large", rec, false);
   } else if (ec == bhttp::error::body_limit) {
     // Beast checks Content-Length against body_limit while parsing the head.
@@ -496,21 +494,18 @@ asio::awaitable<next_step> serve_some(connection& k) {
     if (k.buf.size() == 0) {
       // A busy client's next request is often there already: read it without a wait.
       error_code ec;
-      const std::size_t n = k.down.read_now(k.buf.prepare(read_room(k.buf)), ec);
-      k.buf.commit(n);
+      k.buf.commit(k.down.read_now(k.buf.prepare(read_room(k.buf)), ec));
       if (ec != asio::error::would_block) {
         if (ec) co_return next_step::end;
         continue;
       }
-    }
-    if (k.buf.size() == 0) {
       // Otherwise it comes within moments: it is awaited here, in the frames already made; a
       // connection quiet for longer is parked.
       const auto now = steady_clock::now();
       k.idle_until = now + milliseconds(c.rt->cfg.client.idle_timeout_ms);
       k.down.expires_softly_at(std::min(k.idle_until, now + linger));
       c.ctl.waiting = &k.down.socket();
-      auto [ec, n] = co_await k.down.async_wait_readable(use_tuple);
+      std::tie(ec, std::ignore) = co_await k.down.async_wait_readable(use_tuple);
       c.ctl.waiting = nullptr;
       if (ec == beast::error::timeout) co_return next_step::park;
       if (ec) co_return next_step::end;
