@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/fields.hpp>
+#include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "okta_sidecar/http/text.hpp"
+#include "okta_sidecar/net/block_cache.hpp"
 #include "okta_sidecar/net/stream.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/upstream/connection_pool.hpp"
@@ -30,13 +32,14 @@ using tcp = asio::ip::tcp;
 inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 inline constexpr std::size_t relay_chunk = 16 * 1024;
 
-// The relay_chunk bytes a body passes through, lent by a small free list of its thread: a
-// coroutine holds them only while it relays. As an array in the coroutine's frame they made
-// that frame a 17 KB allocation of its own for every request, too big for any allocator cache.
+// The relay_chunk bytes a body passes through, lent by its thread's block_cache: a coroutine
+// holds them only while it relays. As an array in the coroutine's frame they made that frame
+// a 17 KB allocation of its own for every request, too big for any allocator cache.
 class relay_buffer {
  public:
-  relay_buffer();
-  ~relay_buffer();
+  using cache = net::block_cache<relay_chunk, 8>;
+  relay_buffer() : p_(static_cast<char*>(cache::get())) {}
+  ~relay_buffer() { cache::put(p_); }
   relay_buffer(const relay_buffer&) = delete;
   relay_buffer& operator=(const relay_buffer&) = delete;
   char* data() { return p_; }
@@ -46,9 +49,10 @@ class relay_buffer {
   char* p_;
 };
 
-inline std::vector<http::header_view> views(const bhttp::fields& f) {
-  std::vector<http::header_view> out;
-  out.reserve(16);
+// A message's fields as views, on the stack for the usual few dozen (keep it out of coroutine
+// frames: use it inside a plain function).
+inline boost::container::small_vector<http::header_view, 24> views(const bhttp::fields& f) {
+  boost::container::small_vector<http::header_view, 24> out;
   for (const auto& h : f) out.emplace_back(h.name_string(), h.value());
   return out;
 }

@@ -43,6 +43,7 @@ asio::awaitable<void> watch_client_gone(tcp::socket& sock) {
 // Waits for admission while watching the client; `cancelled` means the client left.
 asio::awaitable<rate_gate::result> admit_watching(conn_ctx&, net::stream& down,
                                                   asio::awaitable<rate_gate::result> op) {
+  down.release_buffers();  // a queued request keeps only its small state (see net::stream)
   auto r = co_await (std::move(op) || watch_client_gone(down.socket()));
   if (r.index() == 0) co_return std::get<0>(r);
   co_return rate_gate::result{rate_gate::outcome::cancelled, 0, {}};
@@ -90,11 +91,10 @@ struct flight_guard {
   }
 };
 
-ratelimit::observation observe(conn_ctx& c, const std::string& host, const bhttp::fields& f) {
+ratelimit::observation observe(conn_ctx& c, const std::string& host, const bhttp::fields& f, time_point now) {
   const auto v = views(f);  // ratelimit::header_view is the same pair of views
   const auto wall = c.svc.clock.wall_now();
-  auto obs =
-      ratelimit::parse_rate_limit_headers(v, c.svc.clock.now(), wall, c.svc.okta_clock.offset_bound(host));
+  auto obs = ratelimit::parse_rate_limit_headers(v, now, wall, c.svc.okta_clock.offset_bound(host));
   if (obs.server_date_epoch) c.svc.okta_clock.observe(host, *obs.server_date_epoch, wall);
   return obs;
 }
@@ -131,7 +131,7 @@ asio::awaitable<void> sleep_for(duration d) {
 
 // What the stages of one request share. It lives in forward()'s frame; each stage takes it by
 // reference (Envoy's ActiveStream, without the filter chain).
-struct request_ctx {
+struct request_ctx : net::recycled<request_ctx> {  // on the heap, see net/block_cache.hpp
   conn_ctx& c;
   net::stream& down;
   beast::flat_buffer& buf;
@@ -159,7 +159,8 @@ struct request_ctx {
   flight_guard flight;
   // The upstream request, and the parser of a body still (partly) in the client's stream.
   outgoing out;
-  std::optional<bhttp::request_parser<bhttp::buffer_body>> body_parser;
+  // (On the heap: most requests have no body, and this struct lives in a coroutine frame.)
+  std::unique_ptr<bhttp::request_parser<bhttp::buffer_body>> body_parser;
   bool expect_continue = false;
   bool continue_sent = false;
   // Across attempts (the retry bookkeeping is the attempt_machine's).
@@ -308,7 +309,10 @@ asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& 
   auto joined = svc.reads.join(*key);
   if (joined.leader) {
     r.flight.f = std::move(joined.f);
-  } else if (auto shared = co_await svc.reads.follow(std::move(joined.f), r.request_deadline)) {
+    co_return std::nullopt;
+  }
+  r.down.release_buffers();  // waiting for the leader's answer
+  if (auto shared = co_await svc.reads.follow(std::move(joined.f), r.request_deadline)) {
     co_return co_await send_shared(r.c, r.down, *shared, std::nullopt, "coalesced", r.head_request,
                                    r.keep_alive, r.version, r.rec);
   }
@@ -373,7 +377,8 @@ asio::awaitable<stage_result> read_body(request_ctx& r, bhttp::request_parser<bh
   auto limit_chunk_ext = [](std::uint64_t, std::string_view extensions, boost::system::error_code& ec) {
     if (extensions.size() > max_chunk_extension_bytes) ec = bhttp::error::bad_chunk_extension;
   };
-  auto& p = r.body_parser.emplace(std::move(hp));
+  r.body_parser = std::make_unique<bhttp::request_parser<bhttp::buffer_body>>(std::move(hp));
+  auto& p = *r.body_parser;
   p.body_limit(client.max_body_bytes);
   p.on_chunk_header(limit_chunk_ext);
   const std::uint64_t keep = client.max_buffered_body_bytes;
@@ -443,7 +448,10 @@ asio::awaitable<stage_result> pass_breaker(request_ctx& r, request_guard& guard)
     // Registered before the board is asked again, so a report in between is not lost.
     const auto spot = held.hold(host, r.down.get_executor());
     permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
-    if (permit.hold) co_await spot->wait(r.request_deadline);
+    if (permit.hold) {
+      r.down.release_buffers();
+      co_await spot->wait(r.request_deadline);
+    }
     held.release(host, spot);
   }
   if (!permit.allowed) {
@@ -462,13 +470,17 @@ asio::awaitable<stage_result> admit(request_ctx& r, request_guard& guard,
                                     const ratelimit::admission_request& areq,
                                     resilience::attempt_machine& m) {
   auto& svc = r.svc;
-  const auto queued_at = svc.clock.now();
   // The executor is a named local: GCC 12 may destroy a temporary that lives inside a
   // co_await expression twice (the tunnel crash found earlier).
   const auto ex = co_await asio::this_coro::executor;
   auto sub = svc.gate.submit(areq, ex);
   auto res = sub.res;
-  if (res.kind == rate_gate::outcome::queued) res = co_await admit_watching(r.c, r.down, svc.gate.wait(sub));
+  duration waited{};
+  if (res.kind == rate_gate::outcome::queued) {
+    const auto queued_at = svc.clock.now();
+    res = co_await admit_watching(r.c, r.down, svc.gate.wait(sub));
+    waited = svc.clock.now() - queued_at;
+  }
   if (res.kind == rate_gate::outcome::cancelled) {
     r.stats().cancelled().inc();
     m.on_client_gone();
@@ -479,7 +491,6 @@ asio::awaitable<stage_result> admit(request_ctx& r, request_guard& guard,
     co_return co_await reject_rate_limited(r, refused.delay);
   }
   guard.ticket = res.id;
-  const auto waited = svc.clock.now() - queued_at;
   r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
   r.stats().queue_wait().observe(std::chrono::duration<double>(waited).count());
   r.stats().admitted().inc();
@@ -771,6 +782,7 @@ asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guar
                                              resilience::attempt_machine& m,
                                              resilience::attempt_action& act) {
   auto& svc = r.svc;
+  const auto now = svc.clock.now();  // when the head arrived, for all that learns from it
   const auto& res = rh.parser->get();
   response_plan plan;
   plan.status = res.result_int();
@@ -783,10 +795,10 @@ asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guar
     if (r.first_okta_request_id.empty()) r.first_okta_request_id = r.rec.okta_request_id;
   }
   r.stats().upstream_responses(plan.status).inc();
-  r.stats().upstream_latency().observe(std::chrono::duration<double>(svc.clock.now() - r.start).count());
-  const auto obs = observe(r.c, r.dest.origin.host, res);
+  r.stats().upstream_latency().observe(std::chrono::duration<double>(now - r.start).count());
+  const auto obs = observe(r.c, r.dest.origin.host, res, now);
   plan.outcome = resilience::classify_status(plan.status);
-  svc.breakers.record(r.dest.origin.host, plan.outcome, guard.probe, svc.clock.now());
+  svc.breakers.record(r.dest.origin.host, plan.outcome, guard.probe, now);
   guard.probe = false;
   if (plan.status == 429) r.stats().upstream_429().inc();
   if (guard.ticket) {
@@ -800,7 +812,7 @@ asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guar
   if (m.must_read_whole(plan.status, plan.verdict) || plan.status == 401 || plan.status == 403) {
     co_return co_await deliver_whole(r, guard, lease, rh, hr, plan, m, act);
   }
-  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, true, svc.clock.now(), 0.0,
+  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, true, now, 0.0,
                       retry_budget_of(svc));
   co_return co_await relay_through(r, guard, lease, rh, hr, plan);
 }
@@ -838,7 +850,8 @@ asio::awaitable<stage_result> send_attempt(request_ctx& r, request_guard& guard,
 asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
                               bhttp::request_parser<bhttp::empty_body>& hp, const destination& dest,
                               const http::validation& valid, request_record& rec) {
-  request_ctx r(c, down, buf, dest, rec);
+  const auto owned = std::make_unique<request_ctx>(c, down, buf, dest, rec);
+  request_ctx& r = *owned;
   const auto& req = hp.get();
   identify(r, req);
   if (auto done = co_await reject_expired_token(r, hp.is_done())) co_return *done;
@@ -871,6 +884,7 @@ asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer
         done = co_await send_attempt(r, guard, m, act);
         break;
       case resilience::next_step::backoff:
+        r.down.release_buffers();
         co_await sleep_for(act.delay);
         act = m.on_backoff_elapsed();
         break;

@@ -1,11 +1,11 @@
 #include "relay.hpp"
 
 #include <algorithm>
-#include <array>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
+#include <charconv>
 #include <chrono>
 #include <tuple>
 
@@ -16,44 +16,18 @@ namespace okta_sidecar::proxy::detail {
 
 namespace {
 
-// The buffers a thread keeps for its next relays: as many as relay at once in the common case;
-// more are allocated (and freed) as needed.
-constexpr std::size_t kept_relay_buffers = 8;
-struct relay_buffers {
-  std::array<char*, kept_relay_buffers> free{};
-  std::size_t count = 0;
-  ~relay_buffers();
-};
-thread_local relay_buffers kept;
-// Set once `kept` is gone at the thread's exit: a frame destroyed after that frees its buffer.
-thread_local bool kept_gone = false;
-
-relay_buffers::~relay_buffers() {
-  for (std::size_t i = 0; i < count; ++i) delete[] free[i];
-  count = 0;
-  kept_gone = true;
-}
-
-}  // namespace
-
-relay_buffer::relay_buffer()
-    : p_(!kept_gone && kept.count > 0 ? kept.free[--kept.count] : new char[relay_chunk]) {}
-
-relay_buffer::~relay_buffer() {
-  if (!kept_gone && kept.count < kept.free.size()) {
-    kept.free[kept.count++] = p_;
-  } else {
-    delete[] p_;
-  }
-}
-
-namespace {
-
 constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we read whole
 
 // A message head as one contiguous string, the way it goes on the wire. Beast's serializer
 // hands the kernel one iovec per field piece, and a TLS stream gathers only a bounded number of
 // small pieces into one record: copying a few hundred bytes is cheaper than either.
+// `then` is how many bytes the caller appends after the head: the string is sized once.
+std::size_t fields_size(const bhttp::fields& fields) {
+  std::size_t n = 2;
+  for (const auto& f : fields) n += f.name_string().size() + f.value().size() + 4;
+  return n;
+}
+
 // The field lines and the empty line that ends a head.
 void append_fields(std::string& out, const bhttp::fields& fields) {
   for (const auto& f : fields) {
@@ -65,7 +39,8 @@ void append_fields(std::string& out, const bhttp::fields& fields) {
   out += "\r\n";
 }
 
-void append_head(std::string& out, const bhttp::request_header<>& h) {
+void append_head(std::string& out, const bhttp::request_header<>& h, std::size_t then = 0) {
+  out.reserve(out.size() + h.method_string().size() + h.target().size() + 11 + fields_size(h) + then);
   out += h.method_string();
   out += ' ';
   out += h.target();
@@ -73,12 +48,17 @@ void append_head(std::string& out, const bhttp::request_header<>& h) {
   append_fields(out, h);
 }
 
-void append_head(std::string& out, const bhttp::response_header<>& h) {
+void append_head(std::string& out, const bhttp::response_header<>& h, std::size_t then = 0) {
+  const auto given = h.reason();
+  const auto reason = given.empty() ? bhttp::obsolete_reason(h.result()) : given;
+  char code[16];
+  const auto [end, ec] = std::to_chars(code, code + sizeof code, h.result_int());
+  const std::string_view status(code, static_cast<std::size_t>(end - code));
+  out.reserve(out.size() + 9 + status.size() + 1 + reason.size() + 2 + fields_size(h) + then);
   out += h.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  out += std::to_string(h.result_int());
+  out += status;
   out += ' ';
-  const auto reason = h.reason();
-  out += reason.empty() ? bhttp::obsolete_reason(h.result()) : reason;
+  out += reason;
   out += "\r\n";
   append_fields(out, h);
 }
@@ -247,8 +227,7 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
   if (!out.streamed) {
     // Framed by Content-Length (or bodiless): the message goes out exactly as it is held.
     std::string wire;
-    wire.reserve(512 + out.head_and_body.body().size());
-    append_head(wire, out.head_and_body.base());
+    append_head(wire, out.head_and_body.base(), out.head_and_body.body().size());
     wire += out.head_and_body.body();
     up.expires_after(idle);
     auto [ec, n] = co_await asio::async_write(up, asio::buffer(wire), use_tuple);
@@ -348,21 +327,38 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
   // head with the first piece. Either way nothing reaches the client before the first piece
   // of the body did reach us, so a response that fails at once can still be answered 502.
   const bool passthrough = !body || (has_length && !chunked_in);
+  // The first piece of a Content-Length body is read straight behind the head, into the one
+  // buffer that goes out first (all of a small body); later pieces pass through a relay_buffer.
+  std::size_t first_room = 0;
   std::string wire;
-  std::optional<bhttp::response_serializer<bhttp::buffer_body>> sr;
+  // (The serializer is on the heap: this coroutine's frame stays small enough to be recycled.)
+  std::unique_ptr<bhttp::response_serializer<bhttp::buffer_body>> sr;
   if (passthrough) {
-    append_head(wire, res.base());
+    if (body)
+      first_room = static_cast<std::size_t>(std::min<std::uint64_t>(*p.content_length(), relay_chunk));
+    append_head(wire, res.base(), first_room);
   } else {
-    sr.emplace(res);
+    sr = std::make_unique<bhttp::response_serializer<bhttp::buffer_body>>(res);
   }
-  relay_buffer chunk;
+  const std::size_t head_size = wire.size();
+  std::optional<relay_buffer> chunk;
   int final_writes = 0;  // a finished parser needs one empty write to end the serializer
   for (bool first = true;; first = false) {
     const bool reading = body && !p.is_done();
+    char* piece_data = nullptr;
     std::size_t piece = 0;
     if (reading) {
-      res.body().data = chunk.data();
-      res.body().size = chunk.size();
+      std::size_t room = relay_chunk;
+      if (first && passthrough) {
+        room = first_room;
+        wire.resize(head_size + room);
+        piece_data = wire.data() + head_size;
+      } else {
+        if (!chunk) chunk.emplace();
+        piece_data = chunk->data();
+      }
+      res.body().data = piece_data;
+      res.body().size = room;
       // What the upstream sent with the head (a small body, all of it) is parsed here; a read
       // operation only waits for what has not come yet.
       boost::system::error_code rec_ec = parse_buffered(p, conn.buffer());
@@ -380,25 +376,25 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
         rec.error = rec_ec == beast::error::timeout ? "upstream_body_timeout" : "upstream_body_truncated";
         co_return relay_status::upstream_failed;
       }
-      piece = chunk.size() - res.body().size;
+      piece = room - res.body().size;
       // A copy for coalesced followers and the cache, given up once it outgrows the limit.
       if (capture && capture->size() + piece > capture_limit) capture.reset();
-      if (capture) capture->append(chunk.data(), piece);
+      if (capture) capture->append(piece_data, piece);
     }
     down.expires_after(idle);
     boost::system::error_code wec;
     std::size_t wn = 0;
     if (!passthrough) {
-      res.body().data = reading ? chunk.data() : nullptr;
+      res.body().data = piece_data;
       res.body().size = piece;
       res.body().more = !p.is_done();
       std::tie(wec, wn) = co_await bhttp::async_write(down, *sr, use_tuple);
       if (wec == bhttp::error::need_buffer) wec = {};
     } else if (first) {
-      wire.append(chunk.data(), piece);
+      wire.resize(head_size + piece);
       std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
     } else {
-      std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(chunk.data(), piece), use_tuple);
+      std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(piece_data, piece), use_tuple);
     }
     rec.bytes_out += wn;
     if (wec) co_return relay_status::client_failed;
@@ -423,8 +419,7 @@ asio::awaitable<void> send_buffered(conn_ctx& c, net::stream& down, bhttp::respo
   // Head and body in one buffer, one write (see append_head): Beast's serializer cost more
   // than the copy for the small bodies that are read whole.
   std::string wire;
-  wire.reserve(512 + (head_request ? 0 : res.body().size()));
-  append_head(wire, res.base());
+  append_head(wire, res.base(), head_request ? 0 : res.body().size());
   if (!head_request) wire += res.body();
   auto [ec, n] = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
   rec.bytes_out += head_request ? 0 : res.body().size();

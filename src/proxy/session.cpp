@@ -188,12 +188,26 @@ routing route(conn_ctx& c, const bhttp::request_header<>& req, const http::valid
   return r;
 }
 
+http::validation validate(const conn_ctx& c, const bhttp::request_header<>& req) {
+  return http::validate_request(req.method_string(), req.target(), req.version(), views(req), c.rt->limits);
+}
+
+// What serve_request keeps across its waits. On the heap, recycled by the thread: in the
+// coroutine's frame it made that frame too large for Asio's frame recycling.
+struct request_state : net::recycled<request_state> {
+  explicit request_state(conn_ctx& c) : scope(c) {}
+  // Ends (writes its access-log line) when this request does, whichever way.
+  request_scope scope;
+  bhttp::request_parser<bhttp::empty_body> hp;
+  http::validation valid;
+  routing to;
+};
+
 // One request on a connection, from its head to its answer; false when the connection ends.
 asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                                     const std::optional<upstream::origin>& tunnel) {
-  // Ends (writes its access-log line) when this request does, whichever way.
-  request_scope scope(c);
-  bhttp::request_parser<bhttp::empty_body> hp;
+  const auto st = std::make_unique<request_state>(c);
+  auto& [scope, hp, valid, to] = *st;
   auto hs = co_await read_head(c, s, buf, hp, scope);
   if (hs != head_status::ok) co_return false;
   auto& rec = scope.begin();
@@ -210,8 +224,7 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
                         false, version);
     co_return false;
   }
-  auto hv = views(req);
-  auto valid = http::validate_request(req.method_string(), req.target(), version, hv, c.rt->limits);
+  valid = validate(c, req);
   if (valid.code != http::verdict_code::ok) {
     auto err = valid.code == http::verdict_code::payload_too_large   ? http::local_error::payload_too_large
                : valid.code == http::verdict_code::headers_too_large ? http::local_error::headers_too_large
@@ -228,7 +241,7 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
     co_await handle_connect(c, s, buf, hp, scope);
     co_return false;
   }
-  auto to = route(c, req, valid, tunnel);
+  to = route(c, req, valid, tunnel);
   if (to.fatal) {
     rec.host = to.dest.origin.host;
     co_await send_local(c, s, *to.fatal, to.fatal_detail, rec, false, version);
@@ -576,6 +589,7 @@ void park(std::shared_ptr<connection> k) {
   k->ctl->waiting = &down.socket();
   down.expires_never();
   down.release_timers();
+  down.release_buffers();
   k->buf.shrink_to_fit();
   k->parked->add(*k);
   // The coroutine that served the connection has ended, but the cancellation handler it left in

@@ -95,7 +95,7 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
     {
       std::unique_lock lock(mu_);
       if (closed_) co_return acquired{nullptr, connect_status::connect_failed, "shutting down", false};
-      auto& s = slots_[o.key()];
+      auto& s = slots_[o];
       if (me) std::erase(s.waiters, me);
       auto now = steady_clock::now();
       // Oldest first: those past the idle timeout go, whichever loop they belong to.
@@ -138,7 +138,7 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
   auto result = co_await connect(o, deadline);
   if (!result.conn) {
     std::lock_guard lock(mu_);
-    auto it = slots_.find(o.key());
+    auto it = slots_.find(o);
     if (it != slots_.end()) {
       if (it->second.active > 0) --it->second.active;
       wake_one(it->second);
@@ -230,18 +230,20 @@ void connection_pool::wake_one(slot& s) {
 
 // A slot with no connection and nobody waiting is dropped: origins are client-chosen under a
 // wildcard intercept pattern, so the map may not keep one entry per name ever seen (issue 14).
-void connection_pool::prune(std::map<std::string, slot>::iterator it) {
+void connection_pool::prune(std::map<origin, slot>::iterator it) {
   const slot& s = it->second;
   if (s.idle.empty() && s.active == 0 && s.waiters.empty()) slots_.erase(it);
 }
 
 void connection_pool::release(const origin& o, std::unique_ptr<connection> c, bool reusable) {
   std::lock_guard lock(mu_);
-  auto it = slots_.try_emplace(o.key()).first;
+  auto it = slots_.try_emplace(o).first;
   auto& s = it->second;
   if (s.active > 0) --s.active;
   if (c) {
     if (reusable && !closed_) {
+      // Its TLS buffers stay: a pooled connection is usually taken again at once, and the pool
+      // is bounded (max_connections_per_host per origin).
       c->idle_since = steady_clock::now();
       s.idle.push_back(std::move(c));
     } else {

@@ -6,6 +6,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <compare>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -28,7 +29,7 @@ struct origin {
   bool tls = true;
   std::string host;
   std::uint16_t port = 443;
-  std::string key() const { return (tls ? "https://" : "http://") + host + ":" + std::to_string(port); }
+  auto operator<=>(const origin&) const = default;
 };
 
 // One connection to an origin, plain or TLS, with the bytes read past the last response.
@@ -112,12 +113,12 @@ class connection_pool {
     std::deque<std::shared_ptr<net::parking_spot<>>> waiters;
   };
   void wake_one(slot&);
-  void prune(std::map<std::string, slot>::iterator);
+  void prune(std::map<origin, slot>::iterator);
 
   asio::ssl::context& tls_ctx_;
   mutable std::mutex mu_;
   settings settings_;
-  std::map<std::string, slot> slots_;
+  std::map<origin, slot> slots_;
   std::uint64_t next_id_ = 1;
   pool_stats stats_;
   bool closed_ = false;

@@ -445,6 +445,58 @@ TEST(StreamTest, ReadNowTakesWhatIsThereAndNeverWaits) {
   }
 }
 
+// release_buffers frees OpenSSL's record buffers at a connection's waits: bytes already
+// decrypted but not yet read survive it, and the connection reads and writes on afterwards in
+// both directions (the buffers come back at the next I/O). On a plain stream it does nothing.
+TEST(StreamTest, ReleasedBuffersLoseNothingAndComeBack) {
+  for (const bool use_tls : {false, true}) {
+    SCOPED_TRACE(use_tls ? "tls" : "plain");
+    pki p;
+    loopback lb;
+    if (use_tls) lb.tls(p);
+    const std::string request = "GET /one-record HTTP/1.1\r\n\r\n", reply = "HTTP/1.1 204 No Content\r\n\r\n";
+    std::string got_request, got_reply, got_second;
+    lb.spawn([&]() -> asio::awaitable<void> {
+      co_await handshake(*lb.client);
+      lb.client->release_buffers();  // before any record: nothing to free
+      auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(request), use_tuple);
+      EXPECT_FALSE(wec);
+      lb.client->release_buffers();
+      got_reply.resize(reply.size());
+      lb.client->expires_after(std::chrono::seconds(5));
+      auto [rec, rn] = co_await asio::async_read(*lb.client, asio::buffer(got_reply), use_tuple);
+      EXPECT_FALSE(rec) << rec.message();
+      lb.client->release_buffers();
+      auto [w2, n2] = co_await asio::async_write(*lb.client, asio::buffer(request), use_tuple);
+      EXPECT_FALSE(w2);
+    });
+    lb.spawn([&]() -> asio::awaitable<void> {
+      co_await handshake(*lb.server);
+      char part[5];
+      lb.server->expires_after(std::chrono::seconds(5));
+      auto [ec1, n1] = co_await asio::async_read(*lb.server, asio::buffer(part), use_tuple);
+      EXPECT_FALSE(ec1) << ec1.message();
+      got_request.assign(part, n1);
+      // The rest of the record is decrypted and waiting inside the SSL (or on the socket).
+      lb.server->release_buffers();
+      std::string rest(request.size() - n1, '\0');
+      auto [ec2, n2] = co_await asio::async_read(*lb.server, asio::buffer(rest), use_tuple);
+      EXPECT_FALSE(ec2) << ec2.message();
+      got_request += rest.substr(0, n2);
+      lb.server->release_buffers();
+      auto [wec, wn] = co_await asio::async_write(*lb.server, asio::buffer(reply), use_tuple);
+      EXPECT_FALSE(wec);
+      got_second.resize(request.size());
+      auto [ec3, n3] = co_await asio::async_read(*lb.server, asio::buffer(got_second), use_tuple);
+      EXPECT_FALSE(ec3) << ec3.message();
+    });
+    lb.run();
+    EXPECT_EQ(got_request, request);
+    EXPECT_EQ(got_reply, reply);
+    EXPECT_EQ(got_second, request);
+  }
+}
+
 TEST(StreamTest, WaitReadableTimesOut) {
   loopback lb;
   error_code wait_ec;
