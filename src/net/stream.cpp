@@ -336,8 +336,14 @@ void stream::release_timers() {
   if (!st_->read_slot.armed && !st_->write_slot.armed) st_->timers.reset();
 }
 
+void stream::keep_buffers() {
+  if (st_->ssl != nullptr) SSL_clear_mode(st_->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
 void stream::release_buffers() {
-  if (st_->ssl != nullptr) SSL_free_buffers(st_->ssl);  // 0 (kept) while bytes are pending
+  if (st_->ssl == nullptr) return;
+  SSL_set_mode(st_->ssl, SSL_MODE_RELEASE_BUFFERS);
+  SSL_free_buffers(st_->ssl);  // 0 (kept) while bytes are pending
 }
 
 void stream::expires_after(duration d) { expires_at(steady_clock::now() + d); }
@@ -363,9 +369,8 @@ bool stream::start_tls(ssl_ctx_st* ctx, role r, asio::const_buffer pre_read) {
   BIO_set_data(bio, st_.get());
   BIO_set_init(bio, 1);
   SSL_set_bio(ssl, bio, bio);
-  SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  // The buffers go at the connection's waits instead (release_buffers), not after each record.
-  SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+  SSL_set_mode(
+      ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // One recv per buffer-full instead of two per record (header, then body). What is read ahead
   // counts as buffered input (SSL_has_pending), and the buffer still goes when it is empty.
   SSL_set_read_ahead(ssl, 1);

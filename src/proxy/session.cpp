@@ -523,6 +523,8 @@ asio::awaitable<next_step> serve_some(connection& k) {
       if (ec == beast::error::timeout) co_return next_step::park;
       if (ec) co_return next_step::end;
     }
+    // Another request without parking: a busy connection keeps its TLS buffers (net::stream).
+    if (again) k.down.keep_buffers();
   }
 }
 

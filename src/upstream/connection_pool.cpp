@@ -242,8 +242,6 @@ void connection_pool::release(const origin& o, std::unique_ptr<connection> c, bo
   if (s.active > 0) --s.active;
   if (c) {
     if (reusable && !closed_) {
-      // Its TLS buffers stay: a pooled connection is usually taken again at once, and the pool
-      // is bounded (max_connections_per_host per origin).
       c->idle_since = steady_clock::now();
       s.idle.push_back(std::move(c));
     } else {

@@ -445,9 +445,10 @@ TEST(StreamTest, ReadNowTakesWhatIsThereAndNeverWaits) {
   }
 }
 
-// release_buffers frees OpenSSL's record buffers at a connection's waits: bytes already
-// decrypted but not yet read survive it, and the connection reads and writes on afterwards in
-// both directions (the buffers come back at the next I/O). On a plain stream it does nothing.
+// keep_buffers and release_buffers switch OpenSSL's record buffers between kept (a busy
+// connection) and freed (a waiting one): bytes already decrypted but not yet read survive a
+// release, and the connection reads and writes on afterwards in both directions, whichever
+// the mode (the buffers come back at the next I/O). On a plain stream both do nothing.
 TEST(StreamTest, ReleasedBuffersLoseNothingAndComeBack) {
   for (const bool use_tls : {false, true}) {
     SCOPED_TRACE(use_tls ? "tls" : "plain");
@@ -459,6 +460,7 @@ TEST(StreamTest, ReleasedBuffersLoseNothingAndComeBack) {
     lb.spawn([&]() -> asio::awaitable<void> {
       co_await handshake(*lb.client);
       lb.client->release_buffers();  // before any record: nothing to free
+      lb.client->keep_buffers();
       auto [wec, wn] = co_await asio::async_write(*lb.client, asio::buffer(request), use_tuple);
       EXPECT_FALSE(wec);
       lb.client->release_buffers();
@@ -477,6 +479,7 @@ TEST(StreamTest, ReleasedBuffersLoseNothingAndComeBack) {
       auto [ec1, n1] = co_await asio::async_read(*lb.server, asio::buffer(part), use_tuple);
       EXPECT_FALSE(ec1) << ec1.message();
       got_request.assign(part, n1);
+      lb.server->keep_buffers();
       // The rest of the record is decrypted and waiting inside the SSL (or on the socket).
       lb.server->release_buffers();
       std::string rest(request.size() - n1, '\0');
