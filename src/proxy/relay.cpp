@@ -21,7 +21,8 @@ constexpr std::size_t small_body_limit = 256 * 1024;  // 401/403/429 bodies we r
 // A message head as one contiguous string, the way it goes on the wire. Beast's serializer
 // hands the kernel one iovec per field piece, and a TLS stream gathers only a bounded number of
 // small pieces into one record: copying a few hundred bytes is cheaper than either.
-// `then` is how many bytes the caller appends after the head: the string is sized once.
+// append_head's `then` is how many bytes the caller appends after the head: the string grows
+// once, to the head's size (fields_size and the first line) plus those.
 std::size_t fields_size(const bhttp::fields& fields) {
   std::size_t n = 2;
   for (const auto& f : fields) n += f.name_string().size() + f.value().size() + 4;

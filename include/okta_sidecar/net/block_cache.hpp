@@ -46,6 +46,7 @@ class block_cache {
 template <class T, std::size_t Kept = 16>
 struct recycled {
   static void* operator new(std::size_t n) {
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__, "block_cache blocks have new's alignment");
     return n == sizeof(T) ? block_cache<sizeof(T), Kept>::get() : ::operator new(n);
   }
   static void operator delete(void* p, std::size_t n) {
