@@ -129,9 +129,10 @@ asio::awaitable<void> sleep_for(duration d) {
   co_await t.async_wait(use_tuple);
 }
 
-// What the stages of one request share. It lives in forward()'s frame; each stage takes it by
-// reference (Envoy's ActiveStream, without the filter chain).
-struct request_ctx : net::recycled<request_ctx> {  // on the heap, see net/block_cache.hpp
+// What the stages of one request share. forward() owns it, on the heap from its thread's
+// block_cache (in forward()'s frame it made that frame too large for Asio's frame recycling);
+// each stage takes it by reference (Envoy's ActiveStream, without the filter chain).
+struct request_ctx : net::recycled<request_ctx> {
   conn_ctx& c;
   net::stream& down;
   beast::flat_buffer& buf;
@@ -159,7 +160,7 @@ struct request_ctx : net::recycled<request_ctx> {  // on the heap, see net/block
   flight_guard flight;
   // The upstream request, and the parser of a body still (partly) in the client's stream.
   outgoing out;
-  // (On the heap: most requests have no body, and this struct lives in a coroutine frame.)
+  // (Made only for a request with a body: most have none.)
   std::unique_ptr<bhttp::request_parser<bhttp::buffer_body>> body_parser;
   bool expect_continue = false;
   bool continue_sent = false;
