@@ -542,7 +542,8 @@ void warn_about_exposure(const config::config& cfg, const proxy::runtime& rt, co
   }
 }
 
-// Background loops on the control strand: systemd watchdog pings and the dashboard's history.
+// Background loops on the control strand: systemd watchdog pings, the upstream pool's upkeep and
+// the dashboard's history.
 void spawn_background(asio::strand<asio::io_context::executor_type>& control, proxy::services& svc,
                       const clock_source& clock, metrics::history& history) {
   // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings. The pings go
@@ -562,6 +563,19 @@ void spawn_background(asio::strand<asio::io_context::executor_type>& control, pr
         },
         asio::detached);
   }
+  // The upstream pool's upkeep: idle TLS connections' record buffers freed, expired ones closed.
+  asio::co_spawn(
+      control,
+      [&svc]() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor);
+        while (!svc.draining.load()) {
+          svc.pool.sweep(steady_clock::now());
+          t.expires_after(seconds(1));
+          auto [ec] = co_await t.async_wait(use_tuple);
+          if (ec) co_return;
+        }
+      },
+      asio::detached);
   // The dashboard's history: one point per bucket every interval, kept for 15 minutes.
   asio::co_spawn(
       control,

@@ -98,12 +98,7 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
       auto& s = slots_[o];
       if (me) std::erase(s.waiters, me);
       auto now = steady_clock::now();
-      // Oldest first: those past the idle timeout go, whichever loop they belong to.
-      while (!s.idle.empty() && now - s.idle.front()->idle_since >= settings_.idle_timeout) {
-        ++stats_.closed;
-        close_quietly(*s.idle.front());
-        s.idle.pop_front();
-      }
+      close_expired(s, now);
       for (;;) {
         // Newest first, of this thread's own loop. Another worker's connection works too, but
         // its I/O is then watched by that worker's loop: taken only when no new one may open.
@@ -117,6 +112,8 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
         if (state == idle_check::alive) {
           ++s.active;
           ++stats_.reused;
+          c->stream().keep_buffers();
+          c->keeps_buffers = c->is_tls();
           co_return acquired{std::move(c), connect_status::ok, {}, true};
         }
         if (state == idle_check::unsolicited) ++stats_.unsolicited;
@@ -222,6 +219,34 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
   co_return acquired{std::make_unique<connection>(id, std::move(s)), connect_status::ok, {}, false};
 }
 
+// Oldest first: those past the idle timeout go, whichever loop they belong to.
+void connection_pool::close_expired(slot& s, time_point now) {
+  while (!s.idle.empty() && now - s.idle.front()->idle_since >= settings_.idle_timeout) {
+    ++stats_.closed;
+    close_quietly(*s.idle.front());
+    s.idle.pop_front();
+  }
+}
+
+void connection_pool::sweep(time_point now) {
+  std::lock_guard lock(mu_);
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    auto& s = it->second;
+    close_expired(s, now);
+    // The idle list is in order of idle_since: the rest are younger.
+    for (auto& c : s.idle) {
+      if (now - c->idle_since < settings_.buffer_linger) break;
+      if (!c->keeps_buffers) continue;
+      // No operation runs on an idle connection: the pool owns it, under the lock.
+      c->stream().release_buffers();
+      c->keeps_buffers = false;
+    }
+    auto next = std::next(it);
+    prune(it);
+    it = next;
+  }
+}
+
 void connection_pool::wake_one(slot& s) {
   if (s.waiters.empty()) return;
   s.waiters.front()->wake();  // on the waiter's loop
@@ -276,6 +301,8 @@ pool_stats connection_pool::stats() const {
   for (const auto& [key, s] : slots_) {
     out.idle += s.idle.size();
     out.active += s.active;
+    out.idle_keeping_buffers += static_cast<std::size_t>(
+        std::count_if(s.idle.begin(), s.idle.end(), [](const auto& c) { return c->keeps_buffers; }));
   }
   return out;
 }

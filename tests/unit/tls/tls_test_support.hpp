@@ -267,4 +267,38 @@ struct ssl_deleter {
 };
 using ssl_ptr = std::unique_ptr<SSL, ssl_deleter>;
 
+struct ctx_deleter {
+  void operator()(SSL_CTX* c) const noexcept { SSL_CTX_free(c); }
+};
+using ctx_ptr = std::unique_ptr<SSL_CTX, ctx_deleter>;
+
+// A test CA, a server context with a leaf for "localhost" signed by it, and a client context
+// trusting only that CA.
+struct localhost_pki {
+  tls::evp_pkey_ptr ca_key = make_key();
+  tls::x509_ptr ca = make_cert(ca_key.get(), cert_spec{});
+  tls::evp_pkey_ptr leaf_key = make_key();
+  tls::x509_ptr leaf;
+  ctx_ptr server{SSL_CTX_new(TLS_server_method())};
+  ctx_ptr client{SSL_CTX_new(TLS_client_method())};
+
+  localhost_pki() {
+    cert_spec spec;
+    spec.cn = "localhost";
+    spec.ca = false;
+    spec.key_usage = "critical,digitalSignature";
+    leaf = make_cert(leaf_key.get(), spec, ca.get(), ca_key.get());
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, ca.get(), leaf.get(), nullptr, nullptr, 0);
+    X509_EXTENSION* san = X509V3_EXT_nconf_nid(nullptr, &v3, NID_subject_alt_name, "DNS:localhost");
+    X509_add_ext(leaf.get(), san, -1);
+    X509_EXTENSION_free(san);
+    X509_sign(leaf.get(), ca_key.get(), EVP_sha256());
+    SSL_CTX_use_certificate(server.get(), leaf.get());
+    SSL_CTX_use_PrivateKey(server.get(), leaf_key.get());
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(client.get()), ca.get());
+    SSL_CTX_set_verify(client.get(), SSL_VERIFY_PEER, nullptr);
+  }
+};
+
 }  // namespace okta_sidecar::tls::testing
