@@ -92,6 +92,7 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
   auto ex = co_await asio::this_coro::executor;
   std::shared_ptr<net::parking_spot<>> me;
   for (;;) {
+    std::unique_ptr<connection> c;
     {
       std::unique_lock lock(mu_);
       if (closed_) co_return acquired{nullptr, connect_status::connect_failed, "shutting down", false};
@@ -99,38 +100,46 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
       if (me) std::erase(s.waiters, me);
       auto now = steady_clock::now();
       close_expired(s, now);
-      for (;;) {
-        // Newest first, of this thread's own loop. Another worker's connection works too, but
-        // its I/O is then watched by that worker's loop: taken only when no new one may open.
-        auto pick =
-            std::find_if(s.idle.rbegin(), s.idle.rend(), [&ex](const auto& c) { return same_loop(*c, ex); });
-        if (pick == s.idle.rend() && s.active >= settings_.max_per_origin) pick = s.idle.rbegin();
-        if (pick == s.idle.rend()) break;
-        auto c = std::move(*pick);
+      // Newest first, of this thread's own loop. Another worker's connection works too, but its
+      // I/O is then watched by that worker's loop: taken only when no new one may open.
+      auto pick =
+          std::find_if(s.idle.rbegin(), s.idle.rend(), [&ex](const auto& i) { return same_loop(*i, ex); });
+      if (pick == s.idle.rend() && s.active >= settings_.max_per_origin) pick = s.idle.rbegin();
+      if (pick != s.idle.rend()) {
+        // Counted as active (and reused) while it is checked outside the lock.
+        c = std::move(*pick);
         s.idle.erase(std::next(pick).base());
-        const auto state = check_idle(*c);
-        if (state == idle_check::alive) {
-          ++s.active;
-          ++stats_.reused;
-          c->stream().keep_buffers();
-          c->keeps_buffers = c->is_tls();
-          co_return acquired{std::move(c), connect_status::ok, {}, true};
-        }
-        if (state == idle_check::unsolicited) ++stats_.unsolicited;
-        ++stats_.closed;
-        close_quietly(*c);
-      }
-      if (s.active < settings_.max_per_origin) {
+        ++s.active;
+        ++stats_.reused;
+      } else if (s.active < settings_.max_per_origin) {
         ++s.active;
         break;
-      }
-      if (now >= deadline) {
+      } else if (now >= deadline) {
         co_return acquired{nullptr, connect_status::pool_exhausted, "max_connections_per_host busy", false};
+      } else {
+        me = net::parking_spot<>::make(ex);  // a new spot each time: a late wake of the last one goes nowhere
+        s.waiters.push_back(me);
       }
-      me = net::parking_spot<>::make(ex);  // a new spot each time: a late wake of the last one goes nowhere
-      s.waiters.push_back(me);
     }
-    co_await me->wait(deadline);  // woken (a connection came back), due or cancelled: look again
+    if (!c) {
+      co_await me->wait(deadline);  // woken (a connection came back), due or cancelled: look again
+      continue;
+    }
+    // A syscall: not under the lock, which every worker's requests take.
+    const auto state = check_idle(*c);
+    if (state == idle_check::alive) {
+      c->stream().keep_buffers();
+      c->keeps_buffers = c->is_tls();
+      co_return acquired{std::move(c), connect_status::ok, {}, true};
+    }
+    close_quietly(*c);
+    std::lock_guard lock(mu_);
+    auto& s = slots_[o];
+    if (s.active > 0) --s.active;
+    --stats_.reused;
+    ++stats_.closed;
+    if (state == idle_check::unsolicited) ++stats_.unsolicited;
+    wake_one(s);  // room for a new connection, unless this loop takes it first
   }
   auto result = co_await connect(o, deadline);
   if (!result.conn) {
