@@ -111,6 +111,10 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
         s.idle.erase(std::next(pick).base());
         ++s.active;
         ++stats_.reused;
+        if (c->is_tls() && !c->keeps_buffers && kept_ < kept_buffers_limit) {
+          c->keeps_buffers = true;
+          ++kept_;
+        }
       } else if (s.active < settings_.max_per_origin) {
         ++s.active;
         break;
@@ -128,16 +132,14 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
     // A syscall: not under the lock, which every worker's requests take.
     const auto state = check_idle(*c);
     if (state == idle_check::alive) {
-      c->stream().keep_buffers();
-      c->keeps_buffers = c->is_tls();
+      if (c->keeps_buffers) c->stream().keep_buffers();
       co_return acquired{std::move(c), connect_status::ok, {}, true};
     }
-    close_quietly(*c);
     std::lock_guard lock(mu_);
+    discard(*c);
     auto& s = slots_[o];
     if (s.active > 0) --s.active;
     --stats_.reused;
-    ++stats_.closed;
     if (state == idle_check::unsolicited) ++stats_.unsolicited;
     wake_one(s);  // room for a new connection, unless this loop takes it first
   }
@@ -228,11 +230,16 @@ asio::awaitable<acquired> connection_pool::connect(const origin& o, time_point d
   co_return acquired{std::make_unique<connection>(id, std::move(s)), connect_status::ok, {}, false};
 }
 
+void connection_pool::discard(connection& c) {
+  ++stats_.closed;
+  if (c.keeps_buffers) --kept_;
+  close_quietly(c);
+}
+
 // Oldest first: those past the idle timeout go, whichever loop they belong to.
 void connection_pool::close_expired(slot& s, time_point now) {
   while (!s.idle.empty() && now - s.idle.front()->idle_since >= settings_.idle_timeout) {
-    ++stats_.closed;
-    close_quietly(*s.idle.front());
+    discard(*s.idle.front());
     s.idle.pop_front();
   }
 }
@@ -249,6 +256,7 @@ void connection_pool::sweep(time_point now) {
       // No operation runs on an idle connection: the pool owns it, under the lock.
       c->stream().release_buffers();
       c->keeps_buffers = false;
+      --kept_;
     }
     auto next = std::next(it);
     prune(it);
@@ -279,8 +287,7 @@ void connection_pool::release(const origin& o, std::unique_ptr<connection> c, bo
       c->idle_since = steady_clock::now();
       s.idle.push_back(std::move(c));
     } else {
-      ++stats_.closed;
-      close_quietly(*c);
+      discard(*c);
     }
   }
   wake_one(s);
@@ -296,8 +303,7 @@ void connection_pool::close_all() {
   std::lock_guard lock(mu_);
   closed_ = true;
   for (auto& [key, s] : slots_) {
-    for (auto& c : s.idle) close_quietly(*c);
-    stats_.closed += s.idle.size();
+    for (auto& c : s.idle) discard(*c);
     s.idle.clear();
     while (!s.waiters.empty()) wake_one(s);
   }

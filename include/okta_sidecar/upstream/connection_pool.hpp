@@ -45,8 +45,9 @@ class connection {
   std::uint32_t requests() const { return requests_; }
   void count_request() { ++requests_; }
   time_point idle_since{};
-  // TLS record buffers kept between requests: set when the pool hands the connection out again,
-  // cleared when a sweep frees them after buffer_linger idle (see connection_pool::sweep).
+  // TLS record buffers kept between requests: set when the pool hands the connection out again
+  // (within its budget), cleared when a sweep frees them after buffer_linger idle (see
+  // connection_pool::sweep).
   bool keeps_buffers = false;
 
  private:
@@ -107,9 +108,10 @@ class connection_pool {
   void release(const origin&, std::unique_ptr<connection>, bool reusable);
   // Upkeep, about once a second, from any thread. A reused TLS connection keeps OpenSSL's record
   // buffers between requests, as a busy client connection does (allocating and freeing both per
-  // request cost about 2.5 % of an intercepted request's CPU); the sweep frees them once the
-  // connection has been idle for buffer_linger, and closes the connections idle past
-  // idle_timeout, which acquire() otherwise does only when its origin is asked for again.
+  // request cost about 2.5 % of an intercepted request's CPU), up to kept_buffers_limit
+  // connections; the sweep frees them once the connection has been idle for buffer_linger, and
+  // closes the connections idle past idle_timeout, which acquire() otherwise does only when its
+  // origin is asked for again.
   void sweep(time_point now);
   // A new connection outside the pool's accounting (blind tunnels use it).
   asio::awaitable<acquired> connect(const origin&, time_point deadline);
@@ -126,6 +128,7 @@ class connection_pool {
   };
   void wake_one(slot&);
   void close_expired(slot&, time_point now);
+  void discard(connection&);  // closes it and forgets its kept buffers; under the lock
   void prune(std::map<origin, slot>::iterator);
 
   asio::ssl::context& tls_ctx_;
@@ -133,6 +136,11 @@ class connection_pool {
   settings settings_;
   std::map<origin, slot> slots_;
   std::uint64_t next_id_ = 1;
+  // Reused TLS connections keeping their record buffers: at most kept_buffers_limit (about
+  // 34 KiB each), the hottest ones, so a burst that grows the pool does not grow the heap's
+  // high-water mark by 34 KiB per connection it opened.
+  static constexpr std::size_t kept_buffers_limit = 16;
+  std::size_t kept_ = 0;
   pool_stats stats_;
   bool closed_ = false;
 };

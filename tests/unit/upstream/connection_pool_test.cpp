@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <string>
+#include <vector>
 
 #include "../tls/tls_test_support.hpp"
 
@@ -153,6 +154,38 @@ TEST_F(pool_fixture, ReusedTlsConnectionKeepsBuffersUntilIdleForTheLinger) {
     EXPECT_EQ(third.conn.get(), raw);
     EXPECT_FALSE(ssl_releases_buffers(*third.conn));
     pool->release(where, std::move(third.conn), true);
+  });
+}
+
+TEST_F(pool_fixture, AtMostSixteenConnectionsKeepTheirBuffers) {
+  run([&]() -> asio::awaitable<void> {
+    constexpr int n = 17;
+    std::vector<std::unique_ptr<connection>> held;
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < n; ++i) {
+        auto a = co_await ping(round == 1);
+        EXPECT_TRUE(a.conn);
+        if (!a.conn) co_return;
+        held.push_back(std::move(a.conn));
+      }
+      int keeping = 0;
+      for (auto& c : held) keeping += c->keeps_buffers ? 1 : 0;
+      EXPECT_EQ(keeping, round == 0 ? 0 : 16);
+      for (auto& c : held) pool->release(where, std::move(c), true);
+      held.clear();
+    }
+    EXPECT_EQ(pool->stats().idle_keeping_buffers, 16u);
+    // Freed by the sweep, the budget is there for the next ones.
+    pool->sweep(steady_clock::now() + std::chrono::seconds(2));
+    EXPECT_EQ(pool->stats().idle_keeping_buffers, 0u);
+    for (int i = 0; i < n; ++i) {
+      auto a = co_await ping(true);
+      EXPECT_TRUE(a.conn);
+      if (!a.conn) co_return;
+      held.push_back(std::move(a.conn));
+    }
+    for (auto& c : held) pool->release(where, std::move(c), true);
+    EXPECT_EQ(pool->stats().idle_keeping_buffers, 16u);
   });
 }
 
