@@ -1,6 +1,7 @@
 #pragma once
 // Test-only helpers for the tls unit tests: temp directories, hand-made certificates, an
-// in-memory handshake over a BIO pair, and a fake clock.
+// in-memory handshake over a BIO pair, and a fake clock; and for the loopback TLS tests of net
+// and upstream, a CA with a "localhost" leaf and the two contexts (localhost_pki).
 #include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
