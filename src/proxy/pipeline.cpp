@@ -147,7 +147,8 @@ struct request_ctx : net::recycled<request_ctx> {
   time_point start{};
   time_point request_deadline{};
   // Which bucket it draws on and who asks (a hash of the credential, never the credential).
-  std::string npath;
+  std::string_view npath;  // normalised: into dest.path_and_query, or npath_storage when it had to change
+  std::string npath_storage;
   ratelimit::classification cls;
   ratelimit::bucket_key key;
   std::string authz;
@@ -201,7 +202,7 @@ void identify(request_ctx& r, const client_request& req) {
   r.head_request = req.method() == bhttp::verb::head;
   r.start = r.svc.clock.now();
   r.request_deadline = r.start + milliseconds(r.rt.cfg.client.request_timeout_ms);
-  r.npath = ratelimit::normalize_path(r.dest.path_and_query);
+  r.npath = ratelimit::normal_path(r.dest.path_and_query, r.npath_storage);
   if (r.dest.inspect) {
     r.cls = r.rt.classifier.classify(r.method, r.npath);
     // Client-chosen ids beyond the per-host cap share one overflow bucket (issue 14).

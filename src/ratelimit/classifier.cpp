@@ -59,14 +59,6 @@ std::uint64_t segment_hash(std::string_view s) {
   return h;
 }
 
-// Length of the path part of a request-target: up to '?' or '#'. (A hand loop: libstdc++'s
-// find_first_of calls memchr once per character.)
-std::size_t path_length(std::string_view target) {
-  std::size_t i = 0;
-  while (i < target.size() && target[i] != '?' && target[i] != '#') ++i;
-  return i;
-}
-
 struct split_path {
   std::array<std::string_view, max_segments> segments{};
   std::array<std::uint64_t, max_segments> hashes{};
@@ -358,12 +350,8 @@ void classifier::merge(const classifier& overrides) {
 }
 
 classification classifier::classify(std::string_view method, std::string_view target) const {
-  std::string_view path = target.substr(0, path_length(target));
   std::string storage;
-  if (!already_normal(path)) {
-    storage = normalize_path(target);
-    path = storage;
-  }
+  const std::string_view path = normal_path(target, storage);
   const split_path p = split(path);
   const std::uint32_t bit = method_bit(method);
 

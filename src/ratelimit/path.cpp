@@ -82,6 +82,13 @@ bool already_normal(std::string_view path) {
   return true;
 }
 
+std::string_view normal_path(std::string_view target, std::string& storage) {
+  const std::string_view path = path_part(target);
+  if (already_normal(path)) return path;
+  storage = normalize_path(target);
+  return storage;
+}
+
 std::string normalize_path(std::string_view target) {
   const std::string_view path = path_part(target);
   if (already_normal(path)) return std::string(path);

@@ -11,6 +11,10 @@ namespace okta_sidecar::ratelimit {
 // ".." segments (RFC 3986 §5.2.4) and drops a trailing "/". The result always starts with "/".
 std::string normalize_path(std::string_view target);
 
+// normalize_path(target) without its allocation when the path is already normal (nearly
+// always): a view into `target`; otherwise the normalised path, kept in `storage`.
+std::string_view normal_path(std::string_view target, std::string& storage);
+
 // Whether a path (no query) is already what normalize_path() would make of it. Requests nearly
 // always arrive in normal form: recognising that spares the per-request path its allocations.
 bool already_normal(std::string_view path);

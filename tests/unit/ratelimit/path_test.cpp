@@ -16,6 +16,16 @@ TEST_P(NormalizePath, Normalises) {
   EXPECT_EQ(normalize_path(GetParam().target), GetParam().normal) << GetParam().target;
 }
 
+TEST_P(NormalizePath, NormalPathAgreesAndCopiesOnlyWhatChanges) {
+  const std::string target = GetParam().target;
+  std::string storage;
+  const std::string_view got = normal_path(target, storage);
+  EXPECT_EQ(got, GetParam().normal) << target;
+  // A view into the target when its path was normal already; the storage otherwise.
+  const bool into_target = got.data() >= target.data() && got.data() < target.data() + target.size();
+  EXPECT_EQ(into_target, storage.empty()) << target;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Cases, NormalizePath,
     ::testing::Values(
