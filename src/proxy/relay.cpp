@@ -79,12 +79,8 @@ asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::fl
     const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
     if (room == 0) co_return bhttp::error::buffer_overflow;
     std::size_t n = s.read_now(buf.prepare(room), ec);
-    while (ec == asio::error::would_block) {
-      // Nothing yet: wait for the socket, not with a read operation, whose first try would
-      // find nothing too (one recv fewer per wait).
-      std::tie(ec, std::ignore) = co_await s.async_wait_readable(use_tuple);
-      if (!ec) n = s.read_now(buf.prepare(room), ec);
-    }
+    if (ec == asio::error::would_block)
+      std::tie(ec, n) = co_await s.async_read_some_after_empty(buf.prepare(room), use_tuple);
     if (ec == asio::error::eof)
       co_return p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
     if (ec) co_return ec;

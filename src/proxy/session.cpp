@@ -98,10 +98,8 @@ asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_
     // The bytes are usually there already (a busy client's next request, or the wake-up of a
     // parked connection): read them without an operation, and wait only when there are none.
     std::size_t rn = s.read_now(buf.prepare(read_room(buf)), ec);
-    while (ec == asio::error::would_block) {
-      // Nothing yet: wait for the socket (see read_header in relay.cpp).
-      std::tie(ec, std::ignore) = co_await s.async_wait_readable(use_tuple);
-      if (!ec) rn = s.read_now(buf.prepare(read_room(buf)), ec);
+    if (ec == asio::error::would_block) {
+      std::tie(ec, rn) = co_await s.async_read_some_after_empty(buf.prepare(read_room(buf)), use_tuple);
     }
     if (ec) {
       if (ec == beast::error::timeout) c.svc.metrics.timeout_client_header.get().inc();

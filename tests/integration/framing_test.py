@@ -279,6 +279,45 @@ class PlainUpstreamTest(Base):
             self.assertTrue(out.startswith(b"HTTP/1.1 200 "), (how, out[:120]))
             self.assertTrue(out.endswith(m.encode()), (how, out[-80:]))
 
+    def test_tls_record_in_part_waits_for_the_rest_within_the_header_timeout(self) -> None:
+        # A request head whose TLS record arrives only in part: OpenSSL holds the part, the
+        # socket has nothing more. The sidecar must wait on the socket, within
+        # client.header_timeout_ms, and then close; not spin on the held bytes past the deadline.
+        sc = self.start({"client": {"header_timeout_ms": 1000}})
+        s = socket.create_connection(sc.listen, timeout=10)
+        try:
+            s.sendall(b"CONNECT acme.okta.com:443 HTTP/1.1\r\nHost: acme.okta.com:443\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = sc.client_ssl_context().wrap_bio(incoming, outgoing, server_hostname="acme.okta.com")
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    s.sendall(outgoing.read())
+                    incoming.write(s.recv(65536))
+            s.sendall(outgoing.read())
+            tls.write(b"GET /hostile/plain/x HTTP/1.1\r\nHost: acme.okta.com\r\n\r\n")
+            record = outgoing.read()
+            s.sendall(record[:-7])  # all but the end of the record
+            started = time.monotonic()
+            closed = False
+            s.settimeout(0.5)
+            while not closed and time.monotonic() - started < 8:
+                try:
+                    closed = s.recv(65536) == b""  # session tickets may come first
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    closed = True
+        finally:
+            s.close()
+        self.assertTrue(closed, "the connection outlived client.header_timeout_ms")
+
     def test_pipelined_requests_get_their_own_responses(self) -> None:
         sc = self.start_plain()
         markers = [marker() for _ in range(6)]

@@ -101,6 +101,7 @@ struct io_op {
   AttemptFn attempt_fn;
   attempt result{};
   bool posted = false;
+  bool wait_first = false;  // the caller has just found nothing: wait before the first attempt
 
   template <class Self>
   void operator()(Self& self, error_code ec = {}) {
@@ -117,7 +118,12 @@ struct io_op {
         return;
       }
     }
-    result = attempt_fn(core);
+    if (wait_first) {
+      wait_first = false;
+      result = attempt{attempt::next::wait_read, {}, 0};
+    } else {
+      result = attempt_fn(core);
+    }
     if (result.what == attempt::next::done) {
       if (core.waited) {
         core.finish();
@@ -236,6 +242,16 @@ class stream {
                                        std::forward<Token>(token));
   }
 
+  // async_read_some for a caller whose read_now has just found nothing: it waits for the socket
+  // before its first read, which would find nothing too (one recv fewer per wait). A TLS record
+  // that has come only in part waits for its rest on the socket, within the deadline.
+  template <class MutableBuffers, class Token>
+  auto async_read_some_after_empty(const MutableBuffers& buffers, Token&& token) {
+    return start<detail::read_attempt>(detail::direction::read,
+                                       detail::read_attempt{detail::first_buffer(buffers)},
+                                       std::forward<Token>(token), true);
+  }
+
   template <class ConstBuffers, class Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
     return start<detail::write_attempt>(
@@ -268,9 +284,10 @@ class stream {
 
  private:
   template <class AttemptFn, class Token>
-  auto start(detail::direction d, AttemptFn fn, Token&& token) {
-    return asio::async_compose<Token, void(error_code, std::size_t)>(
-        detail::io_op<AttemptFn>{detail::op_core{st_, d}, fn}, token, get_executor());
+  auto start(detail::direction d, AttemptFn fn, Token&& token, bool wait_first = false) {
+    detail::io_op<AttemptFn> op{detail::op_core{st_, d}, fn};
+    op.wait_first = wait_first;
+    return asio::async_compose<Token, void(error_code, std::size_t)>(std::move(op), token, get_executor());
   }
 
   std::shared_ptr<detail::stream_state> st_;
