@@ -22,6 +22,7 @@
 
 #include "okta_sidecar/admin/admin_server.hpp"
 #include "okta_sidecar/admin/systemd_notify.hpp"
+#include "okta_sidecar/app/heap.hpp"
 #include "okta_sidecar/app/process_metrics.hpp"
 #include "okta_sidecar/config/syntax.hpp"
 #include "okta_sidecar/fleet/fleet_service.hpp"
@@ -563,13 +564,23 @@ void spawn_background(asio::strand<asio::io_context::executor_type>& control, pr
         },
         asio::detached);
   }
-  // The upstream pool's upkeep: idle TLS connections' record buffers freed, expired ones closed.
+  // Upkeep: idle upstream TLS connections' record buffers freed, expired ones closed; the heap's
+  // free pages given back once 4 MiB more is free than at the last look (see app/heap.hpp).
   asio::co_spawn(
       control,
       [&svc]() -> asio::awaitable<void> {
         asio::steady_timer t(co_await asio::this_coro::executor);
+        heap_trim_policy heap(std::size_t{4} << 20);
         while (!svc.draining.load()) {
           svc.pool.sweep(steady_clock::now());
+          const auto start = steady_clock::now();
+          if (const auto h = heap_upkeep(heap); h.trimmed) {
+            svc.log.debug(event("heap trimmed")
+                              .with("free_bytes", h.free_bytes)
+                              .with("took_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   steady_clock::now() - start)
+                                                   .count()));
+          }
           t.expires_after(seconds(1));
           auto [ec] = co_await t.async_wait(use_tuple);
           if (ec) co_return;
