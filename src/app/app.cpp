@@ -565,7 +565,8 @@ void spawn_background(asio::strand<asio::io_context::executor_type>& control, pr
         asio::detached);
   }
   // Upkeep: idle upstream TLS connections' record buffers freed, expired ones closed; the heap's
-  // free pages given back once 4 MiB more is free than at the last look (see app/heap.hpp).
+  // free pages given back once 4 MiB more is free than at the lowest look since the last time
+  // (see app/heap.hpp).
   asio::co_spawn(
       control,
       [&svc]() -> asio::awaitable<void> {
