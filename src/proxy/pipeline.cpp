@@ -204,7 +204,7 @@ void identify(request_ctx& r, const client_request& req) {
   r.request_deadline = r.start + milliseconds(r.rt.cfg.client.request_timeout_ms);
   r.npath = ratelimit::normal_path(r.dest.path_and_query, r.npath_storage);
   if (r.dest.inspect) {
-    r.cls = r.rt.classifier.classify(r.method, r.npath);
+    r.cls = r.rt.classifier.classify_normal(r.method, r.npath);
     // Client-chosen ids beyond the per-host cap share one overflow bucket (issue 14).
     r.cls.bucket = r.svc.gate.bucket_name(r.dest.origin.host, r.cls);
   } else {

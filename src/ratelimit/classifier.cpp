@@ -351,7 +351,10 @@ void classifier::merge(const classifier& overrides) {
 
 classification classifier::classify(std::string_view method, std::string_view target) const {
   std::string storage;
-  const std::string_view path = normal_path(target, storage);
+  return classify_normal(method, normal_path(target, storage));
+}
+
+classification classifier::classify_normal(std::string_view method, std::string_view path) const {
   const split_path p = split(path);
   const std::uint32_t bit = method_bit(method);
 

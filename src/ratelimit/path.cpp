@@ -65,33 +65,8 @@ void append_decoded(std::string& out, std::string_view segment) {
   }
 }
 
-}  // namespace
-
-bool already_normal(std::string_view path) {
-  if (path.empty() || path.front() != '/') return false;
-  if (path.size() == 1) return true;
-  if (path.back() == '/' || path.find('%') != std::string_view::npos) return false;
-  std::size_t pos = 1;
-  while (pos <= path.size()) {
-    auto slash = path.find('/', pos);
-    if (slash == std::string_view::npos) slash = path.size();
-    const auto seg = path.substr(pos, slash - pos);
-    if (seg.empty() || seg == "." || seg == "..") return false;
-    pos = slash + 1;
-  }
-  return true;
-}
-
-std::string_view normal_path(std::string_view target, std::string& storage) {
-  const std::string_view path = path_part(target);
-  if (already_normal(path)) return path;
-  storage = normalize_path(target);
-  return storage;
-}
-
-std::string normalize_path(std::string_view target) {
-  const std::string_view path = path_part(target);
-  if (already_normal(path)) return std::string(path);
+// normalize_path's work on a path part that is not normal already.
+std::string normalized(std::string_view path) {
   std::string out;
   out.reserve(path.size() + 1);
   // Each entry is where a segment (including its leading "/") starts in `out`, so ".." can
@@ -121,6 +96,35 @@ std::string normalize_path(std::string_view target) {
   }
   if (out.empty()) out = "/";
   return out;
+}
+
+}  // namespace
+
+bool already_normal(std::string_view path) {
+  if (path.empty() || path.front() != '/') return false;
+  if (path.size() == 1) return true;
+  if (path.back() == '/' || path.find('%') != std::string_view::npos) return false;
+  std::size_t pos = 1;
+  while (pos <= path.size()) {
+    auto slash = path.find('/', pos);
+    if (slash == std::string_view::npos) slash = path.size();
+    const auto seg = path.substr(pos, slash - pos);
+    if (seg.empty() || seg == "." || seg == "..") return false;
+    pos = slash + 1;
+  }
+  return true;
+}
+
+std::string_view normal_path(std::string_view target, std::string& storage) {
+  const std::string_view path = path_part(target);
+  if (already_normal(path)) return path;
+  storage = normalized(path);
+  return storage;
+}
+
+std::string normalize_path(std::string_view target) {
+  const std::string_view path = path_part(target);
+  return already_normal(path) ? std::string(path) : normalized(path);
 }
 
 bool path_glob_match(std::string_view pattern, std::string_view path) {

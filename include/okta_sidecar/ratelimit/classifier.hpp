@@ -56,6 +56,8 @@ class classifier {
   // `target` may carry ?query / #fragment or be absolute-form; it is normalised first.
   // Never throws; a path no entry matches gets group and bucket "default".
   classification classify(std::string_view method, std::string_view target) const;
+  // The same for a path normal_path() has already made of the target: not scanned again.
+  classification classify_normal(std::string_view method, std::string_view path) const;
 
   std::vector<std::string> groups() const;  // table order
   // Every bucket name the table can produce without a path parameter (literal templates and
