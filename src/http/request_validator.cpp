@@ -22,6 +22,7 @@ enum class value_fault { none, obs_fold, bare_cr_lf, nul, ctl };
 value_fault check_value(std::string_view value) {
   for (std::size_t i = 0; i < value.size(); ++i) {
     const auto c = static_cast<unsigned char>(value[i]);
+    if ((c >= 0x20 && c != 0x7f) || c == '\t') continue;  // the common case, one test
     if (c == '\r' || c == '\n') {
       // A line break followed by whitespace is obs-fold (RFC 9112 §5.2): refused with 400.
       std::size_t j = i + 1;
@@ -29,8 +30,7 @@ value_fault check_value(std::string_view value) {
       if (j < value.size() && is_ows(value[j])) return value_fault::obs_fold;
       return value_fault::bare_cr_lf;
     }
-    if (c == 0) return value_fault::nul;
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return value_fault::ctl;
+    return c == 0 ? value_fault::nul : value_fault::ctl;
   }
   return value_fault::none;
 }
@@ -119,7 +119,10 @@ validation validate_request(std::string_view method, std::string_view target, un
     const std::string_view v = trim_ows(value);
     if (iequals(name, "host")) {
       ++host_count;
-      if (!v.empty() && !parse_host_header(v)) return fail(verdict_code::bad_request, "invalid Host header");
+      if (!v.empty()) {
+        out.host = parse_host_header(v);
+        if (!out.host) return fail(verdict_code::bad_request, "invalid Host header");
+      }
     } else if (iequals(name, "content-length")) {
       // Strict RFC 9110 §8.6 reading: a second Content-Length, even an identical one, or a
       // list value is refused, so no hop can pick a different length than we do.

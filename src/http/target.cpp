@@ -9,7 +9,7 @@ namespace {
 
 // reg-name characters we accept in a host: RFC 3986 allows more (sub-delims, %-escapes), but
 // no DNS name needs them and each extra form is another way to disagree with a resolver.
-bool is_host_char(char c) { return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_'; }
+bool is_host_char(char c) { return char_class::has(c, char_class::host); }
 
 // host[:port] or [v6][:port]; `port_required` for authority-form.
 std::optional<host_and_port> parse_host_port(std::string_view text, bool port_required) {
@@ -41,10 +41,7 @@ std::optional<host_and_port> parse_host_port(std::string_view text, bool port_re
   return out;
 }
 
-bool is_path_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u > 0x20 && u < 0x7f && c != '#';
-}
+bool is_path_char(char c) { return char_class::has(c, char_class::path); }
 
 }  // namespace
 
@@ -79,7 +76,10 @@ std::optional<parsed_target> parse_absolute_form(std::string_view target) {
   out.scheme = to_lower(target.substr(0, sep));
   if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
   std::string_view rest = target.substr(sep + 3);
-  const auto path_start = rest.find_first_of("/?#");
+  std::size_t path_start = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
+  while (path_start < rest.size() && rest[path_start] != '/' && rest[path_start] != '?' && rest[path_start] != '#')
+    ++path_start;
+  if (path_start == rest.size()) path_start = std::string_view::npos;
   const std::string_view authority = rest.substr(0, path_start);
   if (authority.find('@') != std::string_view::npos) return std::nullopt;  // userinfo
   const auto hp = parse_host_port(authority, false);
@@ -112,9 +112,12 @@ std::optional<host_and_port> parse_host_header(std::string_view value) {
 
 bool host_header_matches(std::string_view host_value, const parsed_target& target) {
   const auto hp = parse_host_port(trim_ows(host_value), false);
-  if (!hp) return false;
-  const std::uint16_t port = hp->port.value_or(target.scheme == "https" ? 443 : 80);
-  return hp->host == target.host && port == target.port;
+  return hp && host_header_matches(*hp, target);
+}
+
+bool host_header_matches(const host_and_port& host, const parsed_target& target) {
+  const std::uint16_t port = host.port.value_or(target.scheme == "https" ? 443 : 80);
+  return host.host == target.host && port == target.port;
 }
 
 bool host_header_matches_tunnel(std::string_view host_value, std::string_view host, std::uint16_t port) {

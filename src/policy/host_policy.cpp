@@ -52,11 +52,15 @@ std::vector<std::string> host_policy::intercept_suffixes() const {
 decision host_policy::decide(std::string_view host, std::uint16_t port) const {
   const auto h = normalize_host(host);
   if (!h) return {route::refuse, "invalid or forbidden host name"};
+  return decide_normal(*h, port);
+}
+
+decision host_policy::decide_normal(std::string_view normalized_host, std::uint16_t port) const {
   bool port_refused = false;
   for (const auto& [list, r] :
        {std::pair{&intercept_, route::intercept}, std::pair{&tunnel_, route::tunnel}}) {
     for (const auto& p : *list) {
-      if (!p.matches_host(*h)) continue;
+      if (!p.matches_host(normalized_host)) continue;
       if (port_ok(p, port)) return {r, {}};
       port_refused = true;
     }

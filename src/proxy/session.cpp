@@ -175,14 +175,14 @@ routing route(conn_ctx& c, const bhttp::request_header<>& req, http::validation&
   }
   dest.origin = upstream::origin{t->scheme == "https", *host, t->port};
   dest.path_and_query = std::move(t->path_and_query);
-  if (!host_header.empty() && !http::host_header_matches(host_header, *t)) {
+  if (!host_header.empty() && !(valid.host && http::host_header_matches(*valid.host, *t))) {
     r.refuse = "Host header disagrees with the request URL";
   } else if (t->scheme != "https" && !c.rt->cfg.access.allow_cleartext && c.rt->hosts.intercepts(*host)) {
     // The app's Authorization header would cross the network in clear (issue 14).
     r.fatal = http::local_error::cleartext_refused;
     r.fatal_detail = "http:// to an intercepted host; use https://";
   } else {
-    auto d = c.rt->hosts.decide(*host, t->port);
+    auto d = c.rt->hosts.decide_normal(*host, t->port);
     if (d.r == policy::route::refuse) r.refuse = d.why;
     dest.inspect = d.r == policy::route::intercept;
   }

@@ -285,6 +285,10 @@ void classifier::rebuild_order() {
       hashes_.push_back(r.segments[i].hash);
     }
   }
+  by_count_.assign(max_segments + 2, {});
+  for (std::size_t n = 0; n < by_count_.size(); ++n)
+    for (std::uint32_t i = 0; i < order_.size(); ++i)
+      if (order_[i].prefix ? n >= order_[i].segment_count : n == order_[i].segment_count) by_count_[n].push_back(i);
 }
 
 classifier classifier::from_json(std::string_view json_text, std::string_view source) {
@@ -358,9 +362,11 @@ classification classifier::classify_normal(std::string_view method, std::string_
   const split_path p = split(path);
   const std::uint32_t bit = method_bit(method);
 
-  for (const auto& o : order_) {
+  static const std::vector<std::uint32_t> none;  // a default-constructed classifier has no rows
+  const auto& rows = by_count_.empty() ? none : by_count_[std::min(p.count, by_count_.size() - 1)];
+  for (const std::uint32_t row : rows) {
+    const ranked& o = order_[row];
     if ((o.methods & bit) == 0) continue;
-    if (o.prefix ? p.count < o.segment_count : p.count != o.segment_count) continue;
     bool ok = true;
     for (std::size_t i = 0; i < o.segment_count && ok; ++i)
       ok = ((o.param_mask >> i) & 1u) != 0 || hashes_[o.hash_begin + i] == p.hashes[i];

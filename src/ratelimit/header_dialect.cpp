@@ -21,11 +21,14 @@ constexpr std::int64_t max_horizon_seconds = 86'400;
 // below far from overflow.
 constexpr std::int64_t max_epoch = 100'000'000'000;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-           return lower(x) == lower(y);
-         });
+// ASCII case-insensitive comparison against a lower-case literal.
+bool iequals(std::string_view a, std::string_view lower) {
+  if (a.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const char c = a[i];
+    if (c != lower[i] && !(c >= 'A' && c <= 'Z' && static_cast<char>(c | 0x20) == lower[i])) return false;
+  }
+  return true;
 }
 
 std::string_view trim_ows(std::string_view s) {  // OWS = *( SP / HTAB ), RFC 9110 §5.6.3
@@ -69,6 +72,25 @@ void fold_integers(std::string_view value, std::int64_t max, std::optional<std::
   if (!any) ++garbage;
 }
 
+// Which of the headers read here `name` is. Every response passes all its fields through this,
+// so the name's length picks the one candidate compared.
+enum class header { other, limit, remaining, reset, retry_after, date };
+header which(std::string_view name) {
+  switch (name.size()) {
+    case 4:
+      return iequals(name, "date") ? header::date : header::other;
+    case 11:
+      return iequals(name, "retry-after") ? header::retry_after : header::other;
+    case 18:
+      if (iequals(name, "x-rate-limit-limit")) return header::limit;
+      return iequals(name, "x-rate-limit-reset") ? header::reset : header::other;
+    case 22:
+      return iequals(name, "x-rate-limit-remaining") ? header::remaining : header::other;
+    default:
+      return header::other;
+  }
+}
+
 bool has_letter(std::string_view s) {
   return std::any_of(s.begin(), s.end(),
                      [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); });
@@ -81,14 +103,16 @@ observation parse_rate_limit_headers(std::span<const header_view> headers, time_
   observation o;
   std::optional<std::int64_t> reset, retry_seconds, retry_date;
   for (const auto& [name, raw_value] : headers) {
+    const auto h = which(name);
+    if (h == header::other) continue;
     const auto value = trim_ows(raw_value);
-    if (iequals(name, "x-rate-limit-limit")) {
+    if (h == header::limit) {
       fold_integers(value, max_count, o.limit, o.garbage);
-    } else if (iequals(name, "x-rate-limit-remaining")) {
+    } else if (h == header::remaining) {
       fold_integers(value, max_count, o.remaining, o.garbage);
-    } else if (iequals(name, "x-rate-limit-reset")) {
+    } else if (h == header::reset) {
       fold_integers(value, max_epoch, reset, o.garbage);
-    } else if (iequals(name, "retry-after")) {
+    } else if (h == header::retry_after) {
       // RFC 9110 §10.2.3: delta-seconds or an HTTP-date; only the date form has letters.
       if (has_letter(value)) {
         if (const auto d = parse_http_date(value)) {
@@ -99,7 +123,7 @@ observation parse_rate_limit_headers(std::span<const header_view> headers, time_
       } else {
         fold_integers(value, max_horizon_seconds, retry_seconds, o.garbage);
       }
-    } else if (iequals(name, "date")) {
+    } else {  // Date
       if (const auto d = parse_http_date(value)) {
         keep_min(o.server_date_epoch, *d);
       } else {

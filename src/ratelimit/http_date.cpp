@@ -70,14 +70,41 @@ std::optional<std::int64_t> to_epoch(const fields& f) {
   return static_cast<std::int64_t>(days) * 86400 + f.hour * 3600 + f.minute * 60 + f.second;
 }
 
-// IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+// Index of a three-letter name in `names`, or -1: the three bytes compared as one number.
+template <std::size_t N>
+int index_of3(const std::array<std::string_view, N>& names, std::string_view s) {
+  const auto pack = [](std::string_view t) {
+    return static_cast<unsigned char>(t[0]) << 16 | static_cast<unsigned char>(t[1]) << 8 |
+           static_cast<unsigned char>(t[2]);
+  };
+  const auto want = pack(s);
+  for (std::size_t i = 0; i < N; ++i)
+    if (pack(names[i]) == want) return static_cast<int>(i);
+  return -1;
+}
+
+// `count` digits of `s` at `at` into `value`.
+bool digits_at(std::string_view s, std::size_t at, int count, int& value) {
+  value = 0;
+  for (std::size_t i = at; i < at + static_cast<std::size_t>(count); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    value = value * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
+// IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT". The form every current server sends (each
+// response's Date is read), so it is checked by position rather than with the cursor.
 std::optional<std::int64_t> imf_fixdate(std::string_view s) {
-  cursor c{s};
+  constexpr std::string_view layout = "Sun, 06 Nov 1994 08:49:37 GMT";
+  if (s.size() != layout.size()) return std::nullopt;
+  for (const std::size_t i : {3, 4, 7, 11, 16, 19, 22, 25, 26, 27, 28})
+    if (s[i] != layout[i]) return std::nullopt;
   fields f;
-  int ignored = 0;
-  if (!(c.one_of(short_days, ignored) && c.literal(", ") && c.digits(2, f.day) && c.literal(" ") &&
-        c.one_of(months, f.month) && c.literal(" ") && c.digits(4, f.year) && c.literal(" ") &&
-        time_of_day(c, f) && c.literal(" GMT") && c.at_end()))
+  f.month = index_of3(months, s.substr(8, 3));
+  if (index_of3(short_days, s.substr(0, 3)) < 0 || f.month < 0 || !digits_at(s, 5, 2, f.day) ||
+      !digits_at(s, 12, 4, f.year) || !digits_at(s, 17, 2, f.hour) || !digits_at(s, 20, 2, f.minute) ||
+      !digits_at(s, 23, 2, f.second) || f.hour > 23 || f.minute > 59 || f.second > 60)
     return std::nullopt;
   f.month += 1;
   return to_epoch(f);
@@ -121,8 +148,9 @@ std::optional<std::int64_t> asctime_date(std::string_view s) {
 
 std::optional<std::int64_t> parse_http_date(std::string_view text) {
   // Only the separators differ, so the character after the day name picks the form.
-  const auto sep = text.find_first_of(", ");
-  if (sep == std::string_view::npos) return std::nullopt;
+  std::size_t sep = 0;
+  while (sep < text.size() && text[sep] != ',' && text[sep] != ' ') ++sep;
+  if (sep == text.size()) return std::nullopt;
   if (text[sep] == ' ') return asctime_date(text);
   return sep == 3 ? imf_fixdate(text) : rfc850_date(text);
 }

@@ -39,6 +39,7 @@ struct validation {
   framing body;
   target_form form = target_form::origin;
   std::optional<parsed_target> absolute;  // the target, parsed, when its form is absolute
+  std::optional<host_and_port> host;      // the Host header, parsed, when it is not empty
 
   bool ok() const { return code == verdict_code::ok; }
 };

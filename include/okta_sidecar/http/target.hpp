@@ -46,6 +46,8 @@ bool is_valid_origin_form(std::string_view target);
 // after applying the scheme's default.) A mismatch is refused by the proxy: RFC 9112 §3.2.2
 // lets a proxy ignore Host, but a disagreement is a sign of a confused or hostile client.
 bool host_header_matches(std::string_view host_value, const parsed_target& target);
+// The same for a Host value parse_host_header has already read.
+bool host_header_matches(const host_and_port& host, const parsed_target& target);
 // Inside a CONNECT tunnel: the Host must name the CONNECT host, and a port, when it gives one,
 // must be the CONNECT port (a Host without a port names the tunnel's own authority, whatever
 // the scheme spoken inside).

@@ -1,6 +1,7 @@
 #pragma once
 // ASCII helpers for HTTP field syntax (RFC 9110 §5). Locale-free on purpose: header names and
 // tokens are ASCII, and std::tolower would treat obs-text bytes by the C locale's rules.
+#include <array>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,30 +20,28 @@ constexpr bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >
 constexpr bool is_hex_digit(char c) noexcept {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-// tchar (RFC 9110 §5.6.2): the characters of a method, header name or transfer-coding.
-constexpr bool is_tchar(char c) noexcept {
-  if (is_digit(c) || is_alpha(c)) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
+// Character classes of the request-line and field syntax, one table lookup each: these run over
+// every byte of every request's target and header names.
+namespace char_class {
+inline constexpr unsigned char tchar = 1;  // RFC 9110 §5.6.2: method, header name, transfer-coding
+inline constexpr unsigned char host = 2;   // reg-name characters we accept in a host (target.cpp)
+inline constexpr unsigned char path = 4;   // visible ASCII except '#': origin-form path and query
+inline constexpr auto table = [] {
+  std::array<unsigned char, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    const char ch = static_cast<char>(c);
+    const bool alnum = is_digit(ch) || is_alpha(ch);
+    constexpr std::string_view tchar_extra = "!#$%&'*+-.^_`|~";
+    if (alnum || tchar_extra.find(ch) != std::string_view::npos) t[c] |= tchar;
+    if (alnum || ch == '-' || ch == '.' || ch == '_') t[c] |= host;
+    if (c > 0x20 && c < 0x7f && ch != '#') t[c] |= path;
   }
-}
+  return t;
+}();
+constexpr bool has(char c, unsigned char cls) noexcept { return (table[static_cast<unsigned char>(c)] & cls) != 0; }
+}  // namespace char_class
+
+constexpr bool is_tchar(char c) noexcept { return char_class::has(c, char_class::tchar); }
 constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 
 bool iequals(std::string_view a, std::string_view b) noexcept;

@@ -27,6 +27,8 @@ class host_policy {
               std::vector<std::uint16_t> allowed_ports);
 
   decision decide(std::string_view host, std::uint16_t port) const;
+  // The same for a host normalize_host has already returned (not normalised again).
+  decision decide_normal(std::string_view normalized_host, std::uint16_t port) const;
   // True when `host` matches an intercept_hosts pattern, whatever the port: the cleartext
   // refusal (issue 14) comes before the port check, so http://acme.okta.com/ is told why.
   bool intercepts(std::string_view host) const;

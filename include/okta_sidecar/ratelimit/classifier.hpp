@@ -108,6 +108,9 @@ class classifier {
   std::vector<group> groups_;
   std::vector<ranked> order_;          // most specific first: the first match is the answer
   std::vector<std::uint64_t> hashes_;  // literal segment hashes of every row, in order_ order
+  // by_count_[n]: the rows (indices into order_, in order) that a path of n segments can match;
+  // the last entry is for paths longer than any row (prefix rows only).
+  std::vector<std::vector<std::uint32_t>> by_count_;
 
   void rebuild_order();
   static bool more_specific(const classifier::group& ga, const rule& a, const classifier::group& gb,

@@ -190,6 +190,16 @@ INSTANTIATE_TEST_SUITE_P(
                       vcase{"TargetTruncatedPercent", "GET", "/a%4", 11, host, bad}),
     [](const auto& info) { return std::string(info.param.name); });
 
+TEST(ValidateRequest, KeepsTheParsedHostHeader) {
+  const auto v = run("GET", "http://acme.okta.com/x", 11, {{"Host", " ACME.okta.com:8443 "}});
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(v.host);
+  EXPECT_EQ(v.host->host, "acme.okta.com");
+  EXPECT_EQ(v.host->port, 8443);
+  EXPECT_FALSE(run("GET", "/x", 10, {}).host);                // HTTP/1.0 without Host
+  EXPECT_FALSE(run("GET", "/x", 11, {{"Host", " "}}).host);  // empty after OWS: nothing parsed
+}
+
 TEST(ValidateRequestLimits, HeaderCountBoundary) {
   limits lim;
   lim.max_header_count = 3;

@@ -277,6 +277,7 @@ TEST(Classifier, EmptyTableFallsBackToDefault) {
   EXPECT_EQ(c.classify("GET", "/api/v1/users"),
             (classification{"default", "default", true, false, false, std::nullopt}));
   EXPECT_TRUE(c.groups().empty());
+  EXPECT_EQ(classifier{}.classify("GET", "/api/v1/users").group, "default");  // no table at all
 }
 
 TEST(Classifier, SpecificityOrder) {

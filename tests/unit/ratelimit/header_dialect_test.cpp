@@ -97,6 +97,17 @@ const header_case cases[] = {
       {"date", date_at(okta_t)}},
      {},
      window_40s()},
+    // Names of the right lengths that differ in one byte (the parser picks its candidate by
+    // length): none is read.
+    {"LookAlikeNamesIgnored",
+     {{"X-Rate-Limit-Lemit", "600"},
+      {"X-Rate-Limit-Resex", num(okta_t + 40)},
+      {"X-Rate-Limit-Remainink", "599"},
+      {"X\rRate-Limit-Limit", "600"},
+      {"Retry_After", "5"},
+      {"Dat\x05", date_at(okta_t)}},
+     {},
+     expect{}},
     {"ValuesWithSurroundingWhitespace",
      {{"X-Rate-Limit-Limit", " 600\t"},
       {"X-Rate-Limit-Remaining", "599 "},

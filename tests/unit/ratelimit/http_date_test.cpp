@@ -69,7 +69,14 @@ INSTANTIATE_TEST_SUITE_P(Invalid, ParseHttpDate,
                                            date_case{"Sun Nov  6 08:49:37 94", std::nullopt},
                                            date_case{"Sun Nov 06 08:49:37 1994 GMT", std::nullopt},
                                            date_case{"Sun Nov 31 08:49:37 1994", std::nullopt},
-                                           date_case{"2023-11-14T22:13:20Z", std::nullopt}));
+                                           date_case{"2023-11-14T22:13:20Z", std::nullopt},
+                                           // IMF-fixdate's length with one byte out of place
+                                           date_case{"Sun,_06 Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08-49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:37GMT ", std::nullopt},
+                                           date_case{"Sun, 06 Nov 1994 08:49:37 GMX", std::nullopt},
+                                           date_case{"Sun, 0x Nov 1994 08:49:37 GMT", std::nullopt},
+                                           date_case{"Sun, 06 Nov 19a4 08:49:37 GMT", std::nullopt}));
 
 struct format_case {
   std::int64_t epoch;
