@@ -77,7 +77,8 @@ std::optional<parsed_target> parse_absolute_form(std::string_view target) {
   if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
   std::string_view rest = target.substr(sep + 3);
   std::size_t path_start = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
-  while (path_start < rest.size() && rest[path_start] != '/' && rest[path_start] != '?' && rest[path_start] != '#')
+  while (path_start < rest.size() && rest[path_start] != '/' && rest[path_start] != '?' &&
+         rest[path_start] != '#')
     ++path_start;
   if (path_start == rest.size()) path_start = std::string_view::npos;
   const std::string_view authority = rest.substr(0, path_start);

@@ -38,7 +38,9 @@ inline constexpr auto table = [] {
   }
   return t;
 }();
-constexpr bool has(char c, unsigned char cls) noexcept { return (table[static_cast<unsigned char>(c)] & cls) != 0; }
+constexpr bool has(char c, unsigned char cls) noexcept {
+  return (table[static_cast<unsigned char>(c)] & cls) != 0;
+}
 }  // namespace char_class
 
 constexpr bool is_tchar(char c) noexcept { return char_class::has(c, char_class::tchar); }

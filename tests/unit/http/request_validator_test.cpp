@@ -196,7 +196,7 @@ TEST(ValidateRequest, KeepsTheParsedHostHeader) {
   ASSERT_TRUE(v.host);
   EXPECT_EQ(v.host->host, "acme.okta.com");
   EXPECT_EQ(v.host->port, 8443);
-  EXPECT_FALSE(run("GET", "/x", 10, {}).host);                // HTTP/1.0 without Host
+  EXPECT_FALSE(run("GET", "/x", 10, {}).host);               // HTTP/1.0 without Host
   EXPECT_FALSE(run("GET", "/x", 11, {{"Host", " "}}).host);  // empty after OWS: nothing parsed
 }
 
