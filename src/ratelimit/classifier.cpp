@@ -15,6 +15,7 @@ using json = nlohmann::json;
 
 // Deepest pattern the table may hold; paths may be deeper (only "/*" patterns can match them).
 constexpr std::size_t max_segments = 24;
+constexpr std::size_t third = 2;  // the segment the candidate index keys on (classifier.hpp)
 
 // Methods a table may name (RFC 9110 §9.3 plus PATCH, RFC 5789). Anything else a client sends
 // maps to `other_method_bit`, which only "*" matches.
@@ -285,10 +286,26 @@ void classifier::rebuild_order() {
       hashes_.push_back(r.segments[i].hash);
     }
   }
+  const auto literal_third = [](const ranked& o) {
+    return o.segment_count > third && ((o.param_mask >> third) & 1u) == 0;
+  };
   by_count_.assign(max_segments + 2, {});
-  for (std::size_t n = 0; n < by_count_.size(); ++n)
+  for (std::size_t n = 0; n < by_count_.size(); ++n) {
+    auto& c = by_count_[n];
+    std::vector<std::uint32_t> rows;
     for (std::uint32_t i = 0; i < order_.size(); ++i)
-      if (order_[i].prefix ? n >= order_[i].segment_count : n == order_[i].segment_count) by_count_[n].push_back(i);
+      if (order_[i].prefix ? n >= order_[i].segment_count : n == order_[i].segment_count) rows.push_back(i);
+    for (const std::uint32_t i : rows)
+      if (literal_third(order_[i])) c.by_third.try_emplace(hashes_[order_[i].hash_begin + third]);
+    for (const std::uint32_t i : rows) {
+      if (!literal_third(order_[i])) {
+        c.others.push_back(i);
+        for (auto& [h, list] : c.by_third) list.push_back(i);
+      } else {
+        c.by_third[hashes_[order_[i].hash_begin + third]].push_back(i);
+      }
+    }
+  }
 }
 
 classifier classifier::from_json(std::string_view json_text, std::string_view source) {
@@ -363,8 +380,13 @@ classification classifier::classify_normal(std::string_view method, std::string_
   const std::uint32_t bit = method_bit(method);
 
   static const std::vector<std::uint32_t> none;  // a default-constructed classifier has no rows
-  const auto& rows = by_count_.empty() ? none : by_count_[std::min(p.count, by_count_.size() - 1)];
-  for (const std::uint32_t row : rows) {
+  const std::vector<std::uint32_t>* rows = &none;
+  if (!by_count_.empty()) {
+    const auto& c = by_count_[std::min(p.count, by_count_.size() - 1)];
+    const auto it = p.count > third ? c.by_third.find(p.hashes[third]) : c.by_third.end();
+    rows = it != c.by_third.end() ? &it->second : &c.others;
+  }
+  for (const std::uint32_t row : *rows) {
     const ranked& o = order_[row];
     if ((o.methods & bit) == 0) continue;
     bool ok = true;

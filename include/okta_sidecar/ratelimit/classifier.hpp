@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace okta_sidecar::ratelimit {
@@ -108,9 +109,15 @@ class classifier {
   std::vector<group> groups_;
   std::vector<ranked> order_;          // most specific first: the first match is the answer
   std::vector<std::uint64_t> hashes_;  // literal segment hashes of every row, in order_ order
-  // by_count_[n]: the rows (indices into order_, in order) that a path of n segments can match;
-  // the last entry is for paths longer than any row (prefix rows only).
-  std::vector<std::vector<std::uint32_t>> by_count_;
+  // The rows (indices into order_, in order) a path can match, by its number of segments n (the
+  // last entry for paths longer than any row) and then by its third segment, which tells most
+  // of Okta's /api/v1/{resource} rows apart: `by_third` holds, for each literal third segment of
+  // a row, that row and every row whose third segment is not literal; `others`, the latter.
+  struct candidates {
+    std::vector<std::uint32_t> others;
+    std::unordered_map<std::uint64_t, std::vector<std::uint32_t>> by_third;  // segment hash
+  };
+  std::vector<candidates> by_count_;
 
   void rebuild_order();
   static bool more_specific(const classifier::group& ga, const rule& a, const classifier::group& gb,

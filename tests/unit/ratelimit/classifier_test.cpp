@@ -302,6 +302,27 @@ TEST(Classifier, SpecificityOrder) {
   EXPECT_EQ(c.classify("POST", "/a/b").group, "ab-exact");
 }
 
+// The rows are indexed by their third segment: a literal third segment, a parameter there, a
+// prefix ending before it and a shorter path must all still be found in specificity order (the
+// same answers as the linear scan before the index gave).
+TEST(Classifier, ThirdSegmentIndexKeepsSpecificityOrder) {
+  const auto c = classifier::from_json(R"({"groups": [
+    {"name": "xy-prefix",  "match": [{"methods": "*", "path": "/x/y/*"}]},
+    {"name": "x-prefix",   "match": [{"methods": "*", "path": "/x/*"}]},
+    {"name": "xy-param",   "match": [{"methods": "*", "path": "/x/y/{id}"}]},
+    {"name": "xy-z",       "match": [{"methods": "*", "path": "/x/y/z"}]},
+    {"name": "xy-z-param", "match": [{"methods": "*", "path": "/x/y/z/{id}"}]},
+    {"name": "x-param-z",  "match": [{"methods": "*", "path": "/x/{a}/{b}/z"}]}
+  ]})",
+                                       "third.json");
+  const std::pair<const char*, const char*> cases[] = {
+      {"/x/y/z", "xy-z"},        {"/x/y/q", "xy-param"},    {"/x/y/z/1", "xy-z-param"},
+      {"/x/y/q/z", "xy-prefix"}, {"/x/w/q/z", "x-param-z"}, {"/x/w/z/k", "x-prefix"},
+      {"/x/y/q/k", "xy-prefix"}, {"/x/y", "xy-prefix"},     {"/q/y/z", "default"},
+  };
+  for (const auto& [path, group] : cases) EXPECT_EQ(c.classify("GET", path).group, group) << path;
+}
+
 TEST(Classifier, BucketTemplateSubstitutesParameters) {
   const auto c = classifier::from_json(R"({"groups": [
     {"name": "t", "match": [{"methods": "*", "path": "/x/{a}/y/{b}/*", "bucket": "t:{b}.{a}:z"}]}
