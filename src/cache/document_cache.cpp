@@ -81,6 +81,8 @@ cache_control parse_cache_control(const std::vector<std::string_view>& values) {
 }
 
 bool is_public_document(std::string_view path) {
+  // Every request asks; all but a few are API calls, told apart here before the path is scanned.
+  if (!path.starts_with("/oauth2/") && !path.starts_with("/.well-known/")) return false;
   std::size_t end = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
   while (end < path.size() && path[end] != '?' && path[end] != '#') ++end;
   path = path.substr(0, end);
