@@ -22,7 +22,7 @@ enum class value_fault { none, obs_fold, bare_cr_lf, nul, ctl };
 value_fault check_value(std::string_view value) {
   for (std::size_t i = 0; i < value.size(); ++i) {
     const auto c = static_cast<unsigned char>(value[i]);
-    if ((c >= 0x20 && c != 0x7f) || c == '\t') continue;  // the common case, one test
+    if ((c >= 0x20 && c != 0x7f) || c == '\t') continue;  // the common case: VCHAR, obs-text, SP, HTAB
     if (c == '\r' || c == '\n') {
       // A line break followed by whitespace is obs-fold (RFC 9112 §5.2): refused with 400.
       std::size_t j = i + 1;
