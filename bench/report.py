@@ -384,7 +384,8 @@ def main() -> int:
         "## Reproduce\n",
         "```\nbench/run                    # everything, 3 repetitions (< 15 min on 2 cores)\n"
         "bench/run --scenario https   # one scenario\nbench/run --reps 5\n"
-        "bench/run --report-only      # redraw this page from bench/results/\n```\n",
+        "bench/run --report-only      # redraw this page from bench/results/\n"
+        "bench/instructions OLD NEW   # user-space instructions per plain request of two builds (callgrind)\n```\n",
     ]
     os.makedirs(os.path.dirname(DOC), exist_ok=True)
     with open(DOC, "w", encoding="utf-8") as f:
