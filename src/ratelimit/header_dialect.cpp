@@ -4,6 +4,8 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <optional>
 
 #include "okta_sidecar/ratelimit/http_date.hpp"
@@ -21,10 +23,20 @@ constexpr std::int64_t max_horizon_seconds = 86'400;
 // below far from overflow.
 constexpr std::int64_t max_epoch = 100'000'000'000;
 
-// ASCII case-insensitive comparison against a lower-case literal.
+// ASCII case-insensitive comparison against a literal of lower-case letters, digits and '-',
+// eight bytes at a time. Where the literal has a letter (bit 0x40 set) a byte may differ from
+// it only by bit 0x20, which makes exactly the upper-case letter equal; elsewhere bytes must be
+// equal.
 bool iequals(std::string_view a, std::string_view lower) {
   if (a.size() != lower.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
+  std::size_t i = 0;
+  for (; i + 8 <= a.size(); i += 8) {
+    std::uint64_t x = 0, y = 0;
+    std::memcpy(&x, a.data() + i, 8);
+    std::memcpy(&y, lower.data() + i, 8);
+    if ((x | ((y & 0x4040404040404040ull) >> 1)) != y) return false;
+  }
+  for (; i < a.size(); ++i) {
     const char c = a[i];
     if (c != lower[i] && !(c >= 'A' && c <= 'Z' && static_cast<char>(c | 0x20) == lower[i])) return false;
   }
