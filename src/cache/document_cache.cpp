@@ -83,9 +83,7 @@ cache_control parse_cache_control(const std::vector<std::string_view>& values) {
 bool is_public_document(std::string_view path) {
   // Every request asks; all but a few are API calls, told apart here before the path is scanned.
   if (!path.starts_with("/oauth2/") && !path.starts_with("/.well-known/")) return false;
-  std::size_t end = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
-  while (end < path.size() && path[end] != '?' && path[end] != '#') ++end;
-  path = path.substr(0, end);
+  if (const auto q = path.find_first_of("?#"); q != std::string_view::npos) path = path.substr(0, q);
   if (path == "/oauth2/v1/keys") return true;
   if (path.starts_with("/.well-known/") && path.size() > 13) return true;
   // /oauth2/{id}/v1/keys and /oauth2/{id}/.well-known/*: one non-empty segment for the id.

@@ -265,6 +265,8 @@ bool classifier::more_specific(const group& ga, const rule& a, const group& gb, 
   return false;
 }
 
+classifier::classifier() { rebuild_order(); }  // the index exists for every classifier
+
 void classifier::rebuild_order() {
   order_.clear();
   hashes_.clear();
@@ -379,14 +381,9 @@ classification classifier::classify_normal(std::string_view method, std::string_
   const split_path p = split(path);
   const std::uint32_t bit = method_bit(method);
 
-  static const std::vector<std::uint32_t> none;  // a default-constructed classifier has no rows
-  const std::vector<std::uint32_t>* rows = &none;
-  if (!by_count_.empty()) {
-    const auto& c = by_count_[std::min(p.count, by_count_.size() - 1)];
-    const auto it = p.count > third ? c.by_third.find(p.hashes[third]) : c.by_third.end();
-    rows = it != c.by_third.end() ? &it->second : &c.others;
-  }
-  for (const std::uint32_t row : *rows) {
+  const auto& c = by_count_[std::min(p.count, by_count_.size() - 1)];
+  const auto it = p.count > third ? c.by_third.find(p.hashes[third]) : c.by_third.end();
+  for (const std::uint32_t row : it != c.by_third.end() ? it->second : c.others) {
     const ranked& o = order_[row];
     if ((o.methods & bit) == 0) continue;
     bool ok = true;

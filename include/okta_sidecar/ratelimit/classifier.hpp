@@ -46,6 +46,7 @@ struct classification {
 // literal segments before {parameters}, longer prefixes before shorter ones, catch-alls last.
 class classifier {
  public:
+  classifier();  // no table: every path is "default"
   // Throws std::runtime_error naming `source`, the group / match entry and the field at fault.
   static classifier from_json(std::string_view json_text, std::string_view source);
   static classifier builtin();  // the embedded config/okta-buckets.json
