@@ -679,9 +679,11 @@ response_decision scheduler::on_response(ticket id, int status, const observatio
     if (obs.kind == limit_kind::concurrency) {
       // Too many in flight org-wide: keep one fewer than we had, and retry as soon as one of
       // the others completes, not at the ~2 min hinted reset (what the SDKs do, and their users report as
-      // two-minute stalls). What one sidecar learned, the fleet knows (a local store ignores it).
-      if (h.limit.on_limited(inflight_before, n.cap_epoch, now))
-        m.store->share_concurrency(h.name, h.limit.memory());
+      // two-minute stalls). What one sidecar learned, the fleet knows (a local store ignores it),
+      // including the lower level a later 429 of the same overshoot showed.
+      const auto knew = h.limit.memory();
+      h.limit.on_limited(inflight_before, n.cap_epoch, now);
+      if (h.limit.memory() != knew) m.store->share_concurrency(h.name, h.limit.memory());
     } else if (n.rate_limited) {
       wait = m.predict(b, n.interactive, 0, now);
     }

@@ -39,6 +39,7 @@ const char* to_string(concurrency_source s);
 struct concurrency_memory {
   std::uint32_t cap = 0;
   std::optional<std::uint32_t> refused;  // lowest in-flight level Okta refused
+  bool operator==(const concurrency_memory&) const = default;
 };
 
 // The adaptive in-flight cap of one host.

@@ -834,6 +834,13 @@ TEST_F(SchedulerTest, ConcurrencyBackOffsAreSharedWithTheFleetAndAdoptedOnce) {
   EXPECT_EQ(st->shared[0].first, "acme.okta.com");
   EXPECT_EQ(st->shared[0].second.cap, 7u);
   EXPECT_EQ(st->shared[0].second.refused, 10u);
+  // A 429 of the same overshoot at a lower level does not back off again, but the fleet learns
+  // the lower level (otherwise another sidecar grows back to the one that was refused).
+  s.on_response(in[8], 429, concurrency(), false, now());
+  ASSERT_EQ(st->shared.size(), 2u);
+  EXPECT_EQ(st->shared[1].second.cap, 7u);
+  EXPECT_EQ(st->shared[1].second.refused, 9u);
+  EXPECT_EQ(s.hosts()[0].backoffs, 1u);
   // Another sidecar learned a lower level: adopted at the next poll, once.
   st->fleet = bucket_store::shared_concurrency{concurrency_memory{5, 6}, 1};
   s.poll(now());
