@@ -91,10 +91,11 @@ struct flight_guard {
   }
 };
 
-ratelimit::observation observe(conn_ctx& c, const std::string& host, const bhttp::fields& f, time_point now) {
-  const auto v = views(f);  // ratelimit::header_view is the same pair of views
+ratelimit::observation observe(conn_ctx& c, const std::string& host,
+                               std::span<const http::header_view> fields, time_point now) {
   const auto wall = c.svc.clock.wall_now();
-  auto obs = ratelimit::parse_rate_limit_headers(v, now, wall, c.svc.okta_clock.offset_bound(host));
+  // (ratelimit::header_view is the same pair of views)
+  auto obs = ratelimit::parse_rate_limit_headers(fields, now, wall, c.svc.okta_clock.offset_bound(host));
   if (obs.server_date_epoch) c.svc.okta_clock.observe(host, *obs.server_date_epoch, wall);
   return obs;
 }
@@ -710,7 +711,7 @@ asio::awaitable<stage_result> deliver_whole(request_ctx& r, request_guard& guard
     record_auth_failure(r, status, diag, diag.reason.substr(0, diag.reason.find(':')), false);
   }
   if (status < 500) {
-    auto copy = shareable(status, whole->base(), r.head_request);
+    auto copy = shareable(status, views(whole->base()), r.head_request);
     if (!r.head_request) copy.body = whole->body();
     r.flight.land(std::make_shared<const shared_response>(std::move(copy)));
   }
@@ -742,16 +743,16 @@ asio::awaitable<bool> relay_through(request_ctx& r, request_guard& guard, connec
   if (cacheable || (r.flight.f && status_has_body(static_cast<unsigned>(status)) &&
                     svc.reads.has_followers(*r.flight.f))) {
     captured.emplace();
-    shared = shareable(status, rp.get(), r.head_request);
+    shared = shareable(status, rp.fields(), r.head_request);
     std::vector<std::string_view> cc_values;
-    for (const auto& f : rp.get()) {
-      if (f.name() == bhttp::field::cache_control) cc_values.push_back(f.value());
+    for (const auto& [name, value] : rp.fields()) {
+      if (http::iequals(name, "cache-control")) cc_values.push_back(value);
     }
     cc = cache::parse_cache_control(cc_values);
   }
   bool upstream_reusable = false;
   relay_status rs;
-  const bool client_keep_alive = r.keep_alive && plan.client_in_step && !r.out.client_body_failed;
+  bool client_keep_alive = r.keep_alive && plan.client_in_step && !r.out.client_body_failed;
   const std::size_t capture_limit = r.rt.cfg.client.max_buffered_body_bytes;
   rs = co_await relay_response(r.c, r.down, conn, rp, r.head_request, client_keep_alive, r.version, r.rec,
                                upstream_reusable, captured, capture_limit);
@@ -785,20 +786,20 @@ asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guar
                                              resilience::attempt_action& act) {
   auto& svc = r.svc;
   const auto now = svc.clock.now();  // when the head arrived, for all that learns from it
-  const auto& res = rh.parser->get();
+  const auto& res = *rh.parser;
   response_plan plan;
-  plan.status = res.result_int();
+  plan.status = static_cast<int>(res.status());
   // An upstream that answered before it read all of our request leaves the connection out of
   // step, and a client whose streamed body we stopped reading leaves its own out of step too.
   plan.client_in_step = !r.out.streamed || r.out.stream_parser->is_done();
   r.rec.upstream_status = plan.status;
-  if (auto id = res.find("X-Okta-Request-Id"); id != res.end()) {
-    r.rec.okta_request_id = std::string(id->value());
+  if (const auto id = res.find("X-Okta-Request-Id")) {
+    r.rec.okta_request_id = std::string(*id);
     if (r.first_okta_request_id.empty()) r.first_okta_request_id = r.rec.okta_request_id;
   }
   r.stats().upstream_responses(plan.status).inc();
   r.stats().upstream_latency().observe(std::chrono::duration<double>(now - r.start).count());
-  const auto obs = observe(r.c, r.dest.origin.host, res, now);
+  const auto obs = observe(r.c, r.dest.origin.host, res.fields(), now);
   plan.outcome = resilience::classify_status(plan.status);
   svc.breakers.record(r.dest.origin.host, plan.outcome, guard.probe, now);
   guard.probe = false;

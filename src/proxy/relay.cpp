@@ -1,13 +1,16 @@
 #include "relay.hpp"
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <charconv>
 #include <chrono>
+#include <span>
 #include <tuple>
+#include <vector>
 
 #include "okta_sidecar/http/hop_by_hop.hpp"
 #include "okta_sidecar/http/request_validator.hpp"
@@ -64,11 +67,53 @@ void append_head(std::string& out, const bhttp::response_header<>& h, std::size_
   append_fields(out, h);
 }
 
+// The head of a relayed response: the status line in `version`, the end-to-end fields in the
+// order received (hop-by-hop ones dropped, RFC 9110 §7.6.1), then `framing`: the
+// Transfer-Encoding and Connection lines this hop decides. `then` as for append_head.
+void append_head(std::string& out, const response_reader& p, unsigned version, std::string_view framing,
+                 std::size_t then = 0) {
+  const auto fields = p.fields();
+  http::connection_options listed;
+  std::size_t size = 9 + 3 + 1 + p.reason().size() + 2 + framing.size() + 2 + then;
+  for (const auto& [name, value] : fields) {
+    size += name.size() + value.size() + 4;
+    if (name.size() == 10 && http::iequals(name, "connection")) listed.add(value);
+  }
+  std::vector<std::string> many;  // only when Connection lists more names than `listed` holds
+  if (listed.overflow()) many = http::hop_by_hop_names(fields);
+  const auto dropped = [&](std::string_view name) {
+    if (!listed.overflow()) return http::is_fixed_hop_by_hop(name) || listed.lists(name);
+    return std::any_of(many.begin(), many.end(),
+                       [&](const std::string& m) { return http::iequals(m, name); });
+  };
+  const auto given = p.reason();
+  const std::string_view reason =
+      given.empty() ? std::string_view(bhttp::obsolete_reason(static_cast<bhttp::status>(p.status())))
+                    : given;
+  char code[16];
+  const auto [end, ec] = std::to_chars(code, code + sizeof code, p.status());
+  out.reserve(out.size() + size + reason.size());
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out.append(code, end);
+  out += ' ';
+  out += reason;
+  out += "\r\n";
+  for (const auto& [name, value] : fields) {
+    if (dropped(name)) continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += framing;
+  out += "\r\n";
+}
+
 // Reads a response head into `p` as bhttp::async_read_header does, but parses what is buffered
 // and takes what the socket holds now without an operation: one waits only for bytes that have
 // not come yet.
 asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::flat_buffer& buf,
-                                                       bhttp::response_parser<bhttp::empty_body>& p) {
+                                                       response_reader& p) {
   for (;;) {
     boost::system::error_code ec;
     if (buf.size() > 0) {
@@ -88,12 +133,11 @@ asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::fl
   }
 }
 
-// Feeds the parser the body bytes already buffered, as far as its body buffer takes them.
+// Feeds the reader the body bytes already buffered, as far as its body buffer takes them.
 // need_more (a chunk header cut short) is no error: a read brings the rest.
-template <class Parser>
-boost::system::error_code parse_buffered(Parser& p, beast::flat_buffer& buf) {
+boost::system::error_code parse_buffered(response_reader& p, beast::flat_buffer& buf) {
   boost::system::error_code ec;
-  while (buf.size() > 0 && !p.is_done() && p.get().body().size > 0) {
+  while (buf.size() > 0 && !p.is_done() && p.body_room() > 0) {
     const std::size_t used = p.put(buf.data(), ec);
     buf.consume(used);
     if (ec || used == 0) break;
@@ -261,7 +305,7 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
       r.status = send_status::ok;
       r.request_incomplete = true;
     }
-    const unsigned status = rp.get().result_int();
+    const unsigned status = rp.status();
     if (status >= 200) co_return r;
     // We never forward Upgrade, so a 101 is a protocol violation, as is an endless 1xx stream.
     if (status == 101 || interim == max_interim_responses) {
@@ -271,11 +315,8 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
     // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2). A 100 Continue answers
     // the expectation we removed (the sidecar answers the client's Expect itself): ours to drop.
     if (status == 100 || client_version != 11) continue;
-    auto& interim_head = rp.get();
-    strip_hop_by_hop(interim_head);
-    interim_head.version(11);
     std::string wire;
-    append_head(wire, interim_head.base());
+    append_head(wire, rp, 11, {});
     down.expires_after(idle);
     auto [wec, wn] = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
     up.expires_at(header_deadline);
@@ -287,68 +328,61 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
 }
 
 asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_body(
-    conn_ctx& c, upstream::connection& conn, bhttp::response_parser<bhttp::empty_body>& rp, bool& reusable) {
+    conn_ctx& c, upstream::connection& conn, response_reader& rp, bool& reusable) {
   auto& up = conn.stream();
-  bhttp::response_parser<bhttp::string_body> p{std::move(rp)};
-  p.body_limit(small_body_limit);
+  std::string body;
+  rp.body_to(body, small_body_limit);
   up.expires_after(milliseconds(c.rt->cfg.upstream.idle_timeout_ms));
-  auto [ec, n] = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+  auto [ec, n] = co_await bhttp::async_read(up, conn.buffer(), rp, use_tuple);
   reusable = false;
   if (ec) co_return std::nullopt;
-  reusable = reusable_after(c, p, conn);
-  co_return p.release();
+  reusable = reusable_after(c, rp, conn);
+  // The rare whole response (a 429 to absorb, a 401 to diagnose) as a Beast message, to edit.
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(rp.status()), rp.version()};
+  res.reason(rp.reason());
+  for (const auto& [name, value] : rp.fields()) res.insert(name, value);
+  res.body() = std::move(body);
+  co_return res;
 }
 
 asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, upstream::connection& conn,
-                                             bhttp::response_parser<bhttp::empty_body>& rp, bool head_request,
-                                             bool keep_alive, unsigned version, request_record& rec,
-                                             bool& upstream_reusable, std::optional<std::string>& capture,
-                                             std::size_t capture_limit) {
+                                             response_reader& p, bool head_request, bool& keep_alive,
+                                             unsigned version, request_record& rec, bool& upstream_reusable,
+                                             std::optional<std::string>& capture, std::size_t capture_limit) {
   auto& up = conn.stream();
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
-  bhttp::response_parser<bhttp::buffer_body> p{std::move(rp)};
   p.body_limit(boost::none);
-  auto& res = p.get();
-  const bool chunked_in = res.chunked();
   const bool has_length = p.content_length().has_value();
-  const bool body = !head_request && status_has_body(res.result_int());
-  strip_hop_by_hop(res);
-  res.version(version == 10 ? 10 : 11);
-  if (body && (chunked_in || !has_length)) {
-    if (version == 11) {
-      res.chunked(true);
-    } else {
-      keep_alive = false;  // HTTP/1.0 client: the end of the body is the close
-    }
-  }
-  res.keep_alive(keep_alive);
-  // Content-Length framing (or no body) passes through unchanged: the head goes out as one flat
-  // buffer with the first piece of the body, later pieces as they arrive. Otherwise Beast's
-  // serializer re-frames the body (chunked, or close-delimited for HTTP/1.0), also sending the
-  // head with the first piece. Either way nothing reaches the client before the first piece
-  // of the body did reach us, so a response that fails at once can still be answered 502.
-  const bool passthrough = !body || (has_length && !chunked_in);
-  // The first piece of a Content-Length body is read straight behind the head, into the one
-  // buffer that goes out first (all of a small body); later pieces pass through a relay_buffer.
-  std::size_t first_room = 0;
-  std::string wire;
-  // (The serializer is on the heap: this coroutine's frame stays small enough to be recycled.)
-  std::unique_ptr<bhttp::response_serializer<bhttp::buffer_body>> sr;
-  if (passthrough) {
-    if (body)
-      first_room = static_cast<std::size_t>(std::min<std::uint64_t>(*p.content_length(), relay_chunk));
-    append_head(wire, res.base(), first_room);
+  const bool body = !head_request && status_has_body(p.status());
+  // Content-Length framing (or no body) passes through unchanged. Otherwise we re-frame the
+  // body: chunked for an HTTP/1.1 client, the close for an HTTP/1.0 one.
+  const bool passthrough = !body || (has_length && !p.chunked());
+  const bool chunked_out = !passthrough && version == 11;
+  if (!passthrough && !chunked_out) keep_alive = false;
+  std::string_view framing;
+  if (version == 10) {
+    framing = keep_alive ? "Connection: keep-alive\r\n" : "";
+  } else if (chunked_out) {
+    framing =
+        keep_alive ? "Transfer-Encoding: chunked\r\n" : "Transfer-Encoding: chunked\r\nConnection: close\r\n";
   } else {
-    sr = std::make_unique<bhttp::response_serializer<bhttp::buffer_body>>(res);
+    framing = keep_alive ? "" : "Connection: close\r\n";
   }
+  // The head goes out with the first piece of the body, so nothing reaches the client before
+  // that piece did reach us: a response that fails at once can still be answered 502. The
+  // first piece of a Content-Length body is read straight behind the head, into the one buffer
+  // that goes out first (all of a small body); later pieces pass through a relay_buffer.
+  std::size_t first_room = 0;
+  if (passthrough && body)
+    first_room = static_cast<std::size_t>(std::min<std::uint64_t>(*p.content_length(), relay_chunk));
+  std::string wire;
+  append_head(wire, p, version == 10 ? 10 : 11, framing, first_room);
   const std::size_t head_size = wire.size();
   std::optional<relay_buffer> chunk;
-  int final_writes = 0;  // a finished parser needs one empty write to end the serializer
   for (bool first = true;; first = false) {
-    const bool reading = body && !p.is_done();
     char* piece_data = nullptr;
     std::size_t piece = 0;
-    if (reading) {
+    if (body && !p.is_done()) {
       std::size_t room = relay_chunk;
       if (first && passthrough) {
         room = first_room;
@@ -358,12 +392,11 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
         if (!chunk) chunk.emplace();
         piece_data = chunk->data();
       }
-      res.body().data = piece_data;
-      res.body().size = room;
+      p.body_into(piece_data, room);
       // What the upstream sent with the head (a small body, all of it) is parsed here; a read
       // operation only waits for what has not come yet.
       boost::system::error_code rec_ec = parse_buffered(p, conn.buffer());
-      if (!rec_ec && !p.is_done() && res.body().size > 0) {
+      if (!rec_ec && !p.is_done() && p.body_room() > 0) {
         up.expires_after(idle);
         std::tie(rec_ec, std::ignore) = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
       }
@@ -377,31 +410,37 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
         rec.error = rec_ec == beast::error::timeout ? "upstream_body_timeout" : "upstream_body_truncated";
         co_return relay_status::upstream_failed;
       }
-      piece = room - res.body().size;
+      piece = room - p.body_room();
       // A copy for coalesced followers and the cache, given up once it outgrows the limit.
       if (capture && capture->size() + piece > capture_limit) capture.reset();
       if (capture) capture->append(piece_data, piece);
     }
-    down.expires_after(idle);
-    boost::system::error_code wec;
-    std::size_t wn = 0;
-    if (!passthrough) {
-      res.body().data = piece_data;
-      res.body().size = piece;
-      res.body().more = !p.is_done();
-      std::tie(wec, wn) = co_await bhttp::async_write(down, *sr, use_tuple);
-      if (wec == bhttp::error::need_buffer) wec = {};
-    } else if (first) {
-      wire.resize(head_size + piece);
-      std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
-    } else {
-      std::tie(wec, wn) = co_await asio::async_write(down, asio::buffer(piece_data, piece), use_tuple);
+    const bool last = !body || p.is_done();
+    if (first && passthrough) wire.resize(head_size + piece);
+    // What goes out now: the head (first time), the piece in its chunk framing if any, and the
+    // last chunk once the body is done.
+    std::array<asio::const_buffer, 4> out;
+    std::size_t n = 0;
+    if (first) out[n++] = asio::buffer(wire);
+    char size_line[24];
+    if (chunked_out && piece > 0) {
+      auto [e, ec] = std::to_chars(size_line, size_line + 16, piece, 16);
+      *e++ = '\r';
+      *e++ = '\n';
+      out[n++] = asio::buffer(size_line, static_cast<std::size_t>(e - size_line));
     }
-    rec.bytes_out += wn;
-    if (wec) co_return relay_status::client_failed;
-    const bool more =
-        passthrough ? body && !p.is_done() : !p.is_done() || (!sr->is_done() && ++final_writes < 2);
-    if (!more) break;
+    if (piece > 0 && !(first && passthrough)) out[n++] = asio::buffer(piece_data, piece);
+    if (chunked_out) {
+      const std::string_view tail = piece > 0 ? (last ? "\r\n0\r\n\r\n" : "\r\n") : (last ? "0\r\n\r\n" : "");
+      if (!tail.empty()) out[n++] = asio::buffer(tail.data(), tail.size());
+    }
+    if (n > 0) {
+      down.expires_after(idle);
+      auto [wec, wn] = co_await asio::async_write(down, std::span(out.data(), n), use_tuple);
+      rec.bytes_out += wn;
+      if (wec) co_return relay_status::client_failed;
+    }
+    if (last) break;
   }
   upstream_reusable = reusable_after(c, p, conn);
   c.svc.metrics.bytes_downstream.get().inc(static_cast<double>(rec.bytes_out));
@@ -427,16 +466,12 @@ asio::awaitable<void> send_buffered(conn_ctx& c, net::stream& down, bhttp::respo
   ok = !ec;
 }
 
-shared_response shareable(int status, const bhttp::fields& f, bool head_request) {
+shared_response shareable(int status, std::span<const http::header_view> fields, bool head_request) {
   shared_response out;
   out.status = status;
-  for (const auto& field : f) {
-    const auto name = field.name();
-    if (http::is_fixed_hop_by_hop(field.name_string()) || name == bhttp::field::transfer_encoding ||
-        (name == bhttp::field::content_length && !head_request)) {
-      continue;
-    }
-    out.fields.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  for (const auto& [name, value] : fields) {
+    if (http::is_fixed_hop_by_hop(name) || (!head_request && http::iequals(name, "content-length"))) continue;
+    out.fields.emplace_back(std::string(name), std::string(value));
   }
   return out;
 }

@@ -5,17 +5,18 @@
 // Includes context.hpp only (the layers are listed in session.cpp).
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "context.hpp"
+#include "okta_sidecar/proxy/response_reader.hpp"
 #include "okta_sidecar/proxy/shared_reads.hpp"
 
 namespace okta_sidecar::proxy::detail {
@@ -48,13 +49,13 @@ struct outgoing {
   time_point body_deadline = time_point::max();  // client.request_timeout_ms covers the upload too
 };
 
-// The parser of the upstream's response head; a fresh one for each interim (1xx) response.
+// The reader of the upstream's response; a fresh one for each interim (1xx) response.
 struct response_head {
   std::uint32_t header_limit = 0;
   bool head_request = false;
-  std::optional<bhttp::response_parser<bhttp::empty_body>> parser;
+  std::optional<response_reader> parser;
 
-  bhttp::response_parser<bhttp::empty_body>& fresh() {
+  response_reader& fresh() {
     parser.emplace();
     parser->header_limit(header_limit);
     // The body is streamed, never held: without this, Beast's default 8 MiB limit rejects a
@@ -82,14 +83,14 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
 
 // Reads a whole (small) response body: 429s we absorb and 401/403s we diagnose.
 asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_body(
-    conn_ctx& c, upstream::connection& conn, bhttp::response_parser<bhttp::empty_body>& rp, bool& reusable);
+    conn_ctx& c, upstream::connection& conn, response_reader& rp, bool& reusable);
 
 // Streams the response to the client as it arrives (RFC 9112 framing re-applied by us).
+// `keep_alive` comes back false when the body's end is the connection's close (HTTP/1.0).
 asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, upstream::connection& conn,
-                                             bhttp::response_parser<bhttp::empty_body>& rp, bool head_request,
-                                             bool keep_alive, unsigned version, request_record& rec,
-                                             bool& upstream_reusable, std::optional<std::string>& capture,
-                                             std::size_t capture_limit);
+                                             response_reader& rp, bool head_request, bool& keep_alive,
+                                             unsigned version, request_record& rec, bool& upstream_reusable,
+                                             std::optional<std::string>& capture, std::size_t capture_limit);
 
 // Sends a response read whole: its head and body in one write; `ok` says whether it went out.
 asio::awaitable<void> send_buffered(conn_ctx& c, net::stream& down, bhttp::response<bhttp::string_body>& res,
@@ -98,7 +99,7 @@ asio::awaitable<void> send_buffered(conn_ctx& c, net::stream& down, bhttp::respo
 
 // A response's end-to-end fields, as coalesced followers and the cache get them. The framing is
 // re-applied when they are sent; a HEAD answer keeps its Content-Length (it describes the GET).
-shared_response shareable(int status, const bhttp::fields& f, bool head_request);
+shared_response shareable(int status, std::span<const http::header_view> fields, bool head_request);
 
 // Answers from a shared response: a coalesced leader's (`how` = "coalesced") or the cache's
 // ("hit", or "stale" while Okta cannot answer), with an Age header for cached ones.

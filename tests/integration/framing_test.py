@@ -252,6 +252,31 @@ class PlainUpstreamTest(Base):
             else:
                 self.assertTrue(out.endswith(m.encode()), (mode, out[-80:]))
 
+    def test_http10_keep_alive_client_gets_the_close_that_ends_a_reframed_body(self) -> None:
+        # A chunked or close-delimited body reaches an HTTP/1.0 client delimited by the close
+        # (it has no chunked coding): the connection must then close even though the client
+        # asked for keep-alive, or the client waits for an end that never comes.
+        sc = self.start_plain()
+        for mode in ("split_chunked", "close_delimited"):
+            m = marker()
+            s = socket.create_connection(sc.listen, timeout=5)
+            try:
+                s.sendall(f"GET http://127.0.0.1:{self.up.port}/hostile/{mode}/{m} HTTP/1.0\r\n"
+                          f"Connection: keep-alive\r\nX-Marker: {m}\r\n\r\n".encode())
+                out = b""
+                while True:
+                    data = s.recv(65536)  # a timeout here is the failure: no close came
+                    if not data:
+                        break
+                    out += data
+            finally:
+                s.close()
+            head, body = out.split(b"\r\n\r\n", 1)
+            self.assertTrue(head.startswith(b"HTTP/1.0 200"), (mode, head))
+            self.assertNotIn(b"transfer-encoding", head.lower(), mode)
+            self.assertNotIn(b"keep-alive", head.lower(), mode)
+            self.assertEqual(body, m.encode(), mode)
+
     def test_request_heads_in_pieces(self) -> None:
         # A client whose head arrives cut inside its last CRLF, or a byte at a time, is waited
         # for (within client.header_timeout_ms) and served, never answered 400 or 431.
