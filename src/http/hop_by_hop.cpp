@@ -29,10 +29,26 @@ std::vector<std::string> hop_by_hop_names(std::span<const header_view> headers) 
 }
 
 bool is_fixed_hop_by_hop(std::string_view name) {
-  for (std::string_view f : fixed_names) {
-    if (f.size() == name.size() && iequals(name, f)) return true;
+  // By length first (fixed_names, every response field goes through here): most names have
+  // none of these lengths, and no length has more than two.
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 7:
+      return iequals(name, "trailer") || iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    case 18:
+      return iequals(name, "proxy-authenticate");
+    case 19:
+      return iequals(name, "proxy-authorization");
+    default:
+      return false;
   }
-  return false;
 }
 
 void connection_options::add(std::string_view value) {

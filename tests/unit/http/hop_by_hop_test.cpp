@@ -119,9 +119,13 @@ TEST(IsFixedHopByHop, EveryFixedNameInAnyCaseAndNothingElse) {
                         "upgrade", "Proxy-Authorization", "proxy-authenticate"}) {
     EXPECT_TRUE(is_fixed_hop_by_hop(n)) << n;
   }
-  for (const char* n : {"Host", "Content-Length", "Authorization", "Trailers", "te2", "", "X-Connection"}) {
+  for (const char* n : {"Host", "Content-Length", "Authorization", "Trailers", "te2", "", "X-Connection",
+                        "tx", "Xrailer", "Keep-Alivf", "proxy-connectioN2", "Transfer-Encodinf",
+                        "proxy-authenticatf", "Proxy-Authorizatioo"}) {
     EXPECT_FALSE(is_fixed_hop_by_hop(n)) << n;
   }
+  // The same set hop_by_hop_names starts from.
+  for (const auto& n : hop_by_hop_names({})) EXPECT_TRUE(is_fixed_hop_by_hop(n)) << n;
 }
 
 }  // namespace okta_sidecar::http
