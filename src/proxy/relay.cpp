@@ -145,6 +145,32 @@ boost::system::error_code parse_buffered(response_reader& p, beast::flat_buffer&
   return ec == bhttp::error::need_more ? boost::system::error_code{} : ec;
 }
 
+// Reads from the upstream and feeds `p` until its message is done, its body buffer is full
+// (need_buffer) or it fails; what is buffered already is parsed first.
+asio::awaitable<boost::system::error_code> read_more(net::stream& s, beast::flat_buffer& buf,
+                                                     response_reader& p) {
+  for (;;) {
+    boost::system::error_code ec;
+    while (buf.size() > 0 && !p.is_done()) {
+      const std::size_t used = p.put(buf.data(), ec);
+      buf.consume(used);
+      if (ec || used == 0) break;
+    }
+    if (ec == bhttp::error::need_more) ec = {};
+    if (ec || p.is_done()) co_return ec;
+    if (p.needs_buffer()) co_return bhttp::error::need_buffer;
+    const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
+    if (room == 0) co_return bhttp::error::buffer_overflow;
+    auto [rec, n] = co_await s.async_read_some(buf.prepare(room), use_tuple);
+    if (rec == asio::error::eof) {
+      p.put_eof(ec);  // the end of a body delimited by the close, else a truncation
+      co_return ec;
+    }
+    if (rec) co_return rec;
+    buf.commit(n);
+  }
+}
+
 // Writes a streamed request: the head, the part of the body already read, then the rest as it
 // arrives from the client, re-framed. Its own coroutine so that the relay buffer is allocated
 // only while a body is being streamed, not for every request waiting for its response head.
@@ -333,7 +359,7 @@ asio::awaitable<std::optional<bhttp::response<bhttp::string_body>>> read_small_b
   std::string body;
   rp.body_to(body, small_body_limit);
   up.expires_after(milliseconds(c.rt->cfg.upstream.idle_timeout_ms));
-  auto [ec, n] = co_await bhttp::async_read(up, conn.buffer(), rp, use_tuple);
+  const auto ec = co_await read_more(up, conn.buffer(), rp);
   reusable = false;
   if (ec) co_return std::nullopt;
   reusable = reusable_after(c, rp, conn);
@@ -351,7 +377,6 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
                                              std::optional<std::string>& capture, std::size_t capture_limit) {
   auto& up = conn.stream();
   const auto idle = milliseconds(c.rt->cfg.upstream.idle_timeout_ms);
-  p.body_limit(boost::none);
   const bool has_length = p.content_length().has_value();
   const bool body = !head_request && status_has_body(p.status());
   // Content-Length framing (or no body) passes through unchanged. Otherwise we re-frame the
@@ -398,7 +423,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
       boost::system::error_code rec_ec = parse_buffered(p, conn.buffer());
       if (!rec_ec && !p.is_done() && p.body_room() > 0) {
         up.expires_after(idle);
-        std::tie(rec_ec, std::ignore) = co_await bhttp::async_read(up, conn.buffer(), p, use_tuple);
+        rec_ec = co_await read_more(up, conn.buffer(), p);
       }
       if (rec_ec == bhttp::error::need_buffer) rec_ec = {};
       if (rec_ec) {

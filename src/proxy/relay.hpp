@@ -58,9 +58,6 @@ struct response_head {
   response_reader& fresh() {
     parser.emplace();
     parser->header_limit(header_limit);
-    // The body is streamed, never held: without this, Beast's default 8 MiB limit rejects a
-    // larger Content-Length already while the head is parsed (a 502 for a 10 MiB body).
-    parser->body_limit(boost::none);
     if (head_request) parser->skip(true);
     return *parser;
   }

@@ -2,13 +2,68 @@
 
 #include <algorithm>
 #include <boost/beast/http/error.hpp>
+#include <charconv>
 #include <cstring>
 
 namespace okta_sidecar::proxy {
 
-namespace bhttp = boost::beast::http;
+namespace {
 
-response_reader::response_reader() { text_.reserve(1024); }
+namespace bhttp = boost::beast::http;
+using error_code = boost::system::error_code;
+
+constexpr std::size_t max_chunk_line = 4096;  // a chunk size with its extensions
+
+// The head's checks report a beast::http::error as an int, 0 for none: cheaper to pass back
+// field by field than an error_code.
+constexpr int fail(bhttp::error e) { return static_cast<int>(e); }
+
+// Field-value bytes (RFC 9110 §5.5): HTAB, SP, VCHAR and obs-text; no other control byte, so
+// no CR or LF either (a bare one inside a line).
+bool all_value_chars(std::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 ? u != '\t' : u == 0x7f) return false;
+  }
+  return true;
+}
+
+bool is_token(std::string_view s) {
+  for (const char c : s) {
+    if (!http::is_tchar(c)) return false;
+  }
+  return !s.empty();
+}
+
+// Calls f(element) for each element of a comma-separated list, OWS trimmed, empty ones skipped.
+template <class F>
+void each_element(std::string_view list, F&& f) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    const auto element = http::trim_ows(list.substr(0, comma));
+    if (!element.empty()) f(element);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+// The next line of `block` (without its CRLF); false at the end. A bare CR or LF stays inside
+// the line, where the name and value checks refuse it.
+bool next_line(std::string_view& block, std::string_view& line) {
+  if (block.empty()) return false;
+  const auto eol = block.find("\r\n");
+  line = block.substr(0, eol);
+  block.remove_prefix(eol == std::string_view::npos ? block.size() : eol + 2);
+  return true;
+}
+
+}  // namespace
+
+response_reader::response_reader() {
+  // One allocation each for a usual head (Okta's carry about 20 fields, a few hundred bytes).
+  text_.reserve(1024);
+  fields_.reserve(24);
+}
 
 std::optional<std::string_view> response_reader::find(std::string_view name) const {
   for (const auto& [n, v] : fields_) {
@@ -17,12 +72,9 @@ std::optional<std::string_view> response_reader::find(std::string_view name) con
   return std::nullopt;
 }
 
-void response_reader::on_request_impl(bhttp::verb, beast_view, beast_view, int, error_code&) {}
-
-void response_reader::on_response_impl(int code, beast_view reason, int version, error_code&) {
-  status_ = static_cast<unsigned>(code);
-  version_ = static_cast<unsigned>(version);
-  reason_ = keep(std::string_view(reason));
+bool response_reader::keep_alive() const {
+  if (need_eof_) return false;
+  return version_ >= 11 ? !close_ : keep_alive_;
 }
 
 // Appends `s` to the text; when the text has to move, the views already taken move with it.
@@ -32,7 +84,7 @@ std::string_view response_reader::keep(std::string_view s) {
   text_.append(s);
   if (text_.data() != before) {
     const auto moved = [&](std::string_view v) {
-      return v.empty() ? v : std::string_view(text_.data() + (v.data() - before), v.size());
+      return v.data() == nullptr ? v : std::string_view(text_.data() + (v.data() - before), v.size());
     };
     reason_ = moved(reason_);
     for (auto& [n, v] : fields_) {
@@ -43,36 +95,263 @@ std::string_view response_reader::keep(std::string_view s) {
   return {text_.data() + at, s.size()};
 }
 
-void response_reader::on_field_impl(bhttp::field, beast_view name, beast_view value, error_code&) {
-  if (header_done_) return;  // a trailer field: the head went out already, and it ends here
-  const auto n = keep(std::string_view(name));
-  const auto v = keep(std::string_view(value));
-  fields_.emplace_back(n, v);
+std::size_t response_reader::put(boost::asio::const_buffer in, error_code& ec) {
+  ec = {};
+  const std::string_view data(static_cast<const char*>(in.data()), in.size());
+  if (data.empty()) return 0;
+  got_some_ = true;
+  if (state_ == state::head) return put_head(data, ec);
+  std::size_t used = 0;
+  while (used < data.size() && state_ != state::done && !ec) {
+    const std::string_view rest = data.substr(used);
+    switch (state_) {
+      case state::length:
+      case state::chunk_data: {
+        const std::size_t n = take_body(
+            rest.substr(0, static_cast<std::size_t>(std::min<std::uint64_t>(left_, rest.size()))), ec);
+        used += n;
+        left_ -= n;
+        if (left_ == 0) state_ = state_ == state::length ? state::done : state::chunk_end;
+        break;
+      }
+      case state::to_eof:
+        used += take_body(rest, ec);
+        break;
+      case state::chunk_line: {
+        const auto eol = rest.find("\r\n");
+        if (eol == std::string_view::npos) {
+          ec = rest.size() > max_chunk_line ? bhttp::error::bad_chunk : bhttp::error::need_more;
+          break;
+        }
+        const std::string_view line = rest.substr(0, eol);
+        std::uint64_t size = 0;
+        const auto digits = line.find_first_not_of("0123456789abcdefABCDEF");
+        const std::string_view hex = line.substr(0, digits);
+        if (hex.empty() || hex.size() > 16 ||
+            std::from_chars(hex.data(), hex.data() + hex.size(), size, 16).ec != std::errc{}) {
+          ec = bhttp::error::bad_chunk;
+          break;
+        }
+        // chunk-ext (RFC 9112 §7.1.1) is ignored, but must be an extension and one line.
+        const std::string_view ext = http::trim_ows(line.substr(hex.size()));
+        if (!ext.empty() && (ext.front() != ';' || !all_value_chars(ext))) {
+          ec = bhttp::error::bad_chunk_extension;
+          break;
+        }
+        used += eol + 2;
+        left_ = size;
+        scanned_ = 0;
+        state_ = size == 0 ? state::trailers : state::chunk_data;
+        break;
+      }
+      case state::chunk_end:
+        if (rest[0] != '\r' || (rest.size() > 1 && rest[1] != '\n')) {
+          ec = bhttp::error::bad_chunk;
+        } else if (rest.size() < 2) {
+          ec = bhttp::error::need_more;
+        } else {
+          used += 2;
+          state_ = state::chunk_line;
+        }
+        break;
+      case state::trailers: {
+        if (rest.starts_with("\r\n")) {
+          used += 2;
+          state_ = state::done;
+          break;
+        }
+        // Trailer fields (RFC 9112 §7.1.2): checked, bounded like a head, not kept (the head
+        // went out already).
+        const auto end = rest.find("\r\n\r\n", scanned_ > 3 ? scanned_ - 3 : 0);
+        if (end == std::string_view::npos || end + 4 > header_limit_) {
+          scanned_ = rest.size();
+          ec = rest.size() >= header_limit_ ? bhttp::error::header_limit : bhttp::error::need_more;
+          break;
+        }
+        std::string_view block = rest.substr(0, end + 2), line;
+        bool bad = false;
+        while (!bad && next_line(block, line)) {
+          if (line.starts_with(' ') || line.starts_with('\t')) {
+            bad = !all_value_chars(line);  // obs-fold: a continuation
+            continue;
+          }
+          const auto colon = line.find(':');
+          bad = colon == std::string_view::npos || !is_token(line.substr(0, colon)) ||
+                !all_value_chars(line.substr(colon + 1));
+        }
+        if (bad) {
+          ec = bhttp::error::bad_field;
+          break;
+        }
+        used += end + 4;
+        state_ = state::done;
+        break;
+      }
+      case state::head:
+      case state::done:
+        break;
+    }
+  }
+  return used;
 }
 
-void response_reader::on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) {
-  if (whole_ != nullptr && length && *length > whole_limit_) ec = bhttp::error::body_limit;
+std::size_t response_reader::put_head(std::string_view in, error_code& ec) {
+  // What is there of the status line must look like one: bytes that are not a response (stray
+  // ones, another protocol) fail now, not after a header timeout.
+  constexpr std::string_view http_slash = "HTTP/";
+  if (in.substr(0, http_slash.size()) != http_slash.substr(0, std::min(in.size(), http_slash.size()))) {
+    ec = bhttp::error::bad_version;
+    return 0;
+  }
+  const auto end = in.find("\r\n\r\n", scanned_ > 3 ? scanned_ - 3 : 0);
+  if (end == std::string_view::npos || end + 4 > header_limit_) {
+    scanned_ = in.size();
+    ec = in.size() >= header_limit_ ? bhttp::error::header_limit : bhttp::error::need_more;
+    return 0;
+  }
+  if (const int e = parse_head(in.substr(0, end + 2))) {
+    ec = static_cast<bhttp::error>(e);
+    return 0;
+  }
+  if (skip_body_ || status_ / 100 == 1 || status_ == 204 || status_ == 304) {
+    state_ = state::done;
+  } else if (chunked_) {
+    state_ = state::chunk_line;
+  } else if (!transfer_encoding_ && content_length_) {
+    left_ = *content_length_;
+    state_ = left_ > 0 ? state::length : state::done;
+  } else {
+    need_eof_ = true;  // no framing, or codings without chunked last: the close ends the body
+    state_ = state::to_eof;
+  }
+  return end + 4;
 }
 
-std::size_t response_reader::take(std::string_view body, error_code& ec) {
+int response_reader::parse_head(std::string_view head) {
+  std::string_view line;
+  next_line(head, line);
+  // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4); the SP before
+  // an empty reason is tolerated missing.
+  if (line.size() < 12 || !line.starts_with("HTTP/1.") || !http::is_digit(line[7]) || line[8] != ' ')
+    return fail(bhttp::error::bad_version);
+  // A later 1.x is read as 1.1, the highest minor version we implement (RFC 9110 §2.5).
+  version_ = line[7] == '0' ? 10 : 11;
+  if (!http::is_digit(line[9]) || !http::is_digit(line[10]) || !http::is_digit(line[11]) || line[9] == '0')
+    return fail(bhttp::error::bad_status);
+  status_ = static_cast<unsigned>((line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0'));
+  if (line.size() > 12) {
+    if (line[12] != ' ') return fail(bhttp::error::bad_status);
+    const std::string_view reason = line.substr(13);
+    if (!all_value_chars(reason)) return fail(bhttp::error::bad_reason);
+    reason_ = keep(reason);
+  }
+  while (next_line(head, line)) {
+    if (line.starts_with(' ') || line.starts_with('\t')) {
+      // obs-fold (RFC 9112 §5.2): a proxy replaces it with a space. Not in a field that frames
+      // the message: its value would be read two ways.
+      const std::string_view more = http::trim_ows(line);
+      if (fields_.empty()) return fail(bhttp::error::bad_obs_fold);
+      const std::string_view name = fields_.back().first;
+      if (http::iequals(name, "content-length") || http::iequals(name, "transfer-encoding"))
+        return fail(bhttp::error::bad_obs_fold);
+      if (!all_value_chars(more)) return fail(bhttp::error::bad_value);
+      if (more.empty()) continue;
+      // The field's line was the last text kept: its value grows in place (past what was OWS).
+      const auto start = static_cast<std::size_t>(fields_.back().second.data() - text_.data());
+      text_.resize(start + fields_.back().second.size());
+      keep(fields_.back().second.empty() ? "" : " ");
+      keep(more);
+      fields_.back().second = std::string_view(text_.data() + start, text_.size() - start);
+      if (const int e = take_field(fields_.back().first, fields_.back().second)) return e;
+      continue;
+    }
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos || !is_token(line.substr(0, colon)))
+      return fail(bhttp::error::bad_field);
+    const std::string_view value = http::trim_ows(line.substr(colon + 1));
+    if (!all_value_chars(value)) return fail(bhttp::error::bad_value);
+    const auto kept = keep(line);  // one copy of the line; name and value are views into it
+    const auto n = kept.substr(0, colon);
+    const auto v = kept.substr(static_cast<std::size_t>(value.data() - line.data()), value.size());
+    fields_.emplace_back(n, v);
+    if (const int e = take_field(n, v)) return e;
+  }
+  return 0;
+}
+
+// The fields that frame the message or the connection.
+int response_reader::take_field(std::string_view name, std::string_view value) {
+  if (name.size() == 14 && http::iequals(name, "content-length")) {
+    if (transfer_encoding_) return fail(bhttp::error::bad_transfer_encoding);
+    bool bad = false;
+    bool differ = false;
+    std::size_t count = 0;
+    each_element(value, [&](std::string_view e) {
+      std::uint64_t v = 0;
+      const auto [end, err] = std::from_chars(e.data(), e.data() + e.size(), v);
+      ++count;
+      if (err != std::errc{} || end != e.data() + e.size() || !http::is_digit(e.front())) {
+        bad = true;
+      } else if (content_length_ && *content_length_ != v) {
+        differ = true;
+      } else {
+        content_length_ = v;
+      }
+    });
+    if (bad || count == 0 ||
+        static_cast<std::size_t>(std::count(value.begin(), value.end(), ',')) + 1 != count)
+      return fail(bhttp::error::bad_content_length);
+    if (differ) return fail(bhttp::error::multiple_content_length);
+  } else if (name.size() == 17 && http::iequals(name, "transfer-encoding")) {
+    if (content_length_) return fail(bhttp::error::bad_transfer_encoding);
+    // A coding after chunked: chunked was not the last one (RFC 9112 §6.1).
+    if (chunked_) return fail(bhttp::error::bad_transfer_encoding);
+    std::string_view last;
+    bool bad = false;
+    each_element(value, [&](std::string_view e) {
+      bad = bad || !is_token(e.substr(0, e.find(';')));
+      last = e;
+    });
+    if (bad || last.empty()) return fail(bhttp::error::bad_transfer_encoding);
+    transfer_encoding_ = true;
+    chunked_ = http::iequals(last, "chunked");
+  } else if ((name.size() == 10 && http::iequals(name, "connection")) ||
+             (name.size() == 16 && http::iequals(name, "proxy-connection"))) {
+    each_element(value, [&](std::string_view e) {
+      if (http::iequals(e, "close")) close_ = true;
+      if (http::iequals(e, "keep-alive")) keep_alive_ = true;
+    });
+  }
+  return 0;
+}
+
+std::size_t response_reader::take_body(std::string_view in, error_code& ec) {
   if (whole_ != nullptr) {
-    if (body.size() > whole_limit_ - whole_->size()) {
+    if ((content_length_ && *content_length_ > whole_limit_) || in.size() > whole_limit_ - whole_->size()) {
       ec = bhttp::error::body_limit;
       return 0;
     }
-    whole_->append(body);
-    return body.size();
+    whole_->append(in);
+    return in.size();
   }
-  if (out_ == nullptr) {
+  if (room_ == 0) {
     ec = bhttp::error::need_buffer;
     return 0;
   }
-  const std::size_t n = std::min(room_, body.size());
-  if (n > 0) std::memcpy(out_, body.data(), n);
+  const std::size_t n = std::min(room_, in.size());
+  std::memcpy(out_, in.data(), n);
   out_ += n;
   room_ -= n;
-  if (n < body.size()) ec = bhttp::error::need_buffer;
   return n;
+}
+
+void response_reader::put_eof(error_code& ec) {
+  ec = {};
+  if (state_ == state::to_eof) {
+    state_ = state::done;
+  } else if (state_ != state::done) {
+    ec = bhttp::error::partial_message;
+  }
 }
 
 }  // namespace okta_sidecar::proxy

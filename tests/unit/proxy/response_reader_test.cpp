@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/buffer.hpp>
 #include <boost/beast/http/error.hpp>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace okta_sidecar::proxy {
 namespace {
@@ -38,7 +41,6 @@ TEST(ResponseReader, KeepsTheHeadFlatAcrossPiecesAndGrowth) {
   wire += "x-okta-request-id: abc\r\nContent-Length: 3\r\n\r\nxyz";
   for (std::size_t step : {1u, 7u, 4096u}) {
     response_reader r;
-    r.body_limit(boost::none);
     std::string body(8, '\0');
     r.body_into(body.data(), body.size());
     boost::system::error_code ec;
@@ -61,7 +63,6 @@ TEST(ResponseReader, KeepsTheHeadFlatAcrossPiecesAndGrowth) {
 
 TEST(ResponseReader, StopsWhenTheBodyBufferIsFull) {
   response_reader r;
-  r.body_limit(boost::none);
   const std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
   boost::system::error_code ec;
   std::size_t used = r.put(boost::asio::buffer(wire), ec);
@@ -75,7 +76,6 @@ TEST(ResponseReader, StopsWhenTheBodyBufferIsFull) {
   EXPECT_FALSE(r.is_done());
   // Without a buffer the reader takes nothing.
   response_reader bare;
-  bare.body_limit(boost::none);
   ec = {};
   const std::size_t head = bare.put(boost::asio::buffer(wire), ec);
   ec = {};
@@ -85,7 +85,6 @@ TEST(ResponseReader, StopsWhenTheBodyBufferIsFull) {
 
 TEST(ResponseReader, DecodesChunksAndLeavesTrailersOut) {
   response_reader r;
-  r.body_limit(boost::none);
   std::string body;
   r.body_to(body, 100);
   const std::string wire =
@@ -107,7 +106,6 @@ TEST(ResponseReader, AWholeBodyHasALimit) {
                                  "HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n"
                                  "6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"}) {
     response_reader r;
-    r.body_limit(boost::none);
     std::string body;
     r.body_to(body, 10);
     boost::system::error_code ec;
@@ -117,7 +115,6 @@ TEST(ResponseReader, AWholeBodyHasALimit) {
   }
   // At the limit exactly, all of it.
   response_reader r;
-  r.body_limit(boost::none);
   std::string body;
   r.body_to(body, 11);
   boost::system::error_code ec;
@@ -128,7 +125,6 @@ TEST(ResponseReader, AWholeBodyHasALimit) {
 
 TEST(ResponseReader, AnInterimResponseEndsAtItsHead) {
   response_reader r;
-  r.body_limit(boost::none);
   const std::string wire =
       "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n";
   boost::system::error_code ec;
@@ -147,6 +143,183 @@ TEST(ResponseReader, TheHeaderLimitHolds) {
   boost::system::error_code ec;
   r.put(boost::asio::buffer(wire), ec);
   EXPECT_EQ(ec, bhttp::error::header_limit);
+}
+
+// Parses a whole response (body whole); returns the error of the first failing put.
+boost::system::error_code parse(response_reader& r, std::string_view wire, std::string& body) {
+  r.body_to(body, 1 << 20);
+  boost::system::error_code ec;
+  feed(r, wire, wire.size(), ec);
+  if (!ec && !r.is_done()) ec = bhttp::error::need_more;
+  return ec;
+}
+
+TEST(ResponseReader, FramingFollowsRfc9112) {
+  struct framing {
+    const char* wire;
+    bool chunked;
+    bool need_eof;
+    const char* body;
+  };
+  for (const auto& f : std::initializer_list<framing>{
+           {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab", false, false, "ab"},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nab", false, false, "ab"},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
+            "chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+            true, false, "ab"},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nab", false, true, "ab"},
+           {"HTTP/1.1 200 OK\r\n\r\nab", false, true, "ab"},
+           {"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, false, ""},
+           {"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", true, false, ""},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, false, ""},
+       }) {
+    response_reader r;
+    std::string body;
+    boost::system::error_code ec = parse(r, f.wire, body);
+    if (f.need_eof) {
+      EXPECT_EQ(ec, bhttp::error::need_more) << f.wire;  // not done until the close
+      r.put_eof(ec);
+    }
+    EXPECT_FALSE(ec) << f.wire << ": " << ec.message();
+    EXPECT_TRUE(r.is_done()) << f.wire;
+    EXPECT_EQ(r.chunked(), f.chunked) << f.wire;
+    EXPECT_EQ(r.need_eof(), f.need_eof) << f.wire;
+    EXPECT_EQ(body, f.body) << f.wire;
+  }
+}
+
+TEST(ResponseReader, RefusesAResponseFramedTwoWaysOrBadly) {
+  for (const auto& [wire, error] : std::initializer_list<std::pair<const char*, bhttp::error>>{
+           {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            bhttp::error::bad_transfer_encoding},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+            bhttp::error::bad_transfer_encoding},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            bhttp::error::bad_transfer_encoding},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            bhttp::error::multiple_content_length},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\n", bhttp::error::multiple_content_length},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 2,,2\r\n\r\n", bhttp::error::bad_content_length},
+           {"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n", bhttp::error::bad_content_length},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            bhttp::error::bad_content_length},
+           {"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", bhttp::error::bad_content_length},
+           {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 3\r\n\r\n", bhttp::error::bad_obs_fold},
+           {"HTTP/1.1 200 OK\r\n X: folded first\r\n\r\n", bhttp::error::bad_obs_fold},
+           {"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", bhttp::error::bad_field},
+           {"HTTP/1.1 200 OK\r\n: x\r\n\r\n", bhttp::error::bad_field},
+           {"HTTP/1.1 200 OK\r\nX: a\nY: b\r\n\r\n", bhttp::error::bad_value},
+           {"HTTP/1.1 200 OK\r\nX\n: b\r\n\r\n", bhttp::error::bad_field},
+           {"HTTP/1.1 200 OK\rX: b\r\n\r\n", bhttp::error::bad_reason},
+           {"HTTP/1.1 200 OK\r\nX: a\x01\r\n\r\n", bhttp::error::bad_value},
+           {"HTTP/2.0 200 OK\r\n\r\n", bhttp::error::bad_version},
+           {"HTTP/1.1 20x OK\r\n\r\n", bhttp::error::bad_status},
+           {"HTTP/1.1 099 OK\r\n\r\n", bhttp::error::bad_status},
+           {"HTTP/1.1 200OK\r\n\r\n", bhttp::error::bad_status},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n", bhttp::error::bad_chunk},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n",
+            bhttp::error::bad_chunk},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 x\r\nab\r\n",
+            bhttp::error::bad_chunk_extension},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n", bhttp::error::bad_chunk},
+           {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer\r\n\r\n",
+            bhttp::error::bad_field},
+       }) {
+    response_reader r;
+    std::string body;
+    EXPECT_EQ(parse(r, wire, body), error) << wire;
+  }
+}
+
+TEST(ResponseReader, AcceptsWhatRealServersSend) {
+  response_reader r;
+  std::string body;
+  const auto ec = parse(r,
+                        "HTTP/1.0 200\r\nX-Folded: one\r\n\t two  \r\nConnection: Keep-Alive\r\nX-Empty:\r\n"
+                        "X-Spaced: a  \r\n  b\r\n"
+                        "X-Text: caf\xc3\xa9\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "2;name=value\r\nab\r\n0\r\nX-Trailer: t\r\n folded\r\n\r\n",
+                        body);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(r.version(), 10u);
+  EXPECT_EQ(r.status(), 200u);
+  EXPECT_EQ(r.reason(), "");
+  EXPECT_EQ(r.find("x-folded").value_or(""), "one two");
+  EXPECT_EQ(r.find("X-Empty").value_or("missing"), "");
+  EXPECT_EQ(r.find("X-Spaced").value_or(""), "a b");
+  EXPECT_EQ(r.find("X-Text").value_or(""), "caf\xc3\xa9");
+  EXPECT_EQ(body, "ab");
+  EXPECT_TRUE(r.keep_alive());
+}
+
+TEST(ResponseReader, ALaterMinorVersionIsReadAsHttp11) {
+  response_reader r;
+  std::string body;
+  ASSERT_FALSE(parse(r, "HTTP/1.3 200 OK\r\nContent-Length: 0\r\n\r\n", body));
+  EXPECT_EQ(r.version(), 11u);
+}
+
+TEST(ResponseReader, KeepAliveByVersionAndConnection) {
+  for (const auto& [wire, keep] : std::initializer_list<std::pair<const char*, bool>>{
+           {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true},
+           {"HTTP/1.1 200 OK\r\nConnection: foo, close\r\nContent-Length: 0\r\n\r\n", false},
+           {"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false},
+           {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", true},
+       }) {
+    response_reader r;
+    std::string body;
+    ASSERT_FALSE(parse(r, wire, body)) << wire;
+    EXPECT_EQ(r.keep_alive(), keep) << wire;
+  }
+  // A body delimited by the close never leaves a connection to reuse.
+  response_reader r;
+  std::string body;
+  parse(r, "HTTP/1.1 200 OK\r\n\r\nab", body);
+  EXPECT_FALSE(r.keep_alive());
+}
+
+TEST(ResponseReader, BytesThatAreNoResponseFailAtOnce) {
+  response_reader r;
+  boost::system::error_code ec;
+  EXPECT_EQ(r.put(boost::asio::buffer(std::string_view("HT")), ec), 0u);
+  EXPECT_EQ(ec, bhttp::error::need_more);
+  EXPECT_EQ(r.put(boost::asio::buffer(std::string_view("stray")), ec), 0u);
+  EXPECT_EQ(ec, bhttp::error::bad_version);
+}
+
+TEST(ResponseReader, TrailersAreBoundedByTheHeaderLimit) {
+  response_reader r;
+  r.header_limit(1024);
+  std::string body;
+  r.body_to(body, 100);
+  std::string wire = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n";
+  for (int i = 0; i < 100; ++i) wire += "X-T" + std::to_string(i) + ": " + std::string(20, 'v') + "\r\n";
+  boost::system::error_code ec;
+  feed(r, wire, 16, ec);  // the trailers never end: the limit must stop them
+  EXPECT_EQ(ec, bhttp::error::header_limit);
+}
+
+TEST(ResponseReader, AnEndBeforeTheFramingSaysIsATruncation) {
+  for (const char* wire : {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+                           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"}) {
+    response_reader r;
+    std::string body;
+    EXPECT_EQ(parse(r, wire, body), bhttp::error::need_more);
+    boost::system::error_code ec;
+    r.put_eof(ec);
+    EXPECT_EQ(ec, bhttp::error::partial_message) << wire;
+  }
+}
+
+TEST(ResponseReader, TheAnswerToHeadHasNoBody) {
+  response_reader r;
+  r.skip(true);
+  std::string body;
+  const std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+  ASSERT_FALSE(parse(r, wire, body));
+  EXPECT_TRUE(r.is_done());
+  EXPECT_EQ(r.content_length().value_or(0), 1234u);
+  EXPECT_TRUE(r.keep_alive());
 }
 
 }  // namespace
