@@ -137,7 +137,7 @@ asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::fl
 // need_more (a chunk header cut short) is no error: a read brings the rest.
 boost::system::error_code parse_buffered(response_reader& p, beast::flat_buffer& buf) {
   boost::system::error_code ec;
-  while (buf.size() > 0 && !p.is_done() && p.body_room() > 0) {
+  while (buf.size() > 0 && !p.is_done() && !p.needs_buffer()) {
     const std::size_t used = p.put(buf.data(), ec);
     buf.consume(used);
     if (ec || used == 0) break;
@@ -150,14 +150,8 @@ boost::system::error_code parse_buffered(response_reader& p, beast::flat_buffer&
 asio::awaitable<boost::system::error_code> read_more(net::stream& s, beast::flat_buffer& buf,
                                                      response_reader& p) {
   for (;;) {
-    boost::system::error_code ec;
-    while (buf.size() > 0 && !p.is_done()) {
-      const std::size_t used = p.put(buf.data(), ec);
-      buf.consume(used);
-      if (ec || used == 0) break;
-    }
-    if (ec == bhttp::error::need_more) ec = {};
-    if (ec || p.is_done()) co_return ec;
+    boost::system::error_code ec = parse_buffered(p, buf);
+    if (ec || p.is_done()) co_return ec;  // need_buffer among them
     if (p.needs_buffer()) co_return bhttp::error::need_buffer;
     const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
     if (room == 0) co_return bhttp::error::buffer_overflow;
