@@ -52,20 +52,17 @@ bool is_fixed_hop_by_hop(std::string_view name) {
 }
 
 void connection_options::add(std::string_view value) {
-  while (!value.empty()) {
-    const auto comma = value.find(',');
-    const std::string_view option = trim_ows(value.substr(0, comma));
-    if (is_token(option) && !is_fixed_hop_by_hop(option) && !iequals(option, "host") &&
-        !iequals(option, "content-length") && !lists(option)) {
-      if (count_ == names_.size()) {
-        overflow_ = true;
-        return;
-      }
-      names_[count_++] = option;
+  for_each_element(value, [this](std::string_view option) {
+    if (overflow_ || !is_token(option) || is_fixed_hop_by_hop(option) || iequals(option, "host") ||
+        iequals(option, "content-length") || lists(option)) {
+      return;
     }
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
+    if (count_ == names_.size()) {
+      overflow_ = true;
+      return;
+    }
+    names_[count_++] = option;
+  });
 }
 
 bool connection_options::lists(std::string_view name) const {
@@ -73,6 +70,18 @@ bool connection_options::lists(std::string_view name) const {
     if (iequals(names_[i], name)) return true;
   }
   return false;
+}
+
+hop_by_hop_set::hop_by_hop_set(std::span<const header_view> headers) {
+  for (const auto& [name, value] : headers) {
+    if (name.size() == 10 && iequals(name, "connection")) listed_.add(value);
+  }
+  if (listed_.overflow()) many_ = hop_by_hop_names(headers);
+}
+
+bool hop_by_hop_set::contains(std::string_view name) const {
+  if (!listed_.overflow()) return is_fixed_hop_by_hop(name) || listed_.lists(name);
+  return std::any_of(many_.begin(), many_.end(), [&](const std::string& m) { return iequals(m, name); });
 }
 
 bool wants_close(unsigned version, std::span<const header_view> headers) {

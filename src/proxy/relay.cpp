@@ -6,11 +6,11 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <chrono>
 #include <span>
 #include <tuple>
-#include <vector>
 
 #include "okta_sidecar/http/hop_by_hop.hpp"
 #include "okta_sidecar/http/request_validator.hpp"
@@ -52,18 +52,23 @@ void append_head(std::string& out, const bhttp::request_header<>& h, std::size_t
   append_fields(out, h);
 }
 
-void append_head(std::string& out, const bhttp::response_header<>& h, std::size_t then = 0) {
-  const auto given = h.reason();
-  const auto reason = given.empty() ? bhttp::obsolete_reason(h.result()) : given;
+// The status line, with room reserved for `more` bytes after it. An empty reason phrase (it is
+// optional) is sent as the status code's usual one.
+void append_status_line(std::string& out, unsigned version, unsigned status, std::string_view reason,
+                        std::size_t more) {
+  if (reason.empty()) reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
   char code[16];
-  const auto [end, ec] = std::to_chars(code, code + sizeof code, h.result_int());
-  const std::string_view status(code, static_cast<std::size_t>(end - code));
-  out.reserve(out.size() + 9 + status.size() + 1 + reason.size() + 2 + fields_size(h) + then);
-  out += h.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  out += status;
+  const auto [end, ec] = std::to_chars(code, code + sizeof code, status);
+  out.reserve(out.size() + 9 + static_cast<std::size_t>(end - code) + 1 + reason.size() + 2 + more);
+  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  out.append(code, end);
   out += ' ';
   out += reason;
   out += "\r\n";
+}
+
+void append_head(std::string& out, const bhttp::response_header<>& h, std::size_t then = 0) {
+  append_status_line(out, h.version(), h.result_int(), h.reason(), fields_size(h) + then);
   append_fields(out, h);
 }
 
@@ -72,34 +77,12 @@ void append_head(std::string& out, const bhttp::response_header<>& h, std::size_
 // Transfer-Encoding and Connection lines this hop decides. `then` as for append_head.
 void append_head(std::string& out, const response_reader& p, unsigned version, std::string_view framing,
                  std::size_t then = 0) {
-  const auto fields = p.fields();
-  http::connection_options listed;
-  std::size_t size = 9 + 3 + 1 + p.reason().size() + 2 + framing.size() + 2 + then;
-  for (const auto& [name, value] : fields) {
-    size += name.size() + value.size() + 4;
-    if (name.size() == 10 && http::iequals(name, "connection")) listed.add(value);
-  }
-  std::vector<std::string> many;  // only when Connection lists more names than `listed` holds
-  if (listed.overflow()) many = http::hop_by_hop_names(fields);
-  const auto dropped = [&](std::string_view name) {
-    if (!listed.overflow()) return http::is_fixed_hop_by_hop(name) || listed.lists(name);
-    return std::any_of(many.begin(), many.end(),
-                       [&](const std::string& m) { return http::iequals(m, name); });
-  };
-  const auto given = p.reason();
-  const std::string_view reason =
-      given.empty() ? std::string_view(bhttp::obsolete_reason(static_cast<bhttp::status>(p.status())))
-                    : given;
-  char code[16];
-  const auto [end, ec] = std::to_chars(code, code + sizeof code, p.status());
-  out.reserve(out.size() + size + reason.size());
-  out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-  out.append(code, end);
-  out += ' ';
-  out += reason;
-  out += "\r\n";
-  for (const auto& [name, value] : fields) {
-    if (dropped(name)) continue;
+  const http::hop_by_hop_set hop(p.fields());
+  std::size_t more = framing.size() + 2 + then;
+  for (const auto& [name, value] : p.fields()) more += name.size() + value.size() + 4;
+  append_status_line(out, version, p.status(), p.reason(), more);
+  for (const auto& [name, value] : p.fields()) {
+    if (hop.contains(name)) continue;
     out += name;
     out += ": ";
     out += value;
@@ -264,23 +247,14 @@ bool reusable_after(conn_ctx& c, const Parser& p, upstream::connection& conn) {
 }  // namespace
 
 void strip_hop_by_hop(bhttp::fields& f) {
-  http::connection_options listed;
-  for (const auto& field : f) {
-    if (field.name() == bhttp::field::connection) listed.add(field.value());
+  const auto v = views(f);
+  const http::hop_by_hop_set hop(v);
+  // Decided for every field before any goes: the listed names point into Connection's value.
+  boost::container::small_vector<bhttp::fields::const_iterator, 8> gone;
+  for (auto it = f.begin(); it != f.end(); ++it) {
+    if (hop.contains(it->name_string())) gone.push_back(it);
   }
-  if (listed.overflow()) {
-    for (const auto& name : http::hop_by_hop_names(views(f))) f.erase(name);
-    return;
-  }
-  // The names Connection lists point into its values: those fields go first, the fixed ones
-  // (Connection among them) after.
-  if (!listed.empty()) {
-    for (auto it = f.begin(); it != f.end();)
-      it = listed.lists(it->name_string()) ? f.erase(it) : std::next(it);
-  }
-  for (auto it = f.begin(); it != f.end();) {
-    it = http::is_fixed_hop_by_hop(it->name_string()) ? f.erase(it) : std::next(it);
-  }
+  for (const auto& it : gone) f.erase(it);
 }
 
 asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, beast::flat_buffer& down_buf,

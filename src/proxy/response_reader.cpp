@@ -28,25 +28,6 @@ bool all_value_chars(std::string_view s) {
   return true;
 }
 
-bool is_token(std::string_view s) {
-  for (const char c : s) {
-    if (!http::is_tchar(c)) return false;
-  }
-  return !s.empty();
-}
-
-// Calls f(element) for each element of a comma-separated list, OWS trimmed, empty ones skipped.
-template <class F>
-void each_element(std::string_view list, F&& f) {
-  while (!list.empty()) {
-    const auto comma = list.find(',');
-    const auto element = http::trim_ows(list.substr(0, comma));
-    if (!element.empty()) f(element);
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-}
-
 // The next line of `block` (without its CRLF); false at the end. A bare CR or LF stays inside
 // the line, where the name and value checks refuse it.
 bool next_line(std::string_view& block, std::string_view& line) {
@@ -176,7 +157,7 @@ std::size_t response_reader::put(boost::asio::const_buffer in, error_code& ec) {
             continue;
           }
           const auto colon = line.find(':');
-          bad = colon == std::string_view::npos || !is_token(line.substr(0, colon)) ||
+          bad = colon == std::string_view::npos || !http::is_token(line.substr(0, colon)) ||
                 !all_value_chars(line.substr(colon + 1));
         }
         if (bad) {
@@ -266,7 +247,7 @@ int response_reader::parse_head(std::string_view head) {
       continue;
     }
     const auto colon = line.find(':');
-    if (colon == std::string_view::npos || !is_token(line.substr(0, colon)))
+    if (colon == std::string_view::npos || !http::is_token(line.substr(0, colon)))
       return fail(bhttp::error::bad_field);
     const std::string_view value = http::trim_ows(line.substr(colon + 1));
     if (!all_value_chars(value)) return fail(bhttp::error::bad_value);
@@ -286,7 +267,7 @@ int response_reader::take_field(std::string_view name, std::string_view value) {
     bool bad = false;
     bool differ = false;
     std::size_t count = 0;
-    each_element(value, [&](std::string_view e) {
+    http::for_each_element(value, [&](std::string_view e) {
       std::uint64_t v = 0;
       const auto [end, err] = std::from_chars(e.data(), e.data() + e.size(), v);
       ++count;
@@ -308,8 +289,8 @@ int response_reader::take_field(std::string_view name, std::string_view value) {
     if (chunked_) return fail(bhttp::error::bad_transfer_encoding);
     std::string_view last;
     bool bad = false;
-    each_element(value, [&](std::string_view e) {
-      bad = bad || !is_token(e.substr(0, e.find(';')));
+    http::for_each_element(value, [&](std::string_view e) {
+      bad = bad || !http::is_token(e.substr(0, e.find(';')));
       last = e;
     });
     if (bad || last.empty()) return fail(bhttp::error::bad_transfer_encoding);
@@ -317,7 +298,7 @@ int response_reader::take_field(std::string_view name, std::string_view value) {
     chunked_ = http::iequals(last, "chunked");
   } else if ((name.size() == 10 && http::iequals(name, "connection")) ||
              (name.size() == 16 && http::iequals(name, "proxy-connection"))) {
-    each_element(value, [&](std::string_view e) {
+    http::for_each_element(value, [&](std::string_view e) {
       if (http::iequals(e, "close")) close_ = true;
       if (http::iequals(e, "keep-alive")) keep_alive_ = true;
     });

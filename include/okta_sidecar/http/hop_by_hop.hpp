@@ -40,6 +40,19 @@ class connection_options {
   bool overflow_ = false;
 };
 
+// The hop-by-hop fields of one message: the fixed ones and those its Connection fields list.
+// Decided without allocating while Connection lists at most eight names. The listed names are
+// views into `headers`' values: ask while those are alive.
+class hop_by_hop_set {
+ public:
+  explicit hop_by_hop_set(std::span<const header_view> headers);
+  bool contains(std::string_view name) const;
+
+ private:
+  connection_options listed_;
+  std::vector<std::string> many_;  // hop_by_hop_names(), only when listed_ overflowed
+};
+
 // Whether the client asked to close after this exchange: a "close" option in Connection (or the
 // legacy Proxy-Connection), or HTTP/1.0 without "keep-alive" (RFC 9112 §9.3).
 bool wants_close(unsigned version, std::span<const header_view> headers);

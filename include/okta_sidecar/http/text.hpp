@@ -49,10 +49,27 @@ constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 bool iequals(std::string_view a, std::string_view b) noexcept;
 bool istarts_with(std::string_view text, std::string_view prefix) noexcept;
 std::string to_lower(std::string_view s);
-bool is_token(std::string_view s) noexcept;  // 1*tchar
+// 1*tchar. Inline, a plain loop: every field name of every message goes through it.
+constexpr bool is_token(std::string_view s) noexcept {
+  for (const char c : s) {
+    if (!is_tchar(c)) return false;
+  }
+  return !s.empty();
+}
 std::string_view trim_ows(std::string_view s) noexcept;
 // Elements of a comma-separated list field value (RFC 9110 §5.6.1), OWS trimmed. Empty
 // elements are kept so strict callers can reject them.
 std::vector<std::string_view> split_list(std::string_view value);
+// The same without allocating, and without the empty elements: f(element) for each.
+template <class F>
+void for_each_element(std::string_view list, F&& f) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    const auto element = trim_ows(list.substr(0, comma));
+    if (!element.empty()) f(element);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+}
 
 }  // namespace okta_sidecar::http

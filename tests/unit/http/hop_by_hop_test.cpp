@@ -107,6 +107,28 @@ TEST(ConnectionOptions, TooManyNamesSaySo) {
   EXPECT_FALSE(listed.empty());
 }
 
+TEST(HopByHopSet, AgreesWithHopByHopNamesWithFewOrManyListed) {
+  std::string many = "X-0";
+  for (int i = 1; i < 12; ++i) many += ", X-" + std::to_string(i);
+  const std::vector<std::vector<header_view>> messages = {
+      {},
+      {{"Connection", "keep-alive"}, {"X-Foo", "1"}},
+      {{"Connection", "X-Foo, Keep-Alive"}, {"X-Foo", "1"}, {"connection", " X-Bar\t"}},
+      {{"Connection", "Host, Content-Length, X-A"}},
+      {{"Connection", many}},
+  };
+  const std::vector<std::string_view> probes = {"x-foo", "X-BAR", "host", "content-length", "x-a", "X-0",
+                                                "x-11",  "x-12",  "te",   "Keep-Alive",     "Date"};
+  for (const auto& m : messages) {
+    const hop_by_hop_set hop(m);
+    const auto all = hop_by_hop_names(m);
+    for (auto p : probes) {
+      const bool removed = std::find(all.begin(), all.end(), to_lower(p)) != all.end();
+      EXPECT_EQ(hop.contains(p), removed) << p;
+    }
+  }
+}
+
 TEST(ConnectionOptions, OnlyFixedNamesLeaveItEmpty) {
   connection_options listed;
   listed.add("keep-alive, Upgrade, TE");
