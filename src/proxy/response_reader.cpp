@@ -18,16 +18,6 @@ constexpr std::size_t max_chunk_line = 4096;  // a chunk size with its extension
 // field by field than an error_code.
 constexpr int fail(bhttp::error e) { return static_cast<int>(e); }
 
-// Field-value bytes (RFC 9110 §5.5): HTAB, SP, VCHAR and obs-text; no other control byte, so
-// no CR or LF either (a bare one inside a line).
-bool all_value_chars(std::string_view s) {
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 ? u != '\t' : u == 0x7f) return false;
-  }
-  return true;
-}
-
 // The next line of `block` (without its CRLF); false at the end. A bare CR or LF stays inside
 // the line, where the name and value checks refuse it.
 bool next_line(std::string_view& block, std::string_view& line) {
@@ -41,9 +31,7 @@ bool next_line(std::string_view& block, std::string_view& line) {
 }  // namespace
 
 response_reader::response_reader() {
-  // One allocation each for a usual head (Okta's carry about 20 fields, a few hundred bytes).
-  text_.reserve(1024);
-  fields_.reserve(24);
+  fields_.reserve(24);  // one allocation for a usual head (Okta's carry about 20 fields)
 }
 
 std::optional<std::string_view> response_reader::find(std::string_view name) const {
@@ -56,24 +44,6 @@ std::optional<std::string_view> response_reader::find(std::string_view name) con
 bool response_reader::keep_alive() const {
   if (need_eof_) return false;
   return version_ >= 11 ? !close_ : keep_alive_;
-}
-
-// Appends `s` to the text; when the text has to move, the views already taken move with it.
-std::string_view response_reader::keep(std::string_view s) {
-  const char* before = text_.data();
-  const std::size_t at = text_.size();
-  text_.append(s);
-  if (text_.data() != before) {
-    const auto moved = [&](std::string_view v) {
-      return v.data() == nullptr ? v : std::string_view(text_.data() + (v.data() - before), v.size());
-    };
-    reason_ = moved(reason_);
-    for (auto& [n, v] : fields_) {
-      n = moved(n);
-      v = moved(v);
-    }
-  }
-  return {text_.data() + at, s.size()};
 }
 
 std::size_t response_reader::put(boost::asio::const_buffer in, error_code& ec) {
@@ -115,7 +85,7 @@ std::size_t response_reader::put(boost::asio::const_buffer in, error_code& ec) {
         }
         // chunk-ext (RFC 9112 §7.1.1) is ignored, but must be an extension and one line.
         const std::string_view ext = http::trim_ows(line.substr(hex.size()));
-        if (!ext.empty() && (ext.front() != ';' || !all_value_chars(ext))) {
+        if (!ext.empty() && (ext.front() != ';' || !http::is_field_value(ext))) {
           ec = bhttp::error::bad_chunk_extension;
           break;
         }
@@ -153,12 +123,12 @@ std::size_t response_reader::put(boost::asio::const_buffer in, error_code& ec) {
         bool bad = false;
         while (!bad && next_line(block, line)) {
           if (line.starts_with(' ') || line.starts_with('\t')) {
-            bad = !all_value_chars(line);  // obs-fold: a continuation
+            bad = !http::is_field_value(line);  // obs-fold: a continuation
             continue;
           }
           const auto colon = line.find(':');
           bad = colon == std::string_view::npos || !http::is_token(line.substr(0, colon)) ||
-                !all_value_chars(line.substr(colon + 1));
+                !http::is_field_value(line.substr(colon + 1));
         }
         if (bad) {
           ec = bhttp::error::bad_field;
@@ -208,8 +178,9 @@ std::size_t response_reader::put_head(std::string_view in, error_code& ec) {
   return end + 4;
 }
 
-int response_reader::parse_head(std::string_view head) {
-  std::string_view line;
+int response_reader::parse_head(std::string_view in) {
+  text_.assign(in);  // one copy of the head: every view below points into it, and it stays put
+  std::string_view head = text_, line;
   next_line(head, line);
   // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4); the SP before
   // an empty reason is tolerated missing.
@@ -222,9 +193,8 @@ int response_reader::parse_head(std::string_view head) {
   status_ = static_cast<unsigned>((line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0'));
   if (line.size() > 12) {
     if (line[12] != ' ') return fail(bhttp::error::bad_status);
-    const std::string_view reason = line.substr(13);
-    if (!all_value_chars(reason)) return fail(bhttp::error::bad_reason);
-    reason_ = keep(reason);
+    reason_ = line.substr(13);
+    if (!http::is_field_value(reason_)) return fail(bhttp::error::bad_reason);
   }
   while (next_line(head, line)) {
     if (line.starts_with(' ') || line.starts_with('\t')) {
@@ -235,27 +205,26 @@ int response_reader::parse_head(std::string_view head) {
       const std::string_view name = fields_.back().first;
       if (http::iequals(name, "content-length") || http::iequals(name, "transfer-encoding"))
         return fail(bhttp::error::bad_obs_fold);
-      if (!all_value_chars(more)) return fail(bhttp::error::bad_value);
+      if (!http::is_field_value(more)) return fail(bhttp::error::bad_value);
       if (more.empty()) continue;
-      // The field's line was the last text kept: its value grows in place (past what was OWS).
-      const auto start = static_cast<std::size_t>(fields_.back().second.data() - text_.data());
-      text_.resize(start + fields_.back().second.size());
-      keep(fields_.back().second.empty() ? "" : " ");
-      keep(more);
-      fields_.back().second = std::string_view(text_.data() + start, text_.size() - start);
-      if (const int e = take_field(fields_.back().first, fields_.back().second)) return e;
+      // The value grows in place, over what lies between it and `more` (its trailing OWS, the
+      // CRLF and the fold's whitespace: at least three bytes, room for the joining space).
+      auto& value = fields_.back().second;
+      char* const start = text_.data() + (value.data() - text_.data());
+      std::size_t size = value.size();
+      if (size > 0) start[size++] = ' ';
+      std::memmove(start + size, more.data(), more.size());
+      value = std::string_view(start, size + more.size());
+      if (const int e = take_field(fields_.back().first, value)) return e;
       continue;
     }
     const auto colon = line.find(':');
     if (colon == std::string_view::npos || !http::is_token(line.substr(0, colon)))
       return fail(bhttp::error::bad_field);
     const std::string_view value = http::trim_ows(line.substr(colon + 1));
-    if (!all_value_chars(value)) return fail(bhttp::error::bad_value);
-    const auto kept = keep(line);  // one copy of the line; name and value are views into it
-    const auto n = kept.substr(0, colon);
-    const auto v = kept.substr(static_cast<std::size_t>(value.data() - line.data()), value.size());
-    fields_.emplace_back(n, v);
-    if (const int e = take_field(n, v)) return e;
+    if (!http::is_field_value(value)) return fail(bhttp::error::bad_value);
+    fields_.emplace_back(line.substr(0, colon), value);
+    if (const int e = take_field(line.substr(0, colon), value)) return e;
   }
   return 0;
 }

@@ -90,7 +90,6 @@ class response_reader {
   int parse_head(std::string_view head);
   int take_field(std::string_view name, std::string_view value);
   std::size_t take_body(std::string_view in, error_code& ec);
-  std::string_view keep(std::string_view s);
 
   state state_ = state::head;
   std::uint32_t header_limit_ = 8192;
@@ -98,7 +97,7 @@ class response_reader {
   bool got_some_ = false;
   std::size_t scanned_ = 0;  // head or trailer bytes searched for their end without finding it
 
-  std::string text_;  // reason phrase, field names and values; the views point here
+  std::string text_;  // the head; reason_ and fields_ point into it
   std::vector<http::header_view> fields_;
   std::string_view reason_;
   unsigned status_ = 0;

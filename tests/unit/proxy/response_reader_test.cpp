@@ -237,6 +237,7 @@ TEST(ResponseReader, AcceptsWhatRealServersSend) {
   const auto ec = parse(r,
                         "HTTP/1.0 200\r\nX-Folded: one\r\n\t two  \r\nConnection: Keep-Alive\r\nX-Empty:\r\n"
                         "X-Spaced: a  \r\n  b\r\n"
+                        "X-Many: 1\r\n 2 \r\n\t3\r\nX-Late:\r\n   late\r\nX-After: after\r\n"
                         "X-Text: caf\xc3\xa9\r\nTransfer-Encoding: chunked\r\n\r\n"
                         "2;name=value\r\nab\r\n0\r\nX-Trailer: t\r\n folded\r\n\r\n",
                         body);
@@ -247,6 +248,9 @@ TEST(ResponseReader, AcceptsWhatRealServersSend) {
   EXPECT_EQ(r.find("x-folded").value_or(""), "one two");
   EXPECT_EQ(r.find("X-Empty").value_or("missing"), "");
   EXPECT_EQ(r.find("X-Spaced").value_or(""), "a b");
+  EXPECT_EQ(r.find("X-Many").value_or(""), "1 2 3");  // each fold a space, in place
+  EXPECT_EQ(r.find("X-Late").value_or(""), "late");
+  EXPECT_EQ(r.find("X-After").value_or(""), "after");
   EXPECT_EQ(r.find("X-Text").value_or(""), "caf\xc3\xa9");
   EXPECT_EQ(body, "ab");
   EXPECT_TRUE(r.keep_alive());
