@@ -334,12 +334,14 @@ asio::awaitable<stage_result> serve_stale(request_ctx& r) {
 }
 
 // The upstream request's head: the client's fields less hop-by-hop ones and ours, origin-form.
-void prepare_upstream_head(request_ctx& r, const client_request& req) {
+void prepare_upstream_head(request_ctx& r, client_request& req) {
   auto& h = r.out.head_and_body;
+  // The client's fields move over: nothing reads them after this (identify took what it needs,
+  // and the body's parser keeps its framing apart from them).
+  static_cast<bhttp::fields&>(h) = std::move(static_cast<bhttp::fields&>(req));
   h.method_string(r.method);
   h.target(r.dest.path_and_query);
   h.version(11);
-  for (const auto& f : req) h.insert(f.name_string(), f.value());
   strip_hop_by_hop(h);
   h.erase(bhttp::field::expect);
   h.erase("X-Okta-Sidecar-Max-Wait-Ms");
@@ -855,7 +857,7 @@ asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer
                               const http::validation& valid, request_record& rec) {
   const auto owned = std::make_unique<request_ctx>(c, down, buf, dest, rec);
   request_ctx& r = *owned;
-  const auto& req = hp.get();
+  auto& req = hp.get();
   identify(r, req);
   if (auto done = co_await reject_expired_token(r, hp.is_done())) co_return *done;
   if (auto done = co_await shared_read(r, req, valid)) co_return *done;

@@ -9,6 +9,7 @@
 #include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <span>
 #include <tuple>
 
@@ -78,18 +79,27 @@ void append_head(std::string& out, const bhttp::response_header<>& h, std::size_
 void append_head(std::string& out, const response_reader& p, unsigned version, std::string_view framing,
                  std::size_t then = 0) {
   const http::hop_by_hop_set hop(p.fields());
-  std::size_t more = framing.size() + 2 + then;
-  for (const auto& [name, value] : p.fields()) more += name.size() + value.size() + 4;
-  append_status_line(out, version, p.status(), p.reason(), more);
+  std::size_t lines = framing.size() + 2;
+  for (const auto& [name, value] : p.fields()) lines += name.size() + value.size() + 4;
+  append_status_line(out, version, p.status(), p.reason(), lines + then);
+  // The lines go straight into the room made for them (one append each costs more than the copy).
+  const std::size_t at = out.size();
+  out.resize(at + lines);
+  char* w = out.data() + at;
+  const auto put = [&w](std::string_view s) {
+    std::memcpy(w, s.data(), s.size());
+    w += s.size();
+  };
   for (const auto& [name, value] : p.fields()) {
     if (hop.contains(name)) continue;
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
+    put(name);
+    put(": ");
+    put(value);
+    put("\r\n");
   }
-  out += framing;
-  out += "\r\n";
+  put(framing);
+  put("\r\n");
+  out.resize(static_cast<std::size_t>(w - out.data()));
 }
 
 // Reads a response head into `p` as bhttp::async_read_header does, but parses what is buffered
