@@ -58,7 +58,9 @@ std::optional<std::uint16_t> parse_port(std::string_view text) {
 
 bool is_valid_origin_form(std::string_view target) {
   if (target.empty() || target[0] != '/') return false;
-  for (std::size_t i = 0; i < target.size(); ++i) {
+  std::size_t i = 0;
+  while (i + 8 <= target.size() && !swar::maybe_not_plain_path(swar::load(target.data() + i))) i += 8;
+  for (; i < target.size(); ++i) {
     const char c = target[i];
     if (!is_path_char(c)) return false;
     if (c == '%') {
@@ -83,9 +85,9 @@ std::optional<parsed_target> parse_absolute_form(std::string_view target) {
   if (path_start == rest.size()) path_start = std::string_view::npos;
   const std::string_view authority = rest.substr(0, path_start);
   if (authority.find('@') != std::string_view::npos) return std::nullopt;  // userinfo
-  const auto hp = parse_host_port(authority, false);
+  auto hp = parse_host_port(authority, false);
   if (!hp) return std::nullopt;
-  out.host = hp->host;
+  out.host = std::move(hp->host);
   out.port = hp->port.value_or(out.scheme == "https" ? 443 : 80);
   std::string_view path = path_start == std::string_view::npos ? std::string_view{} : rest.substr(path_start);
   if (path.empty()) {

@@ -71,6 +71,13 @@ constexpr bool maybe_ctl(std::uint64_t x) noexcept {
   const std::uint64_t del = x ^ (0x7f * ones);
   return ((((x - 0x20 * ones) & ~x) | ((del - ones) & ~del)) & highs) != 0;
 }
+// Whether some byte may be outside char_class::path (below 0x21, DEL, 0x80 and above, '#') or a
+// '%' (whose two hex digits are checked byte by byte): exact when it says no.
+constexpr bool maybe_not_plain_path(std::uint64_t x) noexcept {
+  const auto has_zero = [](std::uint64_t v) { return (v - ones) & ~v & highs; };
+  return (((((x - 0x21 * ones) & ~x) | x) & highs) | has_zero(x ^ (0x7f * ones)) |
+          has_zero(x ^ ('#' * ones)) | has_zero(x ^ ('%' * ones))) != 0;
+}
 }  // namespace swar
 
 // ASCII case-insensitive equality.

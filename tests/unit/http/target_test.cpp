@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "okta_sidecar/http/text.hpp"
+
 namespace okta_sidecar::http {
 namespace {
 
@@ -108,6 +110,40 @@ TEST(IsValidOriginForm, Table) {
   EXPECT_FALSE(is_valid_origin_form("/%g0"));
   EXPECT_FALSE(is_valid_origin_form("/\t"));
   EXPECT_FALSE(is_valid_origin_form("/\x7f"));
+  EXPECT_FALSE(is_valid_origin_form("/abcdefgh/ijklmn\x80"));
+  EXPECT_FALSE(is_valid_origin_form("/abcdefgh/ijklmn#"));
+  EXPECT_FALSE(is_valid_origin_form("/abcdefgh/ijklmn%4"));
+  EXPECT_TRUE(is_valid_origin_form("/abcdefgh/ijklmn%4a"));
+}
+
+// The byte-at-a-time definition the eight-at-a-time check must agree with.
+bool reference_origin_form(std::string_view t) {
+  if (t.empty() || t[0] != '/') return false;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    const auto u = static_cast<unsigned char>(t[i]);
+    if (u <= 0x20 || u >= 0x7f || u == '#') return false;
+    if (u == '%' && (i + 2 >= t.size() || !is_hex_digit(t[i + 1]) || !is_hex_digit(t[i + 2]))) return false;
+  }
+  return true;
+}
+
+TEST(IsValidOriginForm, AgreesWithTheByteWiseDefinitionForEveryByteAtEveryPosition) {
+  for (const std::size_t len : {2u, 8u, 9u, 16u, 17u, 25u}) {
+    for (std::size_t pos = 1; pos < len; ++pos) {
+      for (int x = 0; x < 256; ++x) {
+        for (const char fill : {'a', 'F', '%'}) {  // '%' fills: escapes whose digits the byte may break
+          std::string t(len, fill == '%' ? '0' : fill);
+          t[0] = '/';
+          if (fill == '%') {
+            for (std::size_t k = 1; k < len; k += 3) t[k] = '%';
+          }
+          t[pos] = static_cast<char>(x);
+          ASSERT_EQ(is_valid_origin_form(t), reference_origin_form(t))
+              << "len " << len << " pos " << pos << " byte " << x << " fill " << fill;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

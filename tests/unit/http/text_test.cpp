@@ -75,6 +75,32 @@ TEST(TextTest, IsFieldValueAgreesWithTheByteWiseDefinitionForEveryByteAtEveryPos
   EXPECT_FALSE(is_field_value("1234567\r\n"));
 }
 
+// The word tests must say no for ordinary text, or every word takes the byte-wise way (still
+// right, only slow: the comparisons with the byte-wise definitions cannot see that).
+TEST(TextTest, WordTestsPassOrdinaryTextAndCatchEachOddByte) {
+  const std::string_view path = "/api/v1/users/00u1a2b3c4d5e6f7?limit=200&after=Zz~_-.";
+  const std::string_view value = "Mon, 07 Dec 2026 10:00:00 GMT; q=0.9, \"x\" caf\xc3\xa9";
+  for (std::size_t i = 0; i + 8 <= path.size(); ++i)
+    EXPECT_FALSE(swar::maybe_not_plain_path(swar::load(&path[i]))) << i;
+  for (std::size_t i = 0; i + 8 <= value.size(); ++i)
+    EXPECT_FALSE(swar::maybe_ctl(swar::load(&value[i]))) << i;
+  for (const char odd : {'\0', ' ', '\x7f', '\x80', '#', '%'}) {
+    for (std::size_t i = 0; i < 8; ++i) {
+      std::string s = "abcdefgh";
+      s[i] = odd;
+      EXPECT_TRUE(swar::maybe_not_plain_path(swar::load(s.data()))) << static_cast<int>(odd) << " at " << i;
+    }
+  }
+  for (const char odd : {'\0', '\t', '\r', '\n', '\x1f', '\x7f'}) {
+    for (std::size_t i = 0; i < 8; ++i) {
+      std::string s = "abcdefgh";
+      s[i] = odd;
+      EXPECT_TRUE(swar::maybe_ctl(swar::load(s.data()))) << static_cast<int>(odd) << " at " << i;
+    }
+  }
+  EXPECT_EQ(swar::ascii_lower(swar::load("AbCz@[`{")), swar::load("abcz@[`{"));
+}
+
 TEST(TextTest, TrimOws) {
   EXPECT_EQ(trim_ows(" \t a b \t "), "a b");
   EXPECT_EQ(trim_ows(" \t "), "");
