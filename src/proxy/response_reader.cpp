@@ -22,10 +22,21 @@ constexpr int fail(bhttp::error e) { return static_cast<int>(e); }
 // the line, where the name and value checks refuse it.
 bool next_line(std::string_view& block, std::string_view& line) {
   if (block.empty()) return false;
-  const auto eol = block.find("\r\n");
-  line = block.substr(0, eol);
-  block.remove_prefix(eol == std::string_view::npos ? block.size() : eol + 2);
-  return true;
+  for (std::size_t from = 0;;) {  // the first LF after a CR: memchr is the whole search
+    const auto* lf = static_cast<const char*>(std::memchr(block.data() + from, '\n', block.size() - from));
+    if (lf == nullptr) {
+      line = block;
+      block = {};
+      return true;
+    }
+    const auto at = static_cast<std::size_t>(lf - block.data());
+    if (at > 0 && block[at - 1] == '\r') {
+      line = block.substr(0, at - 1);
+      block.remove_prefix(at + 1);
+      return true;
+    }
+    from = at + 1;
+  }
 }
 
 }  // namespace

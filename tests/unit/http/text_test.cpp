@@ -44,6 +44,29 @@ TEST(TextTest, IequalsAgreesWithTheByteWiseDefinitionForEveryBytePairAtEveryPosi
   }
 }
 
+bool reference_token(std::string_view s) {
+  for (const char c : s) {
+    if (!is_tchar(c)) return false;
+  }
+  return !s.empty();
+}
+
+TEST(TextTest, IsTokenAgreesWithTheByteWiseDefinitionForEveryByteAtEveryPosition) {
+  for (const std::size_t len : {1u, 7u, 8u, 9u, 15u, 16u, 18u, 23u}) {
+    for (std::size_t pos = 0; pos < len; ++pos) {
+      for (int x = 0; x < 256; ++x) {
+        for (const std::string_view fill : {"X-Rate-Limit-Reset-Z9", "-!#$%&'*+.^_`|~aA0z-Z"}) {
+          std::string s(fill.substr(0, len));
+          s.resize(len, '-');
+          s[pos] = static_cast<char>(x);
+          ASSERT_EQ(is_token(s), reference_token(s)) << "len " << len << " pos " << pos << " byte " << x;
+        }
+      }
+    }
+  }
+  EXPECT_FALSE(is_token(""));
+}
+
 TEST(TextTest, IequalsOfHeaderNames) {
   EXPECT_TRUE(iequals("Content-Length", "content-length"));
   EXPECT_TRUE(iequals("TRANSFER-ENCODING", "transfer-encoding"));
