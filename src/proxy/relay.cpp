@@ -33,24 +33,36 @@ std::size_t fields_size(const bhttp::fields& fields) {
   return n;
 }
 
-// The field lines and the empty line that ends a head.
-void append_fields(std::string& out, const bhttp::fields& fields) {
+// Copies `s` to `w` and moves past it.
+void put(char*& w, std::string_view s) {
+  std::memcpy(w, s.data(), s.size());
+  w += s.size();
+}
+
+// The field lines and the empty line that ends a head, copied straight into the room made for
+// them (one append each costs more than the copy).
+// `size` is fields_size(fields).
+void append_fields(std::string& out, const bhttp::fields& fields, std::size_t size) {
+  const std::size_t at = out.size();
+  out.resize(at + size);
+  char* w = out.data() + at;
   for (const auto& f : fields) {
-    out += f.name_string();
-    out += ": ";
-    out += f.value();
-    out += "\r\n";
+    put(w, f.name_string());
+    put(w, ": ");
+    put(w, f.value());
+    put(w, "\r\n");
   }
-  out += "\r\n";
+  put(w, "\r\n");
 }
 
 void append_head(std::string& out, const bhttp::request_header<>& h, std::size_t then = 0) {
-  out.reserve(out.size() + h.method_string().size() + h.target().size() + 11 + fields_size(h) + then);
+  const std::size_t fields = fields_size(h);
+  out.reserve(out.size() + h.method_string().size() + h.target().size() + 11 + fields + then);
   out += h.method_string();
   out += ' ';
   out += h.target();
   out += h.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
-  append_fields(out, h);
+  append_fields(out, h, fields);
 }
 
 // The status line, with room reserved for `more` bytes after it. An empty reason phrase (it is
@@ -69,8 +81,9 @@ void append_status_line(std::string& out, unsigned version, unsigned status, std
 }
 
 void append_head(std::string& out, const bhttp::response_header<>& h, std::size_t then = 0) {
-  append_status_line(out, h.version(), h.result_int(), h.reason(), fields_size(h) + then);
-  append_fields(out, h);
+  const std::size_t fields = fields_size(h);
+  append_status_line(out, h.version(), h.result_int(), h.reason(), fields + then);
+  append_fields(out, h, fields);
 }
 
 // The head of a relayed response: the status line in `version`, the end-to-end fields in the
@@ -82,24 +95,19 @@ void append_head(std::string& out, const response_reader& p, unsigned version, s
   std::size_t lines = framing.size() + 2;
   for (const auto& [name, value] : p.fields()) lines += name.size() + value.size() + 4;
   append_status_line(out, version, p.status(), p.reason(), lines + then);
-  // The lines go straight into the room made for them (one append each costs more than the copy).
   const std::size_t at = out.size();
   out.resize(at + lines);
   char* w = out.data() + at;
-  const auto put = [&w](std::string_view s) {
-    std::memcpy(w, s.data(), s.size());
-    w += s.size();
-  };
   for (const auto& [name, value] : p.fields()) {
     if (hop.contains(name)) continue;
-    put(name);
-    put(": ");
-    put(value);
-    put("\r\n");
+    put(w, name);
+    put(w, ": ");
+    put(w, value);
+    put(w, "\r\n");
   }
-  put(framing);
-  put("\r\n");
-  out.resize(static_cast<std::size_t>(w - out.data()));
+  put(w, framing);
+  put(w, "\r\n");
+  out.resize(static_cast<std::size_t>(w - out.data()));  // less the hop-by-hop lines
 }
 
 // Reads a response head into `p` as bhttp::async_read_header does, but parses what is buffered
