@@ -33,8 +33,9 @@ std::size_t fields_size(const bhttp::fields& fields) {
   return n;
 }
 
-// Copies `s` to `w` and moves past it.
+// Copies `s` to `w` and moves past it. (An empty view may have no data: memcpy must not see it.)
 void put(char*& w, std::string_view s) {
+  if (s.empty()) return;
   std::memcpy(w, s.data(), s.size());
   w += s.size();
 }
