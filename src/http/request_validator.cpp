@@ -1,5 +1,6 @@
 #include "okta_sidecar/http/request_validator.hpp"
 
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -159,6 +160,18 @@ validation validate_request(std::string_view method, std::string_view target, un
     out.body.length = *content_length;
   }
   return out;
+}
+
+raw_head scan_raw_head(std::string_view b, std::size_t from) {
+  while (from + 1 < b.size()) {  // each line feed with the byte after it; memchr finds them
+    const auto* lf = static_cast<const char*>(std::memchr(b.data() + from, '\n', b.size() - 1 - from));
+    if (lf == nullptr) break;
+    const char next = lf[1];
+    if (next == '\r' || next == '\n') return raw_head::complete;
+    if (next == ' ' || next == '\t') return raw_head::obs_fold;
+    from = static_cast<std::size_t>(lf - b.data()) + 1;
+  }
+  return raw_head::incomplete;
 }
 
 bool expects_continue(unsigned version, std::string_view expect_value) {

@@ -48,21 +48,6 @@ std::size_t read_room(const beast::flat_buffer& b) {
 // header timeout for the whole head (slow-loris clients are cut off there).
 enum class head_status { ok, closed, replied };
 
-enum class raw_head { incomplete, complete, obs_fold };
-
-// Finds the end of a request head in raw bytes, from `from` on (bytes before it were seen):
-// a line feed followed by another line end ends the head; one followed by SP or HTAB is
-// obs-fold (or whitespace before the first field, RFC 9112 §2.2), which we refuse.
-raw_head scan_raw_head(std::string_view b, std::size_t from) {
-  for (std::size_t i = from; i + 1 < b.size(); ++i) {
-    if (b[i] != '\n') continue;
-    const char next = b[i + 1];
-    if (next == '\r' || next == '\n') return raw_head::complete;
-    if (next == ' ' || next == '\t') return raw_head::obs_fold;
-  }
-  return raw_head::incomplete;
-}
-
 asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                                        bhttp::request_parser<bhttp::empty_body>& p, request_scope& scope) {
   const auto& cfg = c.rt->cfg.client;
@@ -74,16 +59,16 @@ asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_
   // upstream that unfolds differently is a smuggling vector). One deadline covers the head.
   std::size_t scanned = 0;
   error_code ec;
-  for (auto st = raw_head::incomplete;;) {
+  for (auto st = http::raw_head::incomplete;;) {
     const std::string_view raw(static_cast<const char*>(buf.data().data()), buf.size());
-    if (st != raw_head::complete) st = scan_raw_head(raw, scanned);
-    if (st == raw_head::obs_fold) {
+    if (st != http::raw_head::complete) st = http::scan_raw_head(raw, scanned);
+    if (st == http::raw_head::obs_fold) {
       co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head",
                           scope.begin(), false);
       co_return head_status::replied;
     }
     const bool full = buf.size() >= cfg.max_header_bytes || read_room(buf) == 0;
-    if (st == raw_head::complete || full) {
+    if (st == http::raw_head::complete || full) {
       // Parsed here, from the buffer. Beast may still want more: the scan takes "\r\n\r" for
       // the end of a head before its last "\n" has come.
       buf.consume(p.put(buf.data(), ec));

@@ -61,6 +61,13 @@ inline time_point body_read_deadline(time_point now, duration idle, time_point t
   return std::min(now + idle, total_deadline);
 }
 
+// Where a request head ends in raw bytes, searched from `from` on (bytes before it were seen):
+// a line feed followed by another line end ends the head; one followed by SP or HTAB is
+// obs-fold (or whitespace before the first field, RFC 9112 §2.2), which the proxy refuses
+// before any parser unfolds it (an upstream that unfolds differently is a smuggling vector).
+enum class raw_head { incomplete, complete, obs_fold };
+raw_head scan_raw_head(std::string_view bytes, std::size_t from);
+
 // Content-Length value syntax: 1*DIGIT, no sign, no leading zeros (other than "0"), no OWS
 // inside, no list. nullopt on bad syntax; UINT64_MAX when it overflows.
 std::optional<std::uint64_t> parse_content_length(std::string_view value);

@@ -49,7 +49,7 @@ constexpr bool is_tchar(char c) noexcept { return char_class::has(c, char_class:
 constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 
 // Eight bytes at a time (SWAR): field names, tokens and field values of every message go through
-// the functions below, and a byte at a time they were a tenth of a proxied request's cost.
+// the functions below; a byte at a time they cost about 7 % of a proxied request's instructions.
 namespace swar {
 inline constexpr std::uint64_t ones = 0x0101010101010101;
 inline constexpr std::uint64_t highs = 0x80 * ones;

@@ -317,5 +317,26 @@ TEST(BodyReadDeadline, IdleTimeoutButNeverPastTheRequestDeadline) {
             t0 + std::chrono::seconds(120));
 }
 
+TEST(ScanRawHead, EndFoldOrMore) {
+  const std::string head = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  EXPECT_EQ(scan_raw_head(head, 0), raw_head::complete);
+  EXPECT_EQ(scan_raw_head("GET / HTTP/1.1\nHost: a\n\n", 0), raw_head::complete);      // bare LF line ends
+  EXPECT_EQ(scan_raw_head("GET / HTTP/1.1\r\nHost: a\r\n\r", 0), raw_head::complete);  // "\r\n\r": the end
+  EXPECT_EQ(scan_raw_head("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", 0), raw_head::obs_fold);
+  EXPECT_EQ(scan_raw_head("GET / HTTP/1.1\r\n\tHost: a\r\n\r\n", 0), raw_head::obs_fold);
+  EXPECT_EQ(scan_raw_head("GET / HTTP/1.1\r\nHost: a\r\n", 0), raw_head::incomplete);  // the LF is last
+  EXPECT_EQ(scan_raw_head("", 0), raw_head::incomplete);
+  EXPECT_EQ(scan_raw_head("\n", 0), raw_head::incomplete);
+  // Resumed where the last look stopped (its last byte, which may be a line feed): whatever
+  // part came first, the head is found complete once, and never folded.
+  for (std::size_t seen = 0; seen < head.size(); ++seen) {
+    const std::string_view part(head.data(), seen);
+    const auto first = scan_raw_head(part, 0);
+    EXPECT_NE(first, raw_head::obs_fold) << seen;
+    if (first == raw_head::complete) continue;
+    EXPECT_EQ(scan_raw_head(head, part.empty() ? 0 : part.size() - 1), raw_head::complete) << seen;
+  }
+}
+
 }  // namespace
 }  // namespace okta_sidecar::http
