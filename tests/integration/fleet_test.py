@@ -83,10 +83,21 @@ class RedisServer:
             args += ["--port", str(self.port)]
         if self.password:
             args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
+        log_path = os.path.join(self.directory, f"redis-{self.port}.log")
+
+        def launch() -> subprocess.Popen:
+            with open(log_path, "ab") as log:  # the child keeps its own descriptor
+                return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        self.proc = launch()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                # It exited: on a restart at the same port, most likely the port is not free yet
+                # (a socket of the killed server's still closing). Try again within the deadline.
+                time.sleep(0.2)
+                self.proc = launch()
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
                     s = raw
@@ -102,7 +113,9 @@ class RedisServer:
             except OSError:
                 time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
+        with open(log_path, "rb") as f:
+            tail = f.read()[-600:].decode(errors="replace")
+        raise RuntimeError(f"redis-server did not answer on port {self.port}; its log ends: {tail}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
