@@ -74,7 +74,7 @@ bool connection_options::lists(std::string_view name) const {
 
 hop_by_hop_set::hop_by_hop_set(std::span<const header_view> headers) {
   for (const auto& [name, value] : headers) {
-    if (name.size() == 10 && iequals(name, "connection")) listed_.add(value);
+    if (iequals(name, "connection")) listed_.add(value);
   }
   if (listed_.overflow()) many_ = hop_by_hop_names(headers);
 }

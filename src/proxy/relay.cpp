@@ -40,19 +40,21 @@ void put(char*& w, std::string_view s) {
   w += s.size();
 }
 
+// One field line.
+void put_field(char*& w, std::string_view name, std::string_view value) {
+  put(w, name);
+  put(w, ": ");
+  put(w, value);
+  put(w, "\r\n");
+}
+
 // The field lines and the empty line that ends a head, copied straight into the room made for
-// them (one append each costs more than the copy).
-// `size` is fields_size(fields).
+// them (one append each costs more than the copy). `size` is fields_size(fields).
 void append_fields(std::string& out, const bhttp::fields& fields, std::size_t size) {
   const std::size_t at = out.size();
   out.resize(at + size);
   char* w = out.data() + at;
-  for (const auto& f : fields) {
-    put(w, f.name_string());
-    put(w, ": ");
-    put(w, f.value());
-    put(w, "\r\n");
-  }
+  for (const auto& f : fields) put_field(w, f.name_string(), f.value());
   put(w, "\r\n");
 }
 
@@ -100,11 +102,7 @@ void append_head(std::string& out, const response_reader& p, unsigned version, s
   out.resize(at + lines);
   char* w = out.data() + at;
   for (const auto& [name, value] : p.fields()) {
-    if (hop.contains(name)) continue;
-    put(w, name);
-    put(w, ": ");
-    put(w, value);
-    put(w, "\r\n");
+    if (!hop.contains(name)) put_field(w, name, value);
   }
   put(w, framing);
   put(w, "\r\n");

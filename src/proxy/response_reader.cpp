@@ -234,15 +234,16 @@ int response_reader::parse_head(std::string_view in) {
       return fail(bhttp::error::bad_field);
     const std::string_view value = http::trim_ows(line.substr(colon + 1));
     if (!http::is_field_value(value)) return fail(bhttp::error::bad_value);
-    fields_.emplace_back(line.substr(0, colon), value);
-    if (const int e = take_field(line.substr(0, colon), value)) return e;
+    const std::string_view name = line.substr(0, colon);
+    fields_.emplace_back(name, value);
+    if (const int e = take_field(name, value)) return e;
   }
   return 0;
 }
 
 // The fields that frame the message or the connection.
 int response_reader::take_field(std::string_view name, std::string_view value) {
-  if (name.size() == 14 && http::iequals(name, "content-length")) {
+  if (http::iequals(name, "content-length")) {
     if (transfer_encoding_) return fail(bhttp::error::bad_transfer_encoding);
     bool bad = false;
     bool differ = false;
@@ -263,7 +264,7 @@ int response_reader::take_field(std::string_view name, std::string_view value) {
         static_cast<std::size_t>(std::count(value.begin(), value.end(), ',')) + 1 != count)
       return fail(bhttp::error::bad_content_length);
     if (differ) return fail(bhttp::error::multiple_content_length);
-  } else if (name.size() == 17 && http::iequals(name, "transfer-encoding")) {
+  } else if (http::iequals(name, "transfer-encoding")) {
     if (content_length_) return fail(bhttp::error::bad_transfer_encoding);
     // A coding after chunked: chunked was not the last one (RFC 9112 §6.1).
     if (chunked_) return fail(bhttp::error::bad_transfer_encoding);
@@ -276,8 +277,7 @@ int response_reader::take_field(std::string_view name, std::string_view value) {
     if (bad || last.empty()) return fail(bhttp::error::bad_transfer_encoding);
     transfer_encoding_ = true;
     chunked_ = http::iequals(last, "chunked");
-  } else if ((name.size() == 10 && http::iequals(name, "connection")) ||
-             (name.size() == 16 && http::iequals(name, "proxy-connection"))) {
+  } else if (http::iequals(name, "connection") || http::iequals(name, "proxy-connection")) {
     http::for_each_element(value, [&](std::string_view e) {
       if (http::iequals(e, "close")) close_ = true;
       if (http::iequals(e, "keep-alive")) keep_alive_ = true;
