@@ -4,7 +4,6 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <charconv>
 #include <optional>
@@ -190,7 +189,7 @@ struct request_ctx : net::recycled<request_ctx> {
     if (!expect_continue || continue_sent) co_return true;
     continue_sent = true;
     static constexpr std::string_view line = "HTTP/1.1 100 Continue\r\n\r\n";
-    auto [ec, n] = co_await asio::async_write(down, asio::buffer(line.data(), line.size()), use_tuple);
+    auto [ec, n] = co_await down.async_write_all(asio::buffer(line.data(), line.size()), use_tuple);
     co_return !ec;
   }
 };

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
@@ -286,7 +285,7 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
     append_head(wire, out.head_and_body.base(), out.head_and_body.body().size());
     wire += out.head_and_body.body();
     up.expires_after(idle);
-    auto [ec, n] = co_await asio::async_write(up, asio::buffer(wire), use_tuple);
+    auto [ec, n] = co_await up.async_write_all(asio::buffer(wire), use_tuple);
     if (ec) {
       r.status = n == 0 ? send_status::write_failed_before_body : send_status::write_failed;
       r.ec = ec;
@@ -329,7 +328,7 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
     std::string wire;
     append_head(wire, rp, 11, {});
     down.expires_after(idle);
-    auto [wec, wn] = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
+    auto [wec, wn] = co_await down.async_write_all(asio::buffer(wire), use_tuple);
     up.expires_at(header_deadline);
     if (wec) {
       r.status = send_status::client_gone;
@@ -446,7 +445,7 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
     }
     if (n > 0) {
       down.expires_after(idle);
-      auto [wec, wn] = co_await asio::async_write(down, std::span(out.data(), n), use_tuple);
+      auto [wec, wn] = co_await down.async_write_all(std::span(out.data(), n), use_tuple);
       rec.bytes_out += wn;
       if (wec) co_return relay_status::client_failed;
     }
@@ -471,7 +470,7 @@ asio::awaitable<void> send_buffered(conn_ctx& c, net::stream& down, bhttp::respo
   std::string wire;
   append_head(wire, res.base(), head_request ? 0 : res.body().size());
   if (!head_request) wire += res.body();
-  auto [ec, n] = co_await asio::async_write(down, asio::buffer(wire), use_tuple);
+  auto [ec, n] = co_await down.async_write_all(asio::buffer(wire), use_tuple);
   rec.bytes_out += head_request ? 0 : res.body().size();
   ok = !ec;
 }

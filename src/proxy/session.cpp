@@ -15,7 +15,6 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <optional>
@@ -250,7 +249,7 @@ asio::awaitable<void> pump(net::stream& from, net::stream& to, duration idle, st
     auto [ec, n] = co_await from.async_read_some(asio::buffer(chunk.data(), chunk.size()), use_tuple);
     if (n > 0) {
       to.expires_after(idle);
-      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(chunk.data(), n), use_tuple);
+      auto [wec, wn] = co_await to.async_write_all(asio::buffer(chunk.data(), n), use_tuple);
       bytes += wn;
       if (wec) break;
     }
@@ -277,12 +276,12 @@ asio::awaitable<void> blind_tunnel(conn_ctx& c, net::stream& down, beast::flat_b
   }
   static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
   auto [ec, n] =
-      co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
+      co_await down.async_write_all(asio::buffer(established.data(), established.size()), use_tuple);
   if (ec) co_return;
   rec.status = 200;
   auto& up = acq.conn->stream();
   if (buf.size() > 0) {
-    auto [wec, wn] = co_await asio::async_write(up, buf.data(), use_tuple);
+    auto [wec, wn] = co_await up.async_write_all(buf.data(), use_tuple);
     if (wec) co_return;
     buf.consume(buf.size());
   }
@@ -325,7 +324,7 @@ asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat
   static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
   down.expires_after(milliseconds(c.rt->cfg.client.header_timeout_ms));
   auto [wec, wn] =
-      co_await asio::async_write(down, asio::buffer(established.data(), established.size()), use_tuple);
+      co_await down.async_write_all(asio::buffer(established.data(), established.size()), use_tuple);
   if (wec) co_return;
   rec.status = 200;
   rec.bucket = "connect";

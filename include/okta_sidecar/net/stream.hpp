@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <stdexcept>
 
 #include "okta_sidecar/clock.hpp"
 
@@ -53,18 +54,21 @@ asio::mutable_buffer first_buffer(const Buffers& b) {
   return {};
 }
 
-// Up to this many non-empty buffers of a sequence go into one write.
+// Up to this many non-empty buffers of a sequence go into one write (async_write_some), or
+// into one async_write_all: the proxy's writes have at most four (head, chunk size, data, tail),
+// and the operation is moved a few times, so it stays small.
 constexpr std::size_t max_gather = 16;
+constexpr std::size_t max_write_all = 4;
+template <std::size_t N>
 struct gathered {
-  std::array<asio::const_buffer, max_gather> bufs;
+  std::array<asio::const_buffer, N> bufs;
   std::size_t count = 0;
 };
 
-template <class Buffers>
-gathered gather(const Buffers& b) {
-  gathered g;
-  for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b) && g.count < max_gather;
-       ++it) {
+template <std::size_t N, class Buffers>
+gathered<N> gather(const Buffers& b) {
+  gathered<N> g;
+  for (auto it = asio::buffer_sequence_begin(b); it != asio::buffer_sequence_end(b) && g.count < N; ++it) {
     asio::const_buffer c(*it);
     if (c.size() > 0) g.bufs[g.count++] = c;
   }
@@ -114,7 +118,7 @@ struct io_op {
       ec = core.after_wait(ec);
       if (ec) {
         core.finish();
-        self.complete(ec, std::size_t{0});
+        self.complete(ec, progress());
         return;
       }
     }
@@ -148,6 +152,14 @@ struct io_op {
   }
 
   static error_code make_timeout();
+  // The bytes an operation has moved before it failed (a write of all its bytes reports them).
+  std::size_t progress() const {
+    if constexpr (requires { attempt_fn.written; }) {
+      return attempt_fn.written;
+    } else {
+      return 0;
+    }
+  }
 };
 
 struct read_attempt {
@@ -155,8 +167,31 @@ struct read_attempt {
   attempt operator()(op_core& c) const { return c.try_read(b); }
 };
 struct write_attempt {
-  gathered g;
+  gathered<max_gather> g;
   attempt operator()(op_core& c) const { return c.try_gathered_write({g.bufs.data(), g.count}); }
+};
+// Every byte of up to max_write_all buffers, in as many writes as the socket needs: one operation
+// where asio::async_write would compose one per write_some.
+struct write_all_attempt {
+  gathered<max_write_all> g;
+  std::size_t first = 0;    // the first buffer not written whole
+  std::size_t written = 0;  // bytes written so far
+  attempt operator()(op_core& c) {
+    for (;;) {
+      while (first < g.count && g.bufs[first].size() == 0) ++first;
+      if (first == g.count) return {attempt::next::done, {}, written};
+      attempt a = c.try_gathered_write({g.bufs.data() + first, g.count - first});
+      if (a.what != attempt::next::done) return a;
+      if (a.ec) return {attempt::next::done, a.ec, written};
+      written += a.n;
+      for (std::size_t left = a.n; left > 0; ++first) {
+        const std::size_t k = std::min(left, g.bufs[first].size());
+        g.bufs[first] += k;
+        left -= k;
+        if (g.bufs[first].size() > 0) break;
+      }
+    }
+  }
 };
 struct readable_attempt {
   attempt operator()(op_core& c) const { return c.try_readable(); }
@@ -254,8 +289,21 @@ class stream {
 
   template <class ConstBuffers, class Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
-    return start<detail::write_attempt>(
-        detail::direction::write, detail::write_attempt{detail::gather(buffers)}, std::forward<Token>(token));
+    return start<detail::write_attempt>(detail::direction::write,
+                                        detail::write_attempt{detail::gather<detail::max_gather>(buffers)},
+                                        std::forward<Token>(token));
+  }
+
+  // Writes every byte of `buffers` (at most detail::max_write_all non-empty ones: more is a
+  // programming error, std::length_error), as asio::async_write does: (error_code, bytes written).
+  template <class ConstBuffers, class Token>
+  auto async_write_all(const ConstBuffers& buffers, Token&& token) {
+    detail::write_all_attempt w{detail::gather<detail::max_write_all>(buffers)};
+    if (asio::buffer_size(buffers) != asio::buffer_size(std::span(w.g.bufs.data(), w.g.count))) {
+      throw std::length_error("net::stream::async_write_all: too many buffers");
+    }
+    return start<detail::write_all_attempt>(detail::direction::write, std::move(w),
+                                            std::forward<Token>(token));
   }
 
   // Completes with (error_code, 0) once a read would find something: bytes OpenSSL or the

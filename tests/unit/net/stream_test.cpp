@@ -302,6 +302,86 @@ TEST(StreamTest, PlainStreamCarriesLargeGatheredWritesAndEndsWithEof) {
   EXPECT_EQ(eof_ec, asio::error::eof);
 }
 
+// async_write_all: every byte of several buffers, in order, through writes the socket takes only
+// in part (the reader starts late), over plain TCP and TLS; (no error, the total) at the end.
+void write_all_through_partial_writes(bool use_tls) {
+  pki p;
+  loopback lb;
+  if (use_tls) lb.tls(p);
+  const std::string a = pattern(3 * 1024 * 1024 + 7), b = pattern(11), c = pattern(2 * 1024 * 1024),
+                    d = "end";
+  const std::string all = a + b + c + d;
+  std::string got(all.size(), '\0');
+  error_code wec;
+  std::size_t written = 0;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await lb.client->async_handshake(use_tuple);
+    const std::array<asio::const_buffer, 4> bufs{asio::buffer(a), asio::buffer(b), asio::buffer(c),
+                                                 asio::buffer(d)};
+    std::tie(wec, written) = co_await lb.client->async_write_all(bufs, use_tuple);
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    co_await lb.server->async_handshake(use_tuple);
+    asio::steady_timer late(lb.ioc, std::chrono::milliseconds(50));
+    co_await late.async_wait(use_tuple);  // the writer has met a full socket by now
+    auto [ec, n] = co_await asio::async_read(*lb.server, asio::buffer(got), use_tuple);
+    EXPECT_FALSE(ec) << ec.message();
+  });
+  lb.run();
+  EXPECT_FALSE(wec) << wec.message();
+  EXPECT_EQ(written, all.size());
+  EXPECT_TRUE(got == all);
+}
+
+TEST(StreamTest, WriteAllWritesEveryBufferThroughPartialWritesPlain) {
+  write_all_through_partial_writes(false);
+}
+TEST(StreamTest, WriteAllWritesEveryBufferThroughPartialWritesTls) { write_all_through_partial_writes(true); }
+
+// A peer that goes away mid-write: the error, and how many bytes went out before it (the relay
+// tells "nothing was sent" from "part was sent" by that count).
+TEST(StreamTest, WriteAllReportsTheBytesWrittenBeforeItFailed) {
+  loopback lb;
+  const std::string big = pattern(8 * 1024 * 1024);
+  error_code wec;
+  std::size_t written = 0;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    std::tie(wec, written) = co_await lb.client->async_write_all(asio::buffer(big), use_tuple);
+  });
+  lb.spawn([&]() -> asio::awaitable<void> {
+    asio::steady_timer late(lb.ioc, std::chrono::milliseconds(50));
+    co_await late.async_wait(use_tuple);
+    lb.server->close();  // unread bytes in its receive buffer: the writer gets a reset
+  });
+  lb.run();
+  EXPECT_TRUE(wec);
+  EXPECT_GT(written, 0u);
+  EXPECT_LT(written, big.size());
+}
+
+// The same when the deadline ends the write while it waits for a peer that reads nothing.
+TEST(StreamTest, WriteAllPastItsDeadlineReportsTheBytesWritten) {
+  loopback lb;
+  const std::string big = pattern(8 * 1024 * 1024);
+  error_code wec;
+  std::size_t written = 0;
+  lb.spawn([&]() -> asio::awaitable<void> {
+    lb.client->expires_after(std::chrono::milliseconds(100));
+    std::tie(wec, written) = co_await lb.client->async_write_all(asio::buffer(big), use_tuple);
+  });
+  lb.run();
+  EXPECT_EQ(wec, boost::beast::error::timeout) << wec.message();
+  EXPECT_GT(written, 0u);
+  EXPECT_LT(written, big.size());
+}
+
+TEST(StreamTest, WriteAllRefusesMoreBuffersThanItGathers) {
+  loopback lb;
+  const std::string piece = "x";
+  std::vector<asio::const_buffer> bufs(detail::max_write_all + 1, asio::buffer(piece));
+  EXPECT_THROW(lb.client->async_write_all(bufs, asio::detached), std::length_error);
+}
+
 // Small pieces (a chunk header, a head in fields) go out as one TLS record each time.
 TEST(StreamTest, TlsGathersSmallBuffers) {
   pki p;
