@@ -262,10 +262,14 @@ void record_auth_failure(request_ctx& r, int status, const auth::diagnosis& diag
 }
 
 // Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
-asio::awaitable<stage_result> reject_expired_token(request_ctx& r, bool body_read) {
-  if (!r.dest.inspect || !r.rt.cfg.auth.reject_expired_locally || !r.token) co_return std::nullopt;
+bool token_expired_locally(const request_ctx& r) {
+  if (!r.dest.inspect || !r.rt.cfg.auth.reject_expired_locally || !r.token) return false;
+  return auth::expired_beyond(*r.token, r.svc.okta_clock.now_epoch(r.svc.clock.wall_now()), 30);
+}
+
+// The answer to a token_expired_locally() request.
+asio::awaitable<bool> reject_expired_token(request_ctx& r, bool body_read) {
   const auto okta_now = r.svc.okta_clock.now_epoch(r.svc.clock.wall_now());
-  if (!auth::expired_beyond(*r.token, okta_now, 30)) co_return std::nullopt;
   // Same explanation as for Okta's own 401, so /status and the log show the saved requests.
   const auto diag =
       auth::diagnose(401, r.method, r.npath, r.dest.origin.host, *r.token, {}, {}, okta_now, r.rt.scopes);
@@ -279,11 +283,16 @@ asio::awaitable<stage_result> reject_expired_token(request_ctx& r, bool body_rea
 
 // Budget savers (issue 15): Okta's public documents from the cache, and identical concurrent
 // reads sharing one upstream request. Only GET/HEAD without a body.
-asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& req,
-                                          const http::validation& valid) {
+bool may_share(const request_ctx& r, const client_request& req, const http::validation& valid) {
   const bool plain_read = r.dest.inspect && valid.body.kind == http::framing_kind::none &&
                           (req.method() == bhttp::verb::get || r.head_request);
-  if (!plain_read) co_return std::nullopt;
+  return plain_read && (r.rt.cfg.rate_limit.coalesce ||
+                        (r.rt.cfg.cache.enabled && cache::is_public_document(r.dest.path_and_query)));
+}
+
+// A may_share() request: answered from the cache or a leader's response, or on its way upstream
+// (as a leader, or alone).
+asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& req) {
   auto& svc = r.svc;
   if (r.rt.cfg.cache.enabled && cache::is_public_document(r.dest.path_and_query)) {
     r.cache_key = r.dest.origin.host + ":" + std::to_string(r.dest.origin.port) + r.dest.path_and_query +
@@ -370,10 +379,10 @@ bool body_timed_out(request_ctx& r) {
 
 // Request body: a body up to max_buffered_body_bytes is read and validated whole before
 // anything goes upstream (a malformed one never reaches Okta) and kept, so the request can be
-// replayed after a 429 or a failure; only a larger one streams (and cannot be retried).
+// replayed after a 429 or a failure; only a larger one streams (and cannot be retried). Called
+// for a request with a body.
 asio::awaitable<stage_result> read_body(request_ctx& r, bhttp::request_parser<bhttp::empty_body>& hp,
                                         const http::validation& valid) {
-  if (valid.body.kind == http::framing_kind::none) co_return std::nullopt;
   const auto& client = r.rt.cfg.client;
   // Chunk extensions are never forwarded meaning-for-meaning by us (we re-frame), and Beast
   // bounds them only by the body limit: cap them so they cannot carry smuggled bytes or
@@ -443,11 +452,11 @@ bool client_gone(request_ctx& r) {
 }
 
 // Breaker: an open circuit answers at once, without touching Okta. While a half-open breaker's
-// probe is in flight, its outcome decides (within this request's deadline).
-asio::awaitable<stage_result> pass_breaker(request_ctx& r, request_guard& guard) {
+// probe is in flight, its outcome decides (within this request's deadline). `permit` is the
+// board's first answer, which let the request neither pass nor fail yet.
+asio::awaitable<stage_result> pass_breaker(request_ctx& r, request_guard& guard, resilience::permit permit) {
   const auto& host = r.dest.origin.host;
   auto& held = r.svc.held_for_probe;
-  auto permit = r.svc.breakers.try_acquire(host, r.svc.clock.now());
   while (permit.hold && r.svc.clock.now() < r.request_deadline) {
     // Registered before the board is asked again, so a report in between is not lost.
     const auto spot = held.hold(host, r.down.get_executor());
@@ -469,15 +478,27 @@ asio::awaitable<stage_result> pass_breaker(request_ctx& r, request_guard& guard)
   co_return std::nullopt;
 }
 
-// Admission: now, after a wait in the queue, or a local 429.
-asio::awaitable<stage_result> admit(request_ctx& r, request_guard& guard,
-                                    const ratelimit::admission_request& areq,
+// The breaker's first answer without a wait: true when the request may go on (its probe, if it
+// is one, now held by `guard`).
+bool breaker_passes(request_ctx& r, request_guard& guard, resilience::permit& permit) {
+  permit = r.svc.breakers.try_acquire(r.dest.origin.host, r.svc.clock.now());
+  if (permit.hold || !permit.allowed) return false;
+  guard.probe = permit.probe;
+  return true;
+}
+
+void record_admission(request_ctx& r, request_guard& guard, ratelimit::ticket id, duration waited) {
+  guard.ticket = id;
+  r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
+  r.stats().queue_wait().observe(std::chrono::duration<double>(waited).count());
+  r.stats().admitted().inc();
+}
+
+// Admission from the scheduler's first answer, `sub`: now, after a wait in the queue, or a local
+// 429.
+asio::awaitable<stage_result> admit(request_ctx& r, request_guard& guard, rate_gate::submitted sub,
                                     resilience::attempt_machine& m) {
   auto& svc = r.svc;
-  // The executor is a named local: GCC 12 may destroy a temporary that lives inside a
-  // co_await expression twice (the tunnel crash found earlier).
-  const auto ex = co_await asio::this_coro::executor;
-  auto sub = svc.gate.submit(areq, ex);
   auto res = sub.res;
   duration waited{};
   if (res.kind == rate_gate::outcome::queued) {
@@ -494,10 +515,7 @@ asio::awaitable<stage_result> admit(request_ctx& r, request_guard& guard,
     const auto refused = m.on_admission_refused(res.retry_after);
     co_return co_await reject_rate_limited(r, refused.delay);
   }
-  guard.ticket = res.id;
-  r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(waited).count();
-  r.stats().queue_wait().observe(std::chrono::duration<double>(waited).count());
-  r.stats().admitted().inc();
+  record_admission(r, guard, res.id, waited);
   co_return std::nullopt;
 }
 
@@ -513,7 +531,12 @@ struct attempt_failure {
 asio::awaitable<stage_result> attempt(request_ctx& r, connection_lease& lease, response_head& rh,
                                       head_result& hr, attempt_failure& failure) {
   auto& svc = r.svc;
-  auto acq = co_await svc.pool.acquire(r.dest.origin, r.request_deadline);
+  upstream::acquired acq;
+  if (auto idle = svc.pool.take_idle(r.dest.origin, r.down.get_executor())) {
+    acq = {std::move(idle), upstream::connect_status::ok, {}, true};
+  } else {
+    acq = co_await svc.pool.acquire(r.dest.origin, r.request_deadline);
+  }
   if (!acq.conn) {
     failure.failed = true;
     failure.detail = std::string(upstream::to_string(acq.status)) + ": " + acq.detail;
@@ -649,7 +672,9 @@ asio::awaitable<stage_result> requeue_wait(request_ctx& r, request_guard& guard,
   r.rec.queue_wait_ms += std::chrono::duration<double, std::milli>(svc.clock.now() - queued_at).count();
   act = m.on_admitted();
   r.rec.attempts = m.attempts();
-  co_return co_await pass_breaker(r, guard);
+  resilience::permit permit;
+  if (breaker_passes(r, guard, permit)) co_return std::nullopt;
+  co_return co_await pass_breaker(r, guard, permit);
 }
 
 resilience::limiter_verdict verdict_of(ratelimit::response_kind k) {
@@ -671,6 +696,8 @@ struct response_plan {
   ratelimit::response_decision decision{ratelimit::response_kind::deliver, {}};
   resilience::limiter_verdict verdict = resilience::limiter_verdict::deliver;
   bool client_in_step = true;
+  bool read_whole = false;  // deliver_whole(), else relay_through()
+  time_point at{};          // when the head arrived
 };
 
 // A 429 to absorb, a 5xx to retry, or a 401/403 to diagnose: the small body is read whole,
@@ -780,11 +807,9 @@ asio::awaitable<bool> relay_through(request_ctx& r, request_guard& guard, connec
   co_return false;
 }
 
-// A response head arrived: it teaches the breaker and the scheduler, then decides.
-asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guard, connection_lease& lease,
-                                             response_head& rh, const head_result& hr,
-                                             resilience::attempt_machine& m,
-                                             resilience::attempt_action& act) {
+// A response head arrived: it teaches the breaker and the scheduler, and says what comes next.
+response_plan learn_from_response(request_ctx& r, request_guard& guard, const response_head& rh,
+                                  const resilience::attempt_machine& m) {
   auto& svc = r.svc;
   const auto now = svc.clock.now();  // when the head arrived, for all that learns from it
   const auto& res = *rh.parser;
@@ -813,20 +838,35 @@ asio::awaitable<stage_result> after_response(request_ctx& r, request_guard& guar
     if (plan.decision.kind == ratelimit::response_kind::deliver) guard.ticket = 0;
   }
   plan.verdict = verdict_of(plan.decision.kind);
-  if (m.must_read_whole(plan.status, plan.verdict) || plan.status == 401 || plan.status == 403) {
-    co_return co_await deliver_whole(r, guard, lease, rh, hr, plan, m, act);
-  }
-  act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, true, now, 0.0,
-                      retry_budget_of(svc));
-  co_return co_await relay_through(r, guard, lease, rh, hr, plan);
+  plan.read_whole = m.must_read_whole(plan.status, plan.verdict) || plan.status == 401 || plan.status == 403;
+  plan.at = now;
+  return plan;
 }
 
-// The machine's `admit`: the breaker, then the scheduler.
+// The machine's `admit`: the breaker, then the scheduler. Most requests pass both at once
+// (admit_now); the rest go on in admit_attempt, from the answers admit_now got.
+struct first_answers {
+  resilience::permit permit;
+  std::optional<rate_gate::submitted> sub;  // once the breaker let the request pass
+};
+
+bool admit_now(request_ctx& r, request_guard& guard, const ratelimit::admission_request& areq,
+               first_answers& first) {
+  if (!breaker_passes(r, guard, first.permit)) return false;
+  first.sub = r.svc.gate.submit(areq, r.down.get_executor());
+  if (first.sub->res.kind != rate_gate::outcome::admitted) return false;
+  record_admission(r, guard, first.sub->res.id, {});
+  return true;
+}
+
 asio::awaitable<stage_result> admit_attempt(request_ctx& r, request_guard& guard,
-                                            const ratelimit::admission_request& areq,
+                                            const ratelimit::admission_request& areq, first_answers first,
                                             resilience::attempt_machine& m, resilience::attempt_action& act) {
-  if (auto done = co_await pass_breaker(r, guard)) co_return done;
-  if (auto done = co_await admit(r, guard, areq, m)) co_return done;
+  if (!first.sub) {
+    if (auto done = co_await pass_breaker(r, guard, first.permit)) co_return done;
+    first.sub = r.svc.gate.submit(areq, r.down.get_executor());
+  }
+  if (auto done = co_await admit(r, guard, std::move(*first.sub), m)) co_return done;
   act = m.on_admitted();
   co_return std::nullopt;
 }
@@ -844,7 +884,14 @@ asio::awaitable<stage_result> send_attempt(request_ctx& r, request_guard& guard,
   if (failure.failed) {
     done = co_await after_failure(r, guard, lease, failure, m, act);
   } else {
-    done = co_await after_response(r, guard, lease, rh, hr, m, act);
+    const response_plan plan = learn_from_response(r, guard, rh, m);
+    if (plan.read_whole) {
+      done = co_await deliver_whole(r, guard, lease, rh, hr, plan, m, act);
+    } else {
+      act = m.on_response(plan.status, plan.verdict, plan.decision.retry_after, true, plan.at, 0.0,
+                          retry_budget_of(r.svc));
+      done = co_await relay_through(r, guard, lease, rh, hr, plan);
+    }
   }
   co_return done;
 }
@@ -858,10 +905,16 @@ asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer
   request_ctx& r = *owned;
   auto& req = hp.get();
   identify(r, req);
-  if (auto done = co_await reject_expired_token(r, hp.is_done())) co_return *done;
-  if (auto done = co_await shared_read(r, req, valid)) co_return *done;
+  // Each stage below is awaited only when it has something to do: a coroutine call costs about
+  // 200 instructions even when it returns at once, and most requests need none of these.
+  if (token_expired_locally(r)) co_return co_await reject_expired_token(r, hp.is_done());
+  if (may_share(r, req, valid)) {
+    if (auto done = co_await shared_read(r, req)) co_return *done;
+  }
   prepare_upstream_head(r, req);
-  if (auto done = co_await read_body(r, hp, valid)) co_return *done;
+  if (valid.body.kind != http::framing_kind::none) {
+    if (auto done = co_await read_body(r, hp, valid)) co_return *done;
+  }
 
   // The client may shorten (never lengthen) how long it is willing to wait in the queue.
   duration max_wait = r.rt.scheduler.max_wait;
@@ -881,9 +934,15 @@ asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer
     stage_result done;
     // Each step's stage answers the request (done) or leaves the machine's next step in `act`.
     switch (act.step) {
-      case resilience::next_step::admit:
-        done = co_await admit_attempt(r, guard, areq, m, act);
+      case resilience::next_step::admit: {
+        first_answers first;
+        if (admit_now(r, guard, areq, first)) {
+          act = m.on_admitted();
+          break;
+        }
+        done = co_await admit_attempt(r, guard, areq, std::move(first), m, act);
         break;
+      }
       case resilience::next_step::send:
         done = co_await send_attempt(r, guard, m, act);
         break;

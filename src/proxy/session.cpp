@@ -43,65 +43,81 @@ std::size_t read_room(const beast::flat_buffer& b) {
   return std::min<std::size_t>(4096, b.max_size() - b.size());
 }
 
-// Reads the next request head: the keep-alive idle timeout until its first byte, then the
-// header timeout for the whole head (slow-loris clients are cut off there).
-enum class head_status { ok, closed, replied };
-
-asio::awaitable<head_status> read_head(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
-                                       bhttp::request_parser<bhttp::empty_body>& p, request_scope& scope) {
-  const auto& cfg = c.rt->cfg.client;
-  p.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
-  p.body_limit(cfg.max_body_bytes);
-  s.expires_after(milliseconds(cfg.header_timeout_ms));
-  // Collect the whole head first and look at its raw bytes: Beast unfolds obs-fold silently,
-  // so the validator never sees it (RFC 9112 §5.2: a proxy must reject or replace it; an
-  // upstream that unfolds differently is a smuggling vector). One deadline covers the head.
+// Reading the next request head. Collected whole first and looked at in its raw bytes: Beast
+// unfolds obs-fold silently, so the validator never sees it (RFC 9112 §5.2: a proxy must reject
+// or replace it; an upstream that unfolds differently is a smuggling vector). The header timeout
+// covers the whole head (slow-loris clients are cut off there).
+struct head_reader {
   std::size_t scanned = 0;
+  http::raw_head st = http::raw_head::incomplete;
   error_code ec;
-  for (auto st = http::raw_head::incomplete;;) {
+
+  head_reader(conn_ctx& c, net::stream& s, bhttp::request_parser<bhttp::empty_body>& p) {
+    const auto& cfg = c.rt->cfg.client;
+    p.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+    p.body_limit(cfg.max_body_bytes);
+    s.expires_after(milliseconds(cfg.header_timeout_ms));
+  }
+  bool refused() const { return st == http::raw_head::obs_fold || ec; }
+
+  // Parses what the buffer holds: true when the head is done, parsed whole or refused; false
+  // when it needs more bytes.
+  bool advance(beast::flat_buffer& buf, bhttp::request_parser<bhttp::empty_body>& p, std::size_t max_bytes) {
     const std::string_view raw(static_cast<const char*>(buf.data().data()), buf.size());
     if (st != http::raw_head::complete) st = http::scan_raw_head(raw, scanned);
-    if (st == http::raw_head::obs_fold) {
-      co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head",
-                          scope.begin(), false);
-      co_return head_status::replied;
-    }
-    const bool full = buf.size() >= cfg.max_header_bytes || read_room(buf) == 0;
+    if (st == http::raw_head::obs_fold) return true;
+    const bool full = buf.size() >= max_bytes || read_room(buf) == 0;
     if (st == http::raw_head::complete || full) {
       // Parsed here, from the buffer. Beast may still want more: the scan takes "\r\n\r" for
       // the end of a head before its last "\n" has come.
       buf.consume(p.put(buf.data(), ec));
-      if (ec != bhttp::error::need_more) break;
+      if (ec != bhttp::error::need_more) return true;
       if (full) {
         ec = bhttp::error::header_limit;
-        break;
+        return true;
       }
       ec = {};
     }
     scanned = raw.empty() ? 0 : raw.size() - 1;
+    return false;
+  }
+};
+
+// Reads until the head is done (true), or the connection ends first: closed, timed out (false).
+asio::awaitable<bool> read_head(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
+                                bhttp::request_parser<bhttp::empty_body>& p, head_reader& h) {
+  const std::size_t max_bytes = c.rt->cfg.client.max_header_bytes;
+  while (!h.advance(buf, p, max_bytes)) {
     // The bytes are usually there already (a busy client's next request, or the wake-up of a
     // parked connection): read them without an operation, and wait only when there are none.
+    error_code ec;
     std::size_t rn = s.read_now(buf.prepare(read_room(buf)), ec);
     if (ec == asio::error::would_block) {
       std::tie(ec, rn) = co_await s.async_read_some_after_empty(buf.prepare(read_room(buf)), use_tuple);
     }
     if (ec) {
       if (ec == beast::error::timeout) c.svc.metrics.timeout_client_header.get().inc();
-      co_return head_status::closed;
+      co_return false;
     }
     buf.commit(rn);
   }
-  if (!ec) co_return head_status::ok;
+  co_return true;
+}
+
+// The answer to a refused head; the connection closes after it.
+asio::awaitable<void> refuse_head(conn_ctx& c, net::stream& s, const head_reader& h, request_scope& scope) {
   auto& rec = scope.begin();
-  if (ec == bhttp::error::header_limit) {
+  if (h.st == http::raw_head::obs_fold) {
+    co_await send_local(c, s, http::local_error::bad_request, "obsolete line folding in the request head",
+                        rec, false);
+  } else if (h.ec == bhttp::error::header_limit) {
     co_await send_local(c, s, http::local_error::headers_too_large, "request head too large", rec, false);
-  } else if (ec == bhttp::error::body_limit) {
+  } else if (h.ec == bhttp::error::body_limit) {
     // Beast checks Content-Length against body_limit while parsing the head.
     co_await send_local(c, s, http::local_error::payload_too_large, "request body too large", rec, false);
   } else {
     co_await send_local(c, s, http::local_error::bad_request, "malformed request", rec, false);
   }
-  co_return head_status::replied;
 }
 
 asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
@@ -193,8 +209,15 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
                                     const std::optional<upstream::origin>& tunnel) {
   const auto st = std::make_unique<request_state>(c);
   auto& [scope, hp, valid, to] = *st;
-  auto hs = co_await read_head(c, s, buf, hp, scope);
-  if (hs != head_status::ok) co_return false;
+  head_reader h(c, s, hp);
+  // Most heads are in the buffer already: the coroutines run only when one is not, or is refused.
+  if (!h.advance(buf, hp, c.rt->cfg.client.max_header_bytes)) {
+    if (!co_await read_head(c, s, buf, hp, h)) co_return false;
+  }
+  if (h.refused()) {
+    co_await refuse_head(c, s, h, scope);
+    co_return false;
+  }
   auto& rec = scope.begin();
   auto& req = hp.get();
   rec.method = std::string(req.method_string());

@@ -86,7 +86,59 @@ bool same_loop(connection& c, const asio::any_io_executor& ex) {
          &asio::query(ex, asio::execution::context);
 }
 
+// The newest idle connection of the loop that runs `ex`, or rend.
+template <class Idle>
+auto newest_of_loop(Idle& idle, const asio::any_io_executor& ex) {
+  return std::find_if(idle.rbegin(), idle.rend(), [&ex](const auto& i) { return same_loop(*i, ex); });
+}
+
 }  // namespace
+
+std::unique_ptr<connection> connection_pool::take_locked(
+    slot& s, std::deque<std::unique_ptr<connection>>::reverse_iterator pick) {
+  // Counted as active (and reused) while it is checked outside the lock.
+  auto c = std::move(*pick);
+  s.idle.erase(std::next(pick).base());
+  ++s.active;
+  ++stats_.reused;
+  if (c->is_tls() && !c->keeps_buffers && kept_ < kept_buffers_limit) {
+    c->keeps_buffers = true;
+    ++kept_;
+  }
+  return c;
+}
+
+std::unique_ptr<connection> connection_pool::keep_if_alive(const origin& o, std::unique_ptr<connection> c) {
+  // A syscall: not under the lock, which every worker's requests take.
+  const auto state = check_idle(*c);
+  if (state == idle_check::alive) {
+    if (c->keeps_buffers) c->stream().keep_buffers();
+    return c;
+  }
+  std::lock_guard lock(mu_);
+  discard(*c);
+  auto& s = slots_[o];
+  if (s.active > 0) --s.active;
+  --stats_.reused;
+  if (state == idle_check::unsolicited) ++stats_.unsolicited;
+  wake_one(s);  // room for a new connection, unless this loop takes it first
+  return nullptr;
+}
+
+std::unique_ptr<connection> connection_pool::take_idle(const origin& o, const asio::any_io_executor& ex) {
+  std::unique_ptr<connection> c;
+  {
+    std::lock_guard lock(mu_);
+    const auto it = slots_.find(o);
+    if (closed_ || it == slots_.end()) return nullptr;
+    auto& s = it->second;
+    close_expired(s, steady_clock::now());
+    const auto pick = newest_of_loop(s.idle, ex);
+    if (pick == s.idle.rend()) return nullptr;
+    c = take_locked(s, pick);
+  }
+  return keep_if_alive(o, std::move(c));
+}
 
 asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
@@ -102,19 +154,10 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
       close_expired(s, now);
       // Newest first, of this thread's own loop. Another worker's connection works too, but its
       // I/O is then watched by that worker's loop: taken only when no new one may open.
-      auto pick =
-          std::find_if(s.idle.rbegin(), s.idle.rend(), [&ex](const auto& i) { return same_loop(*i, ex); });
+      auto pick = newest_of_loop(s.idle, ex);
       if (pick == s.idle.rend() && s.active >= settings_.max_per_origin) pick = s.idle.rbegin();
       if (pick != s.idle.rend()) {
-        // Counted as active (and reused) while it is checked outside the lock.
-        c = std::move(*pick);
-        s.idle.erase(std::next(pick).base());
-        ++s.active;
-        ++stats_.reused;
-        if (c->is_tls() && !c->keeps_buffers && kept_ < kept_buffers_limit) {
-          c->keeps_buffers = true;
-          ++kept_;
-        }
+        c = take_locked(s, pick);
       } else if (s.active < settings_.max_per_origin) {
         ++s.active;
         break;
@@ -129,19 +172,8 @@ asio::awaitable<acquired> connection_pool::acquire(const origin& o, time_point d
       co_await me->wait(deadline);  // woken (a connection came back), due or cancelled: look again
       continue;
     }
-    // A syscall: not under the lock, which every worker's requests take.
-    const auto state = check_idle(*c);
-    if (state == idle_check::alive) {
-      if (c->keeps_buffers) c->stream().keep_buffers();
-      co_return acquired{std::move(c), connect_status::ok, {}, true};
-    }
-    std::lock_guard lock(mu_);
-    discard(*c);
-    auto& s = slots_[o];
-    if (s.active > 0) --s.active;
-    --stats_.reused;
-    if (state == idle_check::unsolicited) ++stats_.unsolicited;
-    wake_one(s);  // room for a new connection, unless this loop takes it first
+    if (auto alive = keep_if_alive(o, std::move(c)))
+      co_return acquired{std::move(alive), connect_status::ok, {}, true};
   }
   auto result = co_await connect(o, deadline);
   if (!result.conn) {

@@ -104,6 +104,9 @@ class connection_pool {
 
   // Pops a live idle connection or opens a new one (within `deadline`), on the caller's executor.
   asio::awaitable<acquired> acquire(const origin&, time_point deadline);
+  // acquire()'s common case without a coroutine: a live idle connection of the loop that runs
+  // `ex`, or null (then acquire() waits, connects or says why not).
+  std::unique_ptr<connection> take_idle(const origin&, const asio::any_io_executor& ex);
   // Back to the idle list when `reusable`, else closed; wakes one waiter of that origin.
   void release(const origin&, std::unique_ptr<connection>, bool reusable);
   // Upkeep, about once a second, from any thread. A reused TLS connection keeps OpenSSL's record
@@ -127,6 +130,10 @@ class connection_pool {
     std::deque<std::shared_ptr<net::parking_spot<>>> waiters;
   };
   void wake_one(slot&);
+  // An idle connection handed out, counted as active and reused; under the lock.
+  std::unique_ptr<connection> take_locked(slot&, std::deque<std::unique_ptr<connection>>::reverse_iterator);
+  // `c` when the server has neither closed it nor sent anything since; else closed and uncounted.
+  std::unique_ptr<connection> keep_if_alive(const origin&, std::unique_ptr<connection> c);
   void close_expired(slot&, time_point now);
   void discard(connection&);  // closes it and forgets its kept buffers; under the lock
   void prune(std::map<origin, slot>::iterator);

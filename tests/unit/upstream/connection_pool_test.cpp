@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <string>
@@ -212,6 +213,40 @@ TEST_F(pool_fixture, SweepClosesConnectionsIdlePastTheTimeoutAndForgetsTheOrigin
     EXPECT_TRUE(b.conn);
     if (!(b.conn)) co_return;
     pool->release(where, std::move(b.conn), true);
+  });
+}
+
+// take_idle, acquire()'s case without a coroutine: a live idle connection of the caller's loop,
+// else nothing (and the caller goes through acquire()).
+TEST_F(pool_fixture, TakeIdleHandsOutOnlyALiveIdleConnectionOfTheCallersLoop) {
+  asio::io_context other;
+  run([&]() -> asio::awaitable<void> {
+    const auto ex = co_await asio::this_coro::executor;
+    EXPECT_FALSE(pool->take_idle(where, ex));  // nothing pooled yet
+    auto a = co_await ping(false);
+    EXPECT_TRUE(a.conn);
+    if (!a.conn) co_return;
+    connection* raw = a.conn.get();
+    pool->release(where, std::move(a.conn), true);
+
+    EXPECT_FALSE(pool->take_idle(where, other.get_executor()));  // another worker's loop
+    EXPECT_EQ(pool->stats().idle, 1u);
+    auto c = pool->take_idle(where, ex);
+    EXPECT_EQ(c.get(), raw);
+    if (!c) co_return;
+    EXPECT_EQ(pool->stats().reused, 1u);
+    EXPECT_TRUE(c->keeps_buffers);  // reused, as through acquire()
+    pool->release(where, std::move(c), true);
+
+    // A connection that died while idle is closed and not handed out.
+    raw->stream().socket().close();
+    EXPECT_FALSE(pool->take_idle(where, ex));
+    const auto st = pool->stats();
+    EXPECT_EQ(st.idle, 0u);
+    EXPECT_EQ(st.reused, 1u);
+    auto b = co_await ping(false);  // a new one opens
+    EXPECT_TRUE(b.conn);
+    if (b.conn) pool->release(where, std::move(b.conn), true);
   });
 }
 
