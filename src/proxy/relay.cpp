@@ -108,28 +108,44 @@ void append_head(std::string& out, const response_reader& p, unsigned version, s
   out.resize(static_cast<std::size_t>(w - out.data()));  // less the hop-by-hop lines
 }
 
-// Reads a response head into `p` as bhttp::async_read_header does, but parses what is buffered
-// and takes what the socket holds now without an operation: one waits only for bytes that have
-// not come yet.
-asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::flat_buffer& buf,
-                                                       response_reader& p) {
+// Reads a response head into `p` as bhttp::async_read_header does, as far as it can without a
+// wait: parses what is buffered and takes what the socket holds now. True when it is done
+// (`ec` says how), false when the rest has not come yet.
+bool header_now(net::stream& s, beast::flat_buffer& buf, response_reader& p, boost::system::error_code& ec) {
   for (;;) {
-    boost::system::error_code ec;
+    ec = {};
     if (buf.size() > 0) {
       buf.consume(p.put(buf.data(), ec));
-      if (p.is_header_done()) co_return boost::system::error_code{};
-      if (ec != bhttp::error::need_more) co_return ec;
+      if (p.is_header_done()) return true;
+      if (ec != bhttp::error::need_more) return true;
     }
     const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
-    if (room == 0) co_return bhttp::error::buffer_overflow;
-    std::size_t n = s.read_now(buf.prepare(room), ec);
-    if (ec == asio::error::would_block)
-      std::tie(ec, n) = co_await s.async_read_some_after_empty(buf.prepare(room), use_tuple);
+    if (room == 0) {
+      ec = bhttp::error::buffer_overflow;
+      return true;
+    }
+    const std::size_t n = s.read_now(buf.prepare(room), ec);
+    if (ec == asio::error::would_block) return false;
     if (ec == asio::error::eof)
-      co_return p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
-    if (ec) co_return ec;
+      ec = p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+    if (ec) return true;
     buf.commit(n);
   }
+}
+
+// The rest of a head header_now() could not finish: waits for its bytes.
+asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::flat_buffer& buf,
+                                                       response_reader& p) {
+  boost::system::error_code ec;
+  while (!header_now(s, buf, p, ec)) {
+    const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
+    auto [rec, n] = co_await s.async_read_some_after_empty(buf.prepare(room), use_tuple);
+    if (rec == asio::error::eof)
+      co_return p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+    if (rec) co_return rec;
+    buf.commit(n);
+  }
+  co_return ec;
 }
 
 // Feeds the reader the body bytes already buffered, as far as its body buffer takes them.
@@ -304,7 +320,9 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
   up.expires_at(header_deadline);
   for (int interim = 0;; ++interim) {
     auto& rp = rh.fresh();
-    const auto ec = co_await read_header(up, conn.buffer(), rp);
+    boost::system::error_code ec;
+    // Usually the answer is there by now (the write's completion was posted): no coroutine.
+    if (!header_now(up, conn.buffer(), rp, ec)) ec = co_await read_header(up, conn.buffer(), rp);
     if (ec) {
       if (write_result.status != send_status::ok) co_return write_result;
       r.status = ec == beast::error::timeout ? send_status::response_timeout : send_status::response_failed;
