@@ -49,6 +49,13 @@ def ratio(v: Any) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
 
+def ratio_against(v: Any, target: float) -> str:
+    """A ratio beside its target: one more digit when two would round it up to a target it misses."""
+    if v is not None and v < target and round(v, 2) >= target:
+        return f"{v:.3f}×"
+    return ratio(v)
+
+
 def table(headers: list, rows: list) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -317,13 +324,13 @@ def headline(h: dict) -> str:
     if g("absorb_client_failures") is not None and g("absorb_client_429") is not None:
         fails = g("absorb_client_failures") + g("absorb_client_429")
     rows = [
-        ["plain, Okta path: req/s ≥ 1.0× nginx 1 worker, 1 thread (13)", ratio(g("plain_vs_nginx")),
+        ["plain, Okta path: req/s ≥ 1.0× nginx 1 worker, 1 thread (13)", ratio_against(g("plain_vs_nginx"), 1.0),
          check(g("plain_vs_nginx"), lambda v: v >= 1.0)],
-        ["intercepted HTTPS: ≥ 3× Squid ssl-bump (13)", ratio(g("https_vs_squid")),
+        ["intercepted HTTPS: ≥ 3× Squid ssl-bump (13)", ratio_against(g("https_vs_squid"), 3),
          check(g("https_vs_squid"), lambda v: v >= 3)],
-        ["plain: 2 threads ≥ 1 thread (13)", ratio(g("plain_2t_over_1t")),
+        ["plain: 2 threads ≥ 1 thread (13)", ratio_against(g("plain_2t_over_1t"), 1.0),
          check(g("plain_2t_over_1t"), lambda v: v >= 1.0)],
-        ["HTTPS: 2 threads ≥ 1 thread (13)", ratio(g("https_2t_over_1t")),
+        ["HTTPS: 2 threads ≥ 1 thread (13)", ratio_against(g("https_2t_over_1t"), 1.0),
          check(g("https_2t_over_1t"), lambda v: v >= 1.0)],
         ["idle kept-alive TLS client connection ≤ 16 KiB (13)", fmt(g("idle_tls_bytes"), 0, " B"),
          check(g("idle_tls_bytes"), lambda v: v <= 16384)],
