@@ -108,6 +108,16 @@ void append_head(std::string& out, const response_reader& p, unsigned version, s
   out.resize(static_cast<std::size_t>(w - out.data()));  // less the hop-by-hop lines
 }
 
+// How much the next read from the upstream may add to its connection's buffer.
+std::size_t upstream_room(const beast::flat_buffer& buf) {
+  return std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
+}
+
+// The upstream closed before a response head was complete.
+boost::system::error_code closed_before_head(const response_reader& p) {
+  return p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+}
+
 // Reads a response head into `p` as bhttp::async_read_header does, as far as it can without a
 // wait: parses what is buffered and takes what the socket holds now. True when it is done
 // (`ec` says how), false when the rest has not come yet.
@@ -119,15 +129,14 @@ bool header_now(net::stream& s, beast::flat_buffer& buf, response_reader& p, boo
       if (p.is_header_done()) return true;
       if (ec != bhttp::error::need_more) return true;
     }
-    const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
+    const std::size_t room = upstream_room(buf);
     if (room == 0) {
       ec = bhttp::error::buffer_overflow;
       return true;
     }
     const std::size_t n = s.read_now(buf.prepare(room), ec);
     if (ec == asio::error::would_block) return false;
-    if (ec == asio::error::eof)
-      ec = p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+    if (ec == asio::error::eof) ec = closed_before_head(p);
     if (ec) return true;
     buf.commit(n);
   }
@@ -138,10 +147,8 @@ asio::awaitable<boost::system::error_code> read_header(net::stream& s, beast::fl
                                                        response_reader& p) {
   boost::system::error_code ec;
   while (!header_now(s, buf, p, ec)) {
-    const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
-    auto [rec, n] = co_await s.async_read_some_after_empty(buf.prepare(room), use_tuple);
-    if (rec == asio::error::eof)
-      co_return p.got_some() ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+    auto [rec, n] = co_await s.async_read_some_after_empty(buf.prepare(upstream_room(buf)), use_tuple);
+    if (rec == asio::error::eof) co_return closed_before_head(p);
     if (rec) co_return rec;
     buf.commit(n);
   }
@@ -168,7 +175,7 @@ asio::awaitable<boost::system::error_code> read_more(net::stream& s, beast::flat
     boost::system::error_code ec = parse_buffered(p, buf);
     if (ec || p.is_done()) co_return ec;  // need_buffer among them
     if (p.needs_buffer()) co_return bhttp::error::need_buffer;
-    const std::size_t room = std::min<std::size_t>(buf.max_size() - buf.size(), 64 * 1024);
+    const std::size_t room = upstream_room(buf);
     if (room == 0) co_return bhttp::error::buffer_overflow;
     auto [rec, n] = co_await s.async_read_some(buf.prepare(room), use_tuple);
     if (rec == asio::error::eof) {

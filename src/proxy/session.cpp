@@ -48,13 +48,15 @@ std::size_t read_room(const beast::flat_buffer& b) {
 // or replace it; an upstream that unfolds differently is a smuggling vector). The header timeout
 // covers the whole head (slow-loris clients are cut off there).
 struct head_reader {
+  std::size_t max_bytes;
   std::size_t scanned = 0;
   http::raw_head st = http::raw_head::incomplete;
   error_code ec;
 
-  head_reader(conn_ctx& c, net::stream& s, bhttp::request_parser<bhttp::empty_body>& p) {
+  head_reader(conn_ctx& c, net::stream& s, bhttp::request_parser<bhttp::empty_body>& p)
+      : max_bytes(c.rt->cfg.client.max_header_bytes) {
     const auto& cfg = c.rt->cfg.client;
-    p.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+    p.header_limit(static_cast<std::uint32_t>(max_bytes));
     p.body_limit(cfg.max_body_bytes);
     s.expires_after(milliseconds(cfg.header_timeout_ms));
   }
@@ -62,7 +64,7 @@ struct head_reader {
 
   // Parses what the buffer holds: true when the head is done, parsed whole or refused; false
   // when it needs more bytes.
-  bool advance(beast::flat_buffer& buf, bhttp::request_parser<bhttp::empty_body>& p, std::size_t max_bytes) {
+  bool advance(beast::flat_buffer& buf, bhttp::request_parser<bhttp::empty_body>& p) {
     const std::string_view raw(static_cast<const char*>(buf.data().data()), buf.size());
     if (st != http::raw_head::complete) st = http::scan_raw_head(raw, scanned);
     if (st == http::raw_head::obs_fold) return true;
@@ -86,8 +88,7 @@ struct head_reader {
 // Reads until the head is done (true), or the connection ends first: closed, timed out (false).
 asio::awaitable<bool> read_head(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                                 bhttp::request_parser<bhttp::empty_body>& p, head_reader& h) {
-  const std::size_t max_bytes = c.rt->cfg.client.max_header_bytes;
-  while (!h.advance(buf, p, max_bytes)) {
+  while (!h.advance(buf, p)) {
     // The bytes are usually there already (a busy client's next request, or the wake-up of a
     // parked connection): read them without an operation, and wait only when there are none.
     error_code ec;
@@ -211,7 +212,7 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
   auto& [scope, hp, valid, to] = *st;
   head_reader h(c, s, hp);
   // Most heads are in the buffer already: the coroutines run only when one is not, or is refused.
-  if (!h.advance(buf, hp, c.rt->cfg.client.max_header_bytes)) {
+  if (!h.advance(buf, hp)) {
     if (!co_await read_head(c, s, buf, hp, h)) co_return false;
   }
   if (h.refused()) {
