@@ -87,6 +87,19 @@ struct request_record {
   metrics::bucket_series* series = nullptr;
 };
 
+// Where the policy sends an absolute-form target's (scheme, host, port): worked out once per
+// connection and destination, since a connection nearly always names one host and its runtime
+// (the policy) is fixed for its life. `host` is the normalised host, empty when it is invalid.
+struct host_route {
+  bool https = false;
+  std::string host_as_sent;  // parse_absolute_form's host
+  std::uint16_t port = 0;
+  std::string host;
+  bool cleartext_refused = false;  // http:// to an intercepted host while allow_cleartext is off
+  bool inspect = true;
+  std::string refuse;  // the policy's reason, when it refuses
+};
+
 struct conn_ctx {
   services& svc;
   std::uint64_t id;
@@ -96,6 +109,7 @@ struct conn_ctx {
   std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
   // Set by an intercepted CONNECT: where the requests on this connection go from then on.
   std::optional<upstream::origin> tunnel{};
+  host_route last_route{};  // the latest absolute-form destination's route (route() in session.cpp)
 };
 
 // Where a request goes and how it may be treated.

@@ -142,6 +142,29 @@ struct routing {
   std::string_view fatal_detail;
 };
 
+// The policy's answer for an absolute-form target, from the connection's memo when the target
+// names the same scheme, host and port as the one before.
+const host_route& route_of(conn_ctx& c, const http::parsed_target& t) {
+  auto& m = c.last_route;
+  const bool https = t.scheme == "https";
+  if (m.https == https && m.port == t.port && m.host_as_sent == t.host && !m.host_as_sent.empty()) return m;
+  m = host_route{};
+  m.https = https;
+  m.host_as_sent = t.host;
+  m.port = t.port;
+  auto host = policy::host_policy::normalize_host(t.host);
+  if (!host) return m;
+  m.host = std::move(*host);
+  if (!https && !c.rt->cfg.access.allow_cleartext && c.rt->hosts.intercepts(m.host)) {
+    m.cleartext_refused = true;
+  } else {
+    auto d = c.rt->hosts.decide_normal(m.host, t.port);
+    if (d.r == policy::route::refuse) m.refuse = std::move(d.why);
+    m.inspect = d.r == policy::route::intercept;
+  }
+  return m;
+}
+
 // Takes the target's path out of `valid` (nothing reads it after the routing).
 routing route(conn_ctx& c, const bhttp::request_header<>& req, http::validation& valid,
               const std::optional<upstream::origin>& tunnel) {
@@ -169,23 +192,22 @@ routing route(conn_ctx& c, const bhttp::request_header<>& req, http::validation&
     r.fatal_detail = "a proxy request needs an absolute-form target (http://host/path)";
     return r;
   }
-  auto host = policy::host_policy::normalize_host(t->host);
-  if (!host) {
+  const host_route& to = route_of(c, *t);
+  if (to.host.empty()) {
     r.refuse = "invalid host";
     return r;
   }
-  dest.origin = upstream::origin{t->scheme == "https", *host, t->port};
+  dest.origin = upstream::origin{to.https, to.host, t->port};
   dest.path_and_query = std::move(t->path_and_query);
   if (!host_header.empty() && !(valid.host && http::host_header_matches(*valid.host, *t))) {
     r.refuse = "Host header disagrees with the request URL";
-  } else if (t->scheme != "https" && !c.rt->cfg.access.allow_cleartext && c.rt->hosts.intercepts(*host)) {
+  } else if (to.cleartext_refused) {
     // The app's Authorization header would cross the network in clear (issue 14).
     r.fatal = http::local_error::cleartext_refused;
     r.fatal_detail = "http:// to an intercepted host; use https://";
   } else {
-    auto d = c.rt->hosts.decide_normal(*host, t->port);
-    if (d.r == policy::route::refuse) r.refuse = d.why;
-    dest.inspect = d.r == policy::route::intercept;
+    r.refuse = to.refuse;
+    dest.inspect = to.inspect;
   }
   return r;
 }
