@@ -304,7 +304,8 @@ asio::awaitable<head_result> send_and_read_head(conn_ctx& c, net::stream& down, 
   head_result r;
   if (!out.streamed) {
     // Framed by Content-Length (or bodiless): the message goes out exactly as it is held.
-    std::string wire;
+    net::spare<std::string> held;
+    auto& wire = *held;
     append_head(wire, out.head_and_body.base(), out.head_and_body.body().size());
     wire += out.head_and_body.body();
     up.expires_after(idle);
@@ -409,7 +410,8 @@ asio::awaitable<relay_status> relay_response(conn_ctx& c, net::stream& down, ups
   std::size_t first_room = 0;
   if (passthrough && body)
     first_room = static_cast<std::size_t>(std::min<std::uint64_t>(*p.content_length(), relay_chunk));
-  std::string wire;
+  net::spare<std::string> held;
+  auto& wire = *held;
   append_head(wire, p, version == 10 ? 10 : 11, framing, first_room);
   const std::size_t head_size = wire.size();
   std::optional<relay_buffer> chunk;
@@ -492,7 +494,8 @@ asio::awaitable<void> send_buffered(conn_ctx& c, net::stream& down, bhttp::respo
   down.expires_after(milliseconds(c.rt->cfg.client.idle_timeout_ms));
   // Head and body in one buffer, one write (see append_head): Beast's serializer cost more
   // than the copy for the small bodies that are read whole.
-  std::string wire;
+  net::spare<std::string> held;
+  auto& wire = *held;
   append_head(wire, res.base(), head_request ? 0 : res.body().size());
   if (!head_request) wire += res.body();
   auto [ec, n] = co_await down.async_write_all(asio::buffer(wire), use_tuple);

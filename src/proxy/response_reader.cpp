@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "okta_sidecar/net/block_cache.hpp"
+
 namespace okta_sidecar::proxy {
 
 namespace {
@@ -41,8 +43,18 @@ bool next_line(std::string_view& block, std::string_view& line) {
 
 }  // namespace
 
-response_reader::response_reader() {
+response_reader::response_reader()
+    : text_(net::spares<std::string>::take()),
+      fields_(net::spares<std::vector<http::header_view>>::take()),
+      line_ends_(net::spares<std::vector<std::uint32_t>>::take()) {
   fields_.reserve(24);  // one allocation for a usual head (Okta's carry about 20 fields)
+  line_ends_.reserve(25);
+}
+
+response_reader::~response_reader() {
+  net::spares<std::string>::give(std::move(text_));
+  net::spares<std::vector<http::header_view>>::give(std::move(fields_));
+  net::spares<std::vector<std::uint32_t>>::give(std::move(line_ends_));
 }
 
 std::optional<std::string_view> response_reader::find(std::string_view name) const {
@@ -165,13 +177,31 @@ std::size_t response_reader::put_head(std::string_view in, error_code& ec) {
     ec = bhttp::error::bad_version;
     return 0;
   }
-  const auto end = in.find("\r\n\r\n", scanned_ > 3 ? scanned_ - 3 : 0);
-  if (end == std::string_view::npos || end + 4 > header_limit_) {
-    scanned_ = in.size();
-    ec = in.size() >= header_limit_ ? bhttp::error::header_limit : bhttp::error::need_more;
-    return 0;
+  // The head's lines, split once: each LF right after a CR ends one (a bare CR or LF stays in
+  // its line, where the checks refuse it), and an empty line ends the head. The search goes on
+  // from where the last call stopped (scanned_), with the line ends found so far.
+  for (;;) {
+    const auto* lf = static_cast<const char*>(std::memchr(in.data() + scanned_, '\n', in.size() - scanned_));
+    if (lf == nullptr) {
+      scanned_ = in.size();
+      ec = in.size() >= header_limit_ ? bhttp::error::header_limit : bhttp::error::need_more;
+      return 0;
+    }
+    const auto at = static_cast<std::size_t>(lf - in.data());
+    scanned_ = at + 1;
+    if (at == line_start_ || in[at - 1] != '\r') continue;
+    if (at - 1 > line_start_) {  // a line ends
+      line_ends_.push_back(static_cast<std::uint32_t>(at - 1));
+      line_start_ = at + 1;
+      continue;
+    }
+    if (at + 1 > header_limit_) {  // the empty line: the head is [0, line_start_)
+      ec = bhttp::error::header_limit;
+      return 0;
+    }
+    break;
   }
-  if (const int e = parse_head(in.substr(0, end + 2))) {
+  if (const int e = parse_head(in.substr(0, line_start_))) {
     ec = static_cast<bhttp::error>(e);
     return 0;
   }
@@ -186,13 +216,17 @@ std::size_t response_reader::put_head(std::string_view in, error_code& ec) {
     need_eof_ = true;  // no framing, or codings without chunked last: the close ends the body
     state_ = state::to_eof;
   }
-  return end + 4;
+  return line_start_ + 2;
 }
 
+// `in` is the head with each line's CRLF, its line ends found by put_head.
 int response_reader::parse_head(std::string_view in) {
   text_.assign(in);  // one copy of the head: every view below points into it, and it stays put
-  std::string_view head = text_, line;
-  next_line(head, line);
+  const auto line_at = [this](std::size_t i) {  // line i, without its CRLF
+    const std::size_t from = i == 0 ? 0 : line_ends_[i - 1] + 2;
+    return std::string_view(text_).substr(from, line_ends_[i] - from);
+  };
+  std::string_view line = line_at(0);
   // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4); the SP before
   // an empty reason is tolerated missing.
   if (line.size() < 12 || !line.starts_with("HTTP/1.") || !http::is_digit(line[7]) || line[8] != ' ')
@@ -207,7 +241,8 @@ int response_reader::parse_head(std::string_view in) {
     reason_ = line.substr(13);
     if (!http::is_field_value(reason_)) return fail(bhttp::error::bad_reason);
   }
-  while (next_line(head, line)) {
+  for (std::size_t i = 1; i < line_ends_.size(); ++i) {
+    line = line_at(i);
     if (line.starts_with(' ') || line.starts_with('\t')) {
       // obs-fold (RFC 9112 §5.2): a proxy replaces it with a space. Not in a field that frames
       // the message: its value would be read two ways.

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <new>
+#include <utility>
 
 namespace okta_sidecar::net {
 
@@ -56,6 +57,53 @@ struct recycled {
       ::operator delete(p);
     }
   }
+};
+
+// A thread's spare growable buffers (std::string, std::vector): the heads a request writes and
+// the response reader's copy of a head come back with their capacity, so a busy thread stops
+// allocating them. A thread keeps at most Kept; one without a heap buffer, or with more than
+// max_bytes of it (more than a head and a relayed first piece of 16 KiB), goes back to the
+// allocator instead.
+template <class Buffer, std::size_t Kept = 8>
+class spares {
+ public:
+  static constexpr std::size_t max_bytes = 24 * 1024;
+  static Buffer take() {
+    if (gone || kept.count == 0) return Buffer{};
+    return std::move(kept.items[--kept.count]);
+  }
+  static void give(Buffer&& b) {
+    const std::size_t bytes = b.capacity() * sizeof(typename Buffer::value_type);
+    if (gone || kept.count == Kept || bytes <= sizeof(Buffer) || bytes > max_bytes) return;
+    b.clear();
+    kept.items[kept.count++] = std::move(b);
+  }
+  // How many buffers this thread keeps now (for tests).
+  static std::size_t kept_now() { return gone ? 0 : kept.count; }
+
+ private:
+  struct list {
+    std::array<Buffer, Kept> items{};
+    std::size_t count = 0;
+    ~list() { gone = true; }  // the buffers free themselves; later gives are dropped
+  };
+  static inline thread_local list kept;
+  static inline thread_local bool gone = false;
+};
+
+// A buffer from its thread's spares for as long as it is in scope.
+template <class Buffer>
+class spare {
+ public:
+  spare() : b_(spares<Buffer>::take()) {}
+  ~spare() { spares<Buffer>::give(std::move(b_)); }
+  spare(const spare&) = delete;
+  spare& operator=(const spare&) = delete;
+  Buffer& operator*() { return b_; }
+  Buffer* operator->() { return &b_; }
+
+ private:
+  Buffer b_;
 };
 
 }  // namespace okta_sidecar::net

@@ -34,7 +34,10 @@ class response_reader {
  public:
   using error_code = boost::system::error_code;
 
-  response_reader();
+  response_reader();   // its head and field buffers come from the thread's spares...
+  ~response_reader();  // ...and go back to them
+  response_reader(const response_reader&) = delete;  // the fields point into the head
+  response_reader& operator=(const response_reader&) = delete;
 
   // Limits (set before the first put).
   void header_limit(std::uint32_t bytes) { header_limit_ = bytes; }
@@ -86,7 +89,7 @@ class response_reader {
   enum class state { head, length, to_eof, chunk_line, chunk_data, chunk_end, trailers, done };
 
   std::size_t put_head(std::string_view in, error_code& ec);
-  // 0, or the beast::http::error the head fails with.
+  // 0, or the beast::http::error the head fails with. `head` ends with its last field's CRLF.
   int parse_head(std::string_view head);
   int take_field(std::string_view name, std::string_view value);
   std::size_t take_body(std::string_view in, error_code& ec);
@@ -99,6 +102,8 @@ class response_reader {
 
   std::string text_;  // the head; reason_ and fields_ point into it
   std::vector<http::header_view> fields_;
+  std::size_t line_start_ = 0;            // where the head's first line not yet ended starts
+  std::vector<std::uint32_t> line_ends_;  // where each ended head line's CRLF is
   std::string_view reason_;
   unsigned status_ = 0;
   unsigned version_ = 11;

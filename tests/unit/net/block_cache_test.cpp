@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -74,6 +75,45 @@ TEST(BlockCacheTest, RecycledObjectsReuseTheirStorageAndDerivedOnesDoNot) {
   EXPECT_NE(static_cast<void*>(d.get()), first);
   d.reset();
   EXPECT_EQ((block_cache<sizeof(per_request), 2>::kept_now()), 0u);
+}
+
+TEST(SparesTest, ABufferComesBackWithItsCapacityAndEmpty) {
+  using strings = spares<std::string, 2>;
+  std::string s(1000, 'x');
+  const char* storage = s.data();
+  strings::give(std::move(s));
+  EXPECT_EQ(strings::kept_now(), 1u);
+  std::string again = strings::take();
+  EXPECT_EQ(again.data(), storage);  // the same heap buffer, not a new one
+  EXPECT_TRUE(again.empty());
+  EXPECT_GE(again.capacity(), 1000u);
+  EXPECT_EQ(strings::kept_now(), 0u);
+  EXPECT_TRUE(strings::take().empty());  // none kept: a fresh one
+}
+
+TEST(SparesTest, KeepsNeitherSmallNorOutsizeBuffersAndAtMostItsBound) {
+  using vectors = spares<std::vector<int>, 2>;
+  vectors::give(std::vector<int>{});  // no heap buffer: nothing to keep
+  vectors::give(std::vector<int>(vectors::max_bytes / sizeof(int) + 1));
+  EXPECT_EQ(vectors::kept_now(), 0u);
+  for (int i = 0; i < 4; ++i) vectors::give(std::vector<int>(100));  // two are freed (ASan checks)
+  EXPECT_EQ(vectors::kept_now(), 2u);
+  EXPECT_EQ(vectors::take().capacity(), 100u);
+  EXPECT_EQ(vectors::take().capacity(), 100u);
+  EXPECT_EQ(vectors::take().capacity(), 0u);
+}
+
+TEST(SparesTest, ASpareInScopeGoesBackAtItsEnd) {
+  using strings = spares<std::string>;  // the spares spare<std::string> takes from
+  const auto before = strings::kept_now();
+  {
+    spare<std::string> held;
+    held->assign(500, 'y');
+  }
+  EXPECT_EQ(strings::kept_now(), before + 1);
+  spare<std::string> next;
+  EXPECT_TRUE(next->empty());
+  EXPECT_GE(next->capacity(), 500u);
 }
 
 }  // namespace

@@ -143,6 +143,41 @@ TEST(ResponseReader, TheHeaderLimitHolds) {
   boost::system::error_code ec;
   r.put(boost::asio::buffer(wire), ec);
   EXPECT_EQ(ec, bhttp::error::header_limit);
+
+  // The limit counts the whole head with its final empty line: a head of exactly the limit
+  // passes, one byte more fails, whole or a byte at a time.
+  const std::string head = "HTTP/1.1 204 No Content\r\nX-Pad: ";
+  const std::string exact = head + std::string(64 - head.size() - 4, 'p') + "\r\n\r\n";
+  ASSERT_EQ(exact.size(), 64u);
+  for (std::size_t step : {1u, 64u}) {
+    response_reader fits;
+    fits.header_limit(64);
+    feed(fits, exact, step, ec);
+    EXPECT_FALSE(ec) << step;
+    EXPECT_TRUE(fits.is_done()) << step;
+    response_reader over;
+    over.header_limit(64);
+    feed(over, head + std::string(64 - head.size() - 3, 'p') + "\r\n\r\n", step, ec);
+    EXPECT_EQ(ec, bhttp::error::header_limit) << step;
+  }
+}
+
+TEST(ResponseReader, AReaderAfterAnotherStartsClean) {
+  // Readers take their buffers from the thread's spares: the last one's fields must not show.
+  {
+    response_reader first;
+    boost::system::error_code ec;
+    first.put(boost::asio::buffer(std::string_view("HTTP/1.1 204 No\r\nX-First: 1\r\nX-Two: 2\r\n\r\n")), ec);
+    ASSERT_FALSE(ec);
+    ASSERT_EQ(first.fields().size(), 2u);
+  }
+  response_reader next;
+  boost::system::error_code ec;
+  next.put(boost::asio::buffer(std::string_view("HTTP/1.1 204 No\r\nX-Next: n\r\n\r\n")), ec);
+  ASSERT_FALSE(ec);
+  ASSERT_EQ(next.fields().size(), 1u);
+  EXPECT_EQ(next.fields()[0].first, "X-Next");
+  EXPECT_FALSE(next.find("X-First").has_value());
 }
 
 // Parses a whole response (body whole); returns the error of the first failing put.
