@@ -302,6 +302,31 @@ class KeepAliveTest(unittest.TestCase):
         self.assertEqual(metric(SC, "okta_sidecar_client_connections_total", kind="intercept"),
                          intercept_before + 2)
 
+    def test_one_connection_naming_several_destinations(self) -> None:
+        # The route is worked out once per connection and destination: a connection that names
+        # another host, or another port or spelling of one, must get that one's answer.
+        before = SIM.stats()["requests"]
+        conn = http.client.HTTPConnection(*SC.listen, timeout=10)
+        try:
+            first_sock = None
+            for url, status, error in [
+                    (f"http://{HOST}/api/v1/users?limit=1", 200, None),
+                    ("http://example.org/index.html", 403, "host_not_allowed"),
+                    (f"http://{HOST}/api/v1/users?limit=1", 200, None),
+                    (f"http://{HOST.upper()}./api/v1/users?limit=1", 200, None),
+                    (f"http://{HOST}:22/api/v1/users?limit=1", 403, "host_not_allowed"),
+                    (f"http://{HOST}/api/v1/users?limit=1", 200, None)]:
+                conn.request("GET", url)
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, status, url)
+                self.assertEqual(r.getheader("X-Okta-Sidecar-Error"), error, url)
+                first_sock = first_sock or conn.sock
+                self.assertIs(conn.sock, first_sock, "one client connection throughout")
+        finally:
+            conn.close()
+        self.assertEqual(SIM.stats()["requests"], before + 4)
+
     def test_pipelined_requests_answered_in_order(self) -> None:
         s = socket.create_connection(SC.listen, timeout=5)
         try:
