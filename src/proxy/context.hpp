@@ -88,9 +88,10 @@ struct request_record {
 };
 
 // Where the policy sends an absolute-form target's (scheme, host, port): worked out once per
-// connection and destination, since a connection nearly always names one host and its runtime
-// (the policy) is fixed for its life. `host` is the normalised host, empty when it is invalid.
+// connection, destination and runtime (a reload brings another policy), since a connection
+// nearly always names one host. `host` is the normalised host, empty when it is invalid.
 struct host_route {
+  std::shared_ptr<const runtime> rt;  // held, so another runtime cannot take its address
   bool https = false;
   std::string host_as_sent;  // parse_absolute_form's host
   std::uint16_t port = 0;

@@ -15,6 +15,7 @@ Run: cd tests/integration && PYTHONPATH=../support python3 -m unittest -v lifecy
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -207,11 +208,19 @@ class ReloadTest(LifecycleBase):
         self.assertEqual(sidecar.request(conn, "GET", "/api/v1/users").status, 200)
         sock = conn.sock
         self.assertEqual(self.beta_status(sc), 403)
+        # An absolute-form http:// connection naming beta: refused, and kept open.
+        plain = http.client.HTTPConnection(*sc.listen, timeout=10)
+        self.addCleanup(plain.close)
+        plain.request("GET", f"http://{BETA}/api/v1/users")
+        r = plain.getresponse()
+        r.read()
+        self.assertEqual((r.status, r.getheader("X-Okta-Sidecar-Error")), (403, "host_not_allowed"))
         connections = self.proxy_connections(sc)
 
         cfg = json.loads(json.dumps(sc.config))
         cfg["intercept_hosts"] = [ACME, BETA]
         cfg["rate_limit"] = {"max_wait_ms": 5000}
+        cfg["access"] = {**cfg.get("access", {}), "allow_cleartext": False}
         self.rewrite_config(sc, cfg)
         self.reload(sc, "configuration reloaded")
         self.assertEqual(sidecar.request(conn, "GET", "/api/v1/users").status, 200)
@@ -219,6 +228,12 @@ class ReloadTest(LifecycleBase):
         self.assertEqual(self.proxy_connections(sc), connections,
                          "the client had to reconnect after the reload")
         self.assertEqual(self.beta_status(sc), 200)
+        # The open plain connection gets the new policy's answer too: beta is intercepted now,
+        # so http:// to it is cleartext (refused, and the connection closed).
+        plain.request("GET", f"http://{BETA}/api/v1/users")
+        r = plain.getresponse()
+        r.read()
+        self.assertEqual((r.status, r.getheader("X-Okta-Sidecar-Error")), (403, "cleartext_refused"))
 
         bad = json.loads(json.dumps(cfg))
         bad["intercept_hosts"] = [ACME]           # would take beta away, were it applied
