@@ -527,57 +527,47 @@ struct attempt_failure {
   std::string detail;
 };
 
-// One try: a pooled or new connection, the request written, the final response head read.
-asio::awaitable<stage_result> attempt(request_ctx& r, connection_lease& lease, response_head& rh,
-                                      head_result& hr, attempt_failure& failure) {
+// A try's connection when the pool has no idle one of this loop's at hand: acquire() waits
+// for one or connects. A failure is answered here or left in `failure` for after_failure.
+asio::awaitable<stage_result> lease_new(request_ctx& r, connection_lease& lease, attempt_failure& failure) {
   auto& svc = r.svc;
-  upstream::acquired acq;
-  if (auto idle = svc.pool.take_idle(r.dest.origin, r.down.get_executor())) {
-    acq = {std::move(idle), upstream::connect_status::ok, {}, true};
-  } else {
-    acq = co_await svc.pool.acquire(r.dest.origin, r.request_deadline);
-  }
-  if (!acq.conn) {
-    failure.failed = true;
-    failure.detail = std::string(upstream::to_string(acq.status)) + ": " + acq.detail;
-    failure.kind = acq.status == upstream::connect_status::tls_failed ||
-                           acq.status == upstream::connect_status::tls_timeout
-                       ? resilience::failure_kind::tls_failed
-                       : resilience::failure_kind::connect_failed;
-    if (acq.status == upstream::connect_status::pool_exhausted) {
-      // Our own connection limit, not the upstream's failure: the breaker does not count it
-      // (issue 14: slow uploads holding the pool must not open the breaker for every app).
-      co_return co_await r.reply(http::local_error::pool_exhausted, failure.detail, r.keep_after_local(), 1);
-    }
-    if (acq.status == upstream::connect_status::forbidden_address) {
-      co_return co_await r.reply(http::local_error::host_not_allowed,
-                                 "the host resolves to a forbidden address", r.keep_after_local());
-    }
-    if (acq.status == upstream::connect_status::connect_timeout ||
-        acq.status == upstream::connect_status::tls_timeout) {
-      auto& timeouts = acq.status == upstream::connect_status::tls_timeout ? svc.metrics.timeout_tls_handshake
-                                                                           : svc.metrics.timeout_connect;
-      timeouts.get().inc();
-    }
+  auto acq = co_await svc.pool.acquire(r.dest.origin, r.request_deadline);
+  if (acq.conn) {
+    lease.conn = std::move(acq.conn);
     co_return std::nullopt;
   }
-  lease.conn = std::move(acq.conn);
-  lease.conn->count_request();
-  const auto header_deadline =
-      std::min(r.request_deadline, svc.clock.now() + milliseconds(r.rt.cfg.upstream.response_timeout_ms));
-  if (r.out.streamed && !co_await r.send_continue()) co_return false;
-  auto& conn = *lease.conn;
-  hr = co_await send_and_read_head(r.c, r.down, r.buf, conn, r.out, rh, header_deadline, r.version);
+  failure.failed = true;
+  failure.detail = std::string(upstream::to_string(acq.status)) + ": " + acq.detail;
+  failure.kind = acq.status == upstream::connect_status::tls_failed ||
+                         acq.status == upstream::connect_status::tls_timeout
+                     ? resilience::failure_kind::tls_failed
+                     : resilience::failure_kind::connect_failed;
+  if (acq.status == upstream::connect_status::pool_exhausted) {
+    // Our own connection limit, not the upstream's failure: the breaker does not count it
+    // (issue 14: slow uploads holding the pool must not open the breaker for every app).
+    co_return co_await r.reply(http::local_error::pool_exhausted, failure.detail, r.keep_after_local(), 1);
+  }
+  if (acq.status == upstream::connect_status::forbidden_address) {
+    co_return co_await r.reply(http::local_error::host_not_allowed,
+                               "the host resolves to a forbidden address", r.keep_after_local());
+  }
+  if (acq.status == upstream::connect_status::connect_timeout ||
+      acq.status == upstream::connect_status::tls_timeout) {
+    auto& timeouts = acq.status == upstream::connect_status::tls_timeout ? svc.metrics.timeout_tls_handshake
+                                                                         : svc.metrics.timeout_connect;
+    timeouts.get().inc();
+  }
+  co_return std::nullopt;
+}
+
+// What the upstream side of a try's send_and_read_head came to: a failure for after_failure, or
+// none. (The client's side, a body error or a client gone, is the caller's to answer.)
+void judge_send(request_ctx& r, const head_result& hr, attempt_failure& failure) {
   switch (hr.status) {
     case send_status::ok:
-      break;
     case send_status::client_body_error:
-      // As in read_body: the deadline closed the client connection; the upstream one is dropped.
-      if (hr.ec == beast::error::timeout) co_return body_timed_out(r);
-      // The upstream saw an incomplete request on a connection we now close: it cannot act on it.
-      co_return co_await r.reply(body_error(hr.ec), "could not read the request body", false);
     case send_status::client_gone:
-      co_return client_gone(r);
+      break;
     case send_status::protocol_error:
       failure = {true, false, resilience::failure_kind::reset_after_send,
                  "bad_response: interim responses without a final one, or 101"};
@@ -595,10 +585,9 @@ asio::awaitable<stage_result> attempt(request_ctx& r, connection_lease& lease, r
       break;
     case send_status::response_timeout:
       failure = {true, true, resilience::failure_kind::response_timeout, "no response headers in time"};
-      svc.metrics.timeout_response_headers.get().inc();
+      r.svc.metrics.timeout_response_headers.get().inc();
       break;
   }
-  co_return std::nullopt;
 }
 
 // A failure without a response: never returned to the pool, counted by the breaker; retried
@@ -878,7 +867,28 @@ asio::awaitable<stage_result> send_attempt(request_ctx& r, request_guard& guard,
   response_head rh{static_cast<std::uint32_t>(r.rt.cfg.client.max_header_bytes), r.head_request, {}};
   head_result hr;
   attempt_failure failure;
-  if (auto done = co_await attempt(r, lease, rh, hr, failure)) co_return done;
+  // A pooled connection, usually one at hand; the request written, the final response head read.
+  lease.conn = r.svc.pool.take_idle(r.dest.origin, r.down.get_executor());
+  if (!lease.conn) {
+    if (auto done = co_await lease_new(r, lease, failure)) co_return done;
+  }
+  if (lease.conn) {
+    lease.conn->count_request();
+    const auto header_deadline =
+        std::min(r.request_deadline, r.svc.clock.now() + milliseconds(r.rt.cfg.upstream.response_timeout_ms));
+    if (r.out.streamed) {
+      if (!co_await r.send_continue()) co_return false;
+    }
+    hr = co_await send_and_read_head(r.c, r.down, r.buf, *lease.conn, r.out, rh, header_deadline, r.version);
+    if (hr.status == send_status::client_body_error) {
+      // As in read_body: the deadline closed the client connection; the upstream one is dropped.
+      if (hr.ec == beast::error::timeout) co_return body_timed_out(r);
+      // The upstream saw an incomplete request on a connection we now close: it cannot act on it.
+      co_return co_await r.reply(body_error(hr.ec), "could not read the request body", false);
+    }
+    if (hr.status == send_status::client_gone) co_return client_gone(r);
+    judge_send(r, hr, failure);
+  }
   // Not one conditional expression: GCC 12 mishandles temporaries of co_await operands there.
   stage_result done;
   if (failure.failed) {
