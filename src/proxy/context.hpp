@@ -110,7 +110,9 @@ struct conn_ctx {
   std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
   // Set by an intercepted CONNECT: where the requests on this connection go from then on.
   std::optional<upstream::origin> tunnel{};
-  host_route last_route{};  // the latest absolute-form destination's route (route() in session.cpp)
+  // The latest absolute-form destination's route (route_of in session.cpp). On the heap: an
+  // intercepted connection never has one, and its idle size is a target (docs/benchmarks.md).
+  std::unique_ptr<host_route> last_route{};
 };
 
 // Where a request goes and how it may be treated.

@@ -145,7 +145,8 @@ struct routing {
 // The policy's answer for an absolute-form target, from the connection's memo when the target
 // names the same scheme, host and port as the one before, under the same runtime.
 const host_route& route_of(conn_ctx& c, const http::parsed_target& t) {
-  auto& m = c.last_route;
+  if (!c.last_route) c.last_route = std::make_unique<host_route>();
+  auto& m = *c.last_route;
   const bool https = t.scheme == "https";
   if (m.rt == c.rt && m.https == https && m.port == t.port && m.host_as_sent == t.host) return m;
   m = host_route{};
