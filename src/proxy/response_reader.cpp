@@ -190,16 +190,13 @@ std::size_t response_reader::put_head(std::string_view in, error_code& ec) {
     const auto at = static_cast<std::size_t>(lf - in.data());
     scanned_ = at + 1;
     if (at == line_start_ || in[at - 1] != '\r') continue;
-    if (at - 1 > line_start_) {  // a line ends
-      line_ends_.push_back(static_cast<std::uint32_t>(at - 1));
-      line_start_ = at + 1;
-      continue;
-    }
-    if (at + 1 > header_limit_) {  // the empty line: the head is [0, line_start_)
+    if (at + 1 > header_limit_) {  // a line, and so the head, ends past the limit
       ec = bhttp::error::header_limit;
       return 0;
     }
-    break;
+    if (at - 1 == line_start_) break;  // the empty line: the head is [0, line_start_)
+    line_ends_.push_back(static_cast<std::uint32_t>(at - 1));
+    line_start_ = at + 1;
   }
   if (const int e = parse_head(in.substr(0, line_start_))) {
     ec = static_cast<bhttp::error>(e);
