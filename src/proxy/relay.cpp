@@ -126,8 +126,7 @@ bool header_now(net::stream& s, beast::flat_buffer& buf, response_reader& p, boo
     ec = {};
     if (buf.size() > 0) {
       buf.consume(p.put(buf.data(), ec));
-      if (p.is_header_done()) return true;
-      if (ec != bhttp::error::need_more) return true;
+      if (p.is_header_done() || ec != bhttp::error::need_more) return true;
     }
     const std::size_t room = upstream_room(buf);
     if (room == 0) {

@@ -189,16 +189,17 @@ std::size_t response_reader::put_head(std::string_view in, error_code& ec) {
     }
     const auto at = static_cast<std::size_t>(lf - in.data());
     scanned_ = at + 1;
-    if (at == line_start_ || in[at - 1] != '\r') continue;
+    const std::size_t open = line_start(line_ends_.size());  // the line not yet ended
+    if (at == open || in[at - 1] != '\r') continue;
     if (at + 1 > header_limit_) {  // a line, and so the head, ends past the limit
       ec = bhttp::error::header_limit;
       return 0;
     }
-    if (at - 1 == line_start_) break;  // the empty line: the head is [0, line_start_)
+    if (at - 1 == open) break;  // the empty line: the head is [0, open)
     line_ends_.push_back(static_cast<std::uint32_t>(at - 1));
-    line_start_ = at + 1;
   }
-  if (const int e = parse_head(in.substr(0, line_start_))) {
+  const std::size_t head_end = line_start(line_ends_.size());
+  if (const int e = parse_head(in.substr(0, head_end))) {
     ec = static_cast<bhttp::error>(e);
     return 0;
   }
@@ -213,15 +214,14 @@ std::size_t response_reader::put_head(std::string_view in, error_code& ec) {
     need_eof_ = true;  // no framing, or codings without chunked last: the close ends the body
     state_ = state::to_eof;
   }
-  return line_start_ + 2;
+  return head_end + 2;
 }
 
 // `in` is the head with each line's CRLF, its line ends found by put_head.
 int response_reader::parse_head(std::string_view in) {
   text_.assign(in);  // one copy of the head: every view below points into it, and it stays put
   const auto line_at = [this](std::size_t i) {  // line i, without its CRLF
-    const std::size_t from = i == 0 ? 0 : line_ends_[i - 1] + 2;
-    return std::string_view(text_).substr(from, line_ends_[i] - from);
+    return std::string_view(text_).substr(line_start(i), line_ends_[i] - line_start(i));
   };
   std::string_view line = line_at(0);
   // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4); the SP before

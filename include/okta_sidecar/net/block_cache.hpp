@@ -3,7 +3,8 @@
 // Asio recycles coroutine frames only up to about 1 KiB (and a few of them per thread); the
 // larger per-request objects and the relay buffers come from here instead of a malloc and a
 // free each time. A thread keeps at most Kept blocks of a size: that bounds what an idle
-// worker holds; beyond it, blocks go back to the allocator.
+// worker holds; beyond it, blocks go back to the allocator. Growable buffers (the heads a
+// request writes) are kept the same way, with their capacity (spares, spare).
 #include <array>
 #include <cstddef>
 #include <new>

@@ -92,6 +92,9 @@ class response_reader {
   // 0, or the beast::http::error the head fails with. `head` ends with its last field's CRLF.
   int parse_head(std::string_view head);
   int take_field(std::string_view name, std::string_view value);
+  // Where head line i starts: after the CRLF of the line before (line_ends_.size(): the line
+  // not yet ended).
+  std::size_t line_start(std::size_t i) const { return i == 0 ? 0 : line_ends_[i - 1] + 2; }
   std::size_t take_body(std::string_view in, error_code& ec);
 
   state state_ = state::head;
@@ -102,7 +105,6 @@ class response_reader {
 
   std::string text_;  // the head; reason_ and fields_ point into it
   std::vector<http::header_view> fields_;
-  std::size_t line_start_ = 0;            // where the head's first line not yet ended starts
   std::vector<std::uint32_t> line_ends_;  // where each ended head line's CRLF is
   std::string_view reason_;
   unsigned status_ = 0;
