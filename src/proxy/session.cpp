@@ -537,6 +537,9 @@ asio::awaitable<next_step> serve_some(connection& k) {
     } else if (!again || c.svc.draining.load()) {
       co_return next_step::end;
     }
+    // Another request without parking: a busy connection keeps its TLS buffers (net::stream),
+    // whether its next request is there already or comes while it lingers.
+    if (again) k.down.keep_buffers();
     if (k.buf.size() == 0) {
       // A busy client's next request is often there already: read it without a wait.
       error_code ec;
@@ -556,8 +559,6 @@ asio::awaitable<next_step> serve_some(connection& k) {
       if (ec == beast::error::timeout) co_return next_step::park;
       if (ec) co_return next_step::end;
     }
-    // Another request without parking: a busy connection keeps its TLS buffers (net::stream).
-    if (again) k.down.keep_buffers();
   }
 }
 
