@@ -234,6 +234,8 @@ class stream {
   // Closes the socket; an SSL left attached reads and writes nothing after this.
   void close();
 
+  // `d` counts from the first wait after this call (an operation that completes without waiting
+  // reads no clock); expires_at is an absolute deadline.
   void expires_after(duration d);
   void expires_at(time_point t);
   void expires_never();
