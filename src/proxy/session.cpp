@@ -529,7 +529,7 @@ constexpr auto linger = milliseconds(10);
 asio::awaitable<next_step> serve_some(connection& k) {
   conn_ctx& c = k.c;
   for (;;) {
-    c.rt = c.svc.rt.load();
+    c.svc.rt.refresh(c.rt, c.rt_seen);
     static const std::optional<upstream::origin> proxy_port;
     const bool again = co_await serve_request(c, k.down, k.buf, k.in_tunnel ? c.tunnel : proxy_port);
     if (!again && !k.in_tunnel && c.tunnel) {

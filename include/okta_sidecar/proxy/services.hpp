@@ -80,6 +80,29 @@ struct proxy_metrics {
   std::array<std::unique_ptr<lazy_counter>, http::local_error_count> local_reply_series_;
 };
 
+// The runtime a reload swaps in. std::atomic<shared_ptr>::load is a spin lock and two
+// reference-count updates on a cache line every worker shares; a request asks only whether the
+// generation moved (one plain load) and keeps its connection's copy when it has not.
+class current_runtime {
+ public:
+  std::shared_ptr<const runtime> load() const { return rt_.load(); }
+  void store(std::shared_ptr<const runtime> r) {
+    rt_.store(std::move(r));
+    gen_.fetch_add(1, std::memory_order_release);
+  }
+  // `held` becomes the current runtime when one was stored after the generation `seen`.
+  void refresh(std::shared_ptr<const runtime>& held, std::uint64_t& seen) const {
+    const auto g = gen_.load(std::memory_order_acquire);  // before the load: never newer than it
+    if (g == seen && held) return;
+    held = rt_.load();
+    seen = g;
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const runtime>> rt_;
+  std::atomic<std::uint64_t> gen_{0};
+};
+
 struct services {
   const clock_source& clock;
   const logging::log& log;
@@ -93,7 +116,7 @@ struct services {
   auth::diagnosis_log& diagnoses;
   ratelimit::shared_okta_clock& okta_clock;
   shared_reads& reads;  // coalescing and the public-document cache (issue 15)
-  std::atomic<std::shared_ptr<const runtime>> rt;
+  current_runtime rt;
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> next_request_id{1};
   // Keyed digest for token fingerprints and fairness keys (tls::fingerprint_key, issue 14).
