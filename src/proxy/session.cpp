@@ -537,28 +537,26 @@ asio::awaitable<next_step> serve_some(connection& k) {
     } else if (!again || c.svc.draining.load()) {
       co_return next_step::end;
     }
-    // Another request without parking: a busy connection keeps its TLS buffers (net::stream),
-    // whether its next request is there already or comes while it lingers.
-    if (again) k.down.keep_buffers();
     if (k.buf.size() == 0) {
       // A busy client's next request is often there already: read it without a wait.
       error_code ec;
       k.buf.commit(k.down.read_now(k.buf.prepare(read_room(k.buf)), ec));
-      if (ec != asio::error::would_block) {
-        if (ec) co_return next_step::end;
-        continue;
+      if (ec == asio::error::would_block) {
+        // Otherwise it comes within moments: it is awaited here, in the frames already made; a
+        // connection quiet for longer is parked.
+        const auto now = steady_clock::now();
+        k.idle_until = now + milliseconds(c.rt->cfg.client.idle_timeout_ms);
+        k.down.expires_softly_at(std::min(k.idle_until, now + linger));
+        c.ctl.waiting = &k.down.socket();
+        std::tie(ec, std::ignore) = co_await k.down.async_wait_readable(use_tuple);
+        c.ctl.waiting = nullptr;
+        if (ec == beast::error::timeout) co_return next_step::park;
       }
-      // Otherwise it comes within moments: it is awaited here, in the frames already made; a
-      // connection quiet for longer is parked.
-      const auto now = steady_clock::now();
-      k.idle_until = now + milliseconds(c.rt->cfg.client.idle_timeout_ms);
-      k.down.expires_softly_at(std::min(k.idle_until, now + linger));
-      c.ctl.waiting = &k.down.socket();
-      std::tie(ec, std::ignore) = co_await k.down.async_wait_readable(use_tuple);
-      c.ctl.waiting = nullptr;
-      if (ec == beast::error::timeout) co_return next_step::park;
       if (ec) co_return next_step::end;
     }
+    // Another request without parking, whether it was there already or came while the
+    // connection lingered: a busy connection keeps its TLS buffers (net::stream).
+    if (again) k.down.keep_buffers();
   }
 }
 
