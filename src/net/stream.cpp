@@ -13,6 +13,8 @@
 #include <cstring>
 #include <string>
 
+#include "okta_sidecar/net/lazy_deadline.hpp"
+
 namespace okta_sidecar::net {
 namespace detail {
 
@@ -50,11 +52,7 @@ class stream_state {
   std::string pre_read;
   std::size_t pre_read_used = 0;
   int last_errno = 0;  // of the BIO's last failed recv/send, for SSL_ERROR_SYSCALL
-  time_point deadline = time_point::max();
-  // expires_after's duration, made a deadline by the first wait after it: most operations do not
-  // wait, and need no clock read (about 25 ns each here).
-  duration deadline_after{};
-  bool deadline_pending = false;
+  lazy_deadline deadline;
   bool soft_deadline = false;  // the deadline fails the operation but keeps the socket open
   deadline_slot read_slot;
   deadline_slot write_slot;
@@ -266,14 +264,11 @@ attempt op_core::try_shutdown() {
 bool op_core::arm(const asio::any_io_executor& ex) {
   stream_state& s = *st;
   auto& slot = s.slot(dir);
-  if (slot.armed || (s.deadline == time_point::max() && !s.deadline_pending)) return true;
+  if (slot.armed || s.deadline.none()) return true;
   slot.expired = false;
   const auto now = steady_clock::now();
-  if (s.deadline_pending) {
-    s.deadline = now + s.deadline_after;
-    s.deadline_pending = false;
-  }
-  if (s.deadline <= now) {
+  const time_point deadline = s.deadline.arm(now);
+  if (deadline <= now) {
     if (!s.soft_deadline) {
       error_code ignored;
       s.sock.close(ignored);
@@ -283,7 +278,7 @@ bool op_core::arm(const asio::any_io_executor& ex) {
   slot.armed = true;
   const auto serial = ++slot.serial;
   auto& timer = s.timer(dir);
-  timer.expires_at(s.deadline);
+  timer.expires_at(deadline);
   timer.async_wait(asio::bind_executor(ex, [st = st, d = dir, serial](error_code ec) {
     auto& sl = st->slot(d);
     if (ec || sl.serial != serial || !sl.armed) return;
@@ -356,13 +351,11 @@ void stream::release_buffers() {
 }
 
 void stream::expires_after(duration d) {
-  st_->deadline_after = d;
-  st_->deadline_pending = true;
+  st_->deadline.after(d);
   st_->soft_deadline = false;
 }
 void stream::expires_at(time_point t) {
-  st_->deadline = t;
-  st_->deadline_pending = false;
+  st_->deadline.at(t);
   st_->soft_deadline = false;
 }
 void stream::expires_never() { expires_at(time_point::max()); }

@@ -14,7 +14,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "../tls/tls_test_support.hpp"
@@ -241,34 +240,6 @@ TEST(StreamTest, PlainStreamTimesOutToo) {
   });
   lb.run();
   EXPECT_EQ(read_ec, boost::beast::error::timeout) << read_ec.message();
-}
-
-// expires_after counts from the first wait after it, and that deadline then holds for every
-// later wait until the next expires_* call (a head trickled in pieces does not renew it).
-TEST(StreamTest, ExpiresAfterCountsFromTheFirstWaitAndThenHolds) {
-  using namespace std::chrono_literals;
-  loopback lb;
-  error_code first_ec, second_ec;
-  steady_clock::duration second_wait{};
-  lb.server->expires_after(400ms);
-  std::this_thread::sleep_for(450ms);  // longer than the timeout, before any operation waits
-  lb.spawn([&]() -> asio::awaitable<void> {
-    asio::steady_timer t(lb.ioc, 200ms);
-    co_await t.async_wait(use_tuple);
-    co_await lb.client->async_write_all(asio::buffer("x", 1), use_tuple);
-  });
-  lb.spawn([&]() -> asio::awaitable<void> {
-    char buf[64];
-    std::tie(first_ec, std::ignore) = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
-    const auto start = steady_clock::now();
-    std::tie(second_ec, std::ignore) = co_await lb.server->async_read_some(asio::buffer(buf), use_tuple);
-    second_wait = steady_clock::now() - start;
-  });
-  lb.run();
-  EXPECT_FALSE(first_ec) << first_ec.message();
-  EXPECT_EQ(second_ec, boost::beast::error::timeout) << second_ec.message();
-  // About 200 ms were left of the 400; a renewed deadline would have waited 400 again.
-  EXPECT_LT(second_wait, 350ms);
 }
 
 // The session reads the first bytes of a CONNECT tunnel to tell TLS from plain HTTP; the
