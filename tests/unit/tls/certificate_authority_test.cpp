@@ -398,7 +398,19 @@ TEST(FingerprintKey, CreatedOnceKeptPrivateAndUsedForHmacSha256) {
   EXPECT_TRUE(std::equal(got.begin(), got.end(), want));
   // Another install, another key.
   temp_dir other;
-  EXPECT_NE(fingerprint_key::load_or_create(other.file("s")).digest("token"), k1.digest("token"));
+  const auto k3 = fingerprint_key::load_or_create(other.file("s"));
+  EXPECT_NE(k3.digest("token"), k1.digest("token"));
+  // A thread keeps one HMAC context and resets it for each digest: every length, and the keys
+  // taking turns, give what a fresh HMAC() gives.
+  for (const std::size_t n : {0, 1, 40, 63, 64, 65, 1000, 5000}) {
+    const std::string data(n, static_cast<char>('a' + n % 26));
+    HMAC(EVP_sha256(), key, 32, reinterpret_cast<const unsigned char*>(data.data()), data.size(), want, &len);
+    for (int turn = 0; turn < 2; ++turn) {
+      const auto a = k1.digest(data);
+      EXPECT_TRUE(std::equal(a.begin(), a.end(), want)) << n << " bytes, turn " << turn;
+      EXPECT_NE(k3.digest(data), a) << n << " bytes, turn " << turn;
+    }
+  }
   // Same rules as the CA key.
   ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
   EXPECT_THROW(fingerprint_key::load_or_create(state), std::runtime_error);
