@@ -291,6 +291,27 @@ std::uint64_t caller_key(std::string_view authorization_value, const credential_
   return key == 0 ? 1 : key;
 }
 
+caller_info inspect_caller(std::string_view authorization_value, const credential_digest& digest) {
+  caller_info out;
+  out.authorization = std::string(authorization_value);
+  // Both read the same credential out of the value: its digest is taken once.
+  std::string_view last;
+  std::array<std::uint8_t, 32> last_digest{};
+  bool have = false;
+  const credential_digest once = [&](std::string_view credential) {
+    if (!have || credential != last) {
+      last_digest = digest(credential);
+      last = credential;
+      have = true;
+    }
+    return last_digest;
+  };
+  const credential_digest& d = digest ? once : digest;  // no key: caller_key hashes with SHA-256
+  out.token = inspect_authorization(authorization_value, d);
+  out.key = caller_key(authorization_value, d);
+  return out;
+}
+
 bool expired_beyond(const token_info& info, std::int64_t okta_now_epoch, std::int64_t margin_seconds) {
   if (info.kind != credential_kind::bearer_jwt || !info.exp) return false;
   // Written as a comparison of differences so that extreme claims cannot overflow.

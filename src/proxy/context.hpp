@@ -24,6 +24,10 @@
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/upstream/connection_pool.hpp"
 
+namespace okta_sidecar::auth {
+struct caller_info;
+}
+
 namespace okta_sidecar::proxy::detail {
 
 namespace beast = boost::beast;
@@ -114,6 +118,9 @@ struct conn_ctx {
   // The latest absolute-form destination's route (route_of in session.cpp). On the heap: an
   // intercepted connection never has one, and its idle size is a target (docs/benchmarks.md).
   std::unique_ptr<host_route> last_route{};
+  // The last request's Authorization read (token, fingerprint, caller key): the next request
+  // nearly always carries the same one. Dropped when the connection parks (park in session.cpp).
+  std::shared_ptr<const auth::caller_info> caller{};
 };
 
 // Where a request goes and how it may be treated.

@@ -151,8 +151,7 @@ struct request_ctx : net::recycled<request_ctx> {
   std::string npath_storage;
   ratelimit::classification cls;
   ratelimit::bucket_key key;
-  std::string authz;
-  std::optional<auth::token_info> token;
+  std::shared_ptr<const auth::caller_info> caller;  // null without an Authorization header
   std::optional<std::uint32_t> client_max_wait;
   bool client_sent_retry_for = false;
   std::uint32_t client_retry_count = 0;
@@ -214,7 +213,12 @@ void identify(request_ctx& r, const client_request& req) {
   r.rec.bucket = r.cls.bucket;
   r.key = ratelimit::bucket_key{r.dest.origin.host, r.cls.bucket};
   series_of(r.c, r.rec);
-  r.authz = std::string(req[bhttp::field::authorization]);
+  if (const std::string_view authz = req[bhttp::field::authorization]; !authz.empty()) {
+    auto& last = r.c.caller;  // the connection's previous request's, nearly always the same
+    if (!last || last->authorization != authz)
+      last = std::make_shared<const auth::caller_info>(auth::inspect_caller(authz, r.svc.digest));
+    r.caller = last;
+  }
   if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end()) {
     r.client_max_wait = parse_max_wait_header(h->value());
   }
@@ -222,15 +226,14 @@ void identify(request_ctx& r, const client_request& req) {
   if (auto h = req.find("X-Okta-Retry-Count"); h != req.end()) {
     r.client_retry_count = parse_max_wait_header(h->value()).value_or(0);
   }
-  if (!r.authz.empty()) r.token = auth::inspect_authorization(r.authz, r.svc.digest);
   r.expect_continue = http::expects_continue(r.version, req[bhttp::field::expect]);
 }
 
 // One auth diagnosis, wherever it came from: counted, kept for /status, logged (never the token).
 void record_auth_failure(request_ctx& r, int status, const auth::diagnosis& diag,
                          std::string_view metric_reason, bool local) {
-  const std::string client_id = r.token ? r.token->cid : "";
-  const std::string fingerprint = r.token ? r.token->fingerprint : "";
+  const std::string client_id = r.caller ? r.caller->token.cid : "";
+  const std::string fingerprint = r.caller ? r.caller->token.fingerprint : "";
   r.svc.metrics.auth_failures.with({std::string(metric_reason)}).inc();
   nlohmann::json entry{{"time", epoch_now(r.svc.clock)},
                        {"reason", diag.reason},
@@ -263,16 +266,16 @@ void record_auth_failure(request_ctx& r, int status, const auth::diagnosis& diag
 
 // Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
 bool token_expired_locally(const request_ctx& r) {
-  if (!r.dest.inspect || !r.rt.cfg.auth.reject_expired_locally || !r.token) return false;
-  return auth::expired_beyond(*r.token, r.svc.okta_clock.now_epoch(r.svc.clock.wall_now()), 30);
+  if (!r.dest.inspect || !r.rt.cfg.auth.reject_expired_locally || !r.caller) return false;
+  return auth::expired_beyond(r.caller->token, r.svc.okta_clock.now_epoch(r.svc.clock.wall_now()), 30);
 }
 
 // The answer to a token_expired_locally() request.
 asio::awaitable<bool> reject_expired_token(request_ctx& r, bool body_read) {
   const auto okta_now = r.svc.okta_clock.now_epoch(r.svc.clock.wall_now());
   // Same explanation as for Okta's own 401, so /status and the log show the saved requests.
-  const auto diag =
-      auth::diagnose(401, r.method, r.npath, r.dest.origin.host, *r.token, {}, {}, okta_now, r.rt.scopes);
+  const auto diag = auth::diagnose(401, r.method, r.npath, r.dest.origin.host, r.caller->token, {}, {},
+                                   okta_now, r.rt.scopes);
   record_auth_failure(r, 401, diag, "token_expired", true);
   // The request body, if any, is still unread: keeping the connection would make the next
   // request parse from the body bytes (a desync / smuggling vector), so close instead.
@@ -306,9 +309,10 @@ asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& 
   }
   if (!r.rt.cfg.rate_limit.coalesce) co_return std::nullopt;
   const std::string cookie(req[bhttp::field::cookie]);
-  const std::string credential = r.authz.empty() && cookie.empty()
+  const std::string_view authz = r.caller ? std::string_view(r.caller->authorization) : std::string_view();
+  const std::string credential = authz.empty() && cookie.empty()
                                      ? std::string()
-                                     : auth::to_hex(auth::sha256_of(r.authz + "\n" + cookie));
+                                     : auth::to_hex(auth::sha256_of(std::string(authz) + "\n" + cookie));
   const bool conditional = req.count(bhttp::field::range) || req.count(bhttp::field::if_none_match) ||
                            req.count(bhttp::field::if_modified_since) || req.count(bhttp::field::if_match) ||
                            req.count(bhttp::field::if_unmodified_since) || req.count(bhttp::field::if_range);
@@ -720,10 +724,10 @@ asio::awaitable<stage_result> deliver_whole(request_ctx& r, request_guard& guard
   }
   const int status = plan.status;
   if ((status == 401 || status == 403) && r.dest.inspect) {
-    const auto diag =
-        auth::diagnose(status, r.method, r.npath, r.dest.origin.host, r.token.value_or(auth::token_info{}),
-                       whole->body(), whole->base()[bhttp::field::www_authenticate],
-                       svc.okta_clock.now_epoch(svc.clock.wall_now()), r.rt.scopes);
+    const auto diag = auth::diagnose(status, r.method, r.npath, r.dest.origin.host,
+                                     r.caller ? r.caller->token : auth::token_info{}, whole->body(),
+                                     whole->base()[bhttp::field::www_authenticate],
+                                     svc.okta_clock.now_epoch(svc.clock.wall_now()), r.rt.scopes);
     whole->set("X-Okta-Sidecar-Diagnosis", diag.reason);
     record_auth_failure(r, status, diag, diag.reason.substr(0, diag.reason.find(':')), false);
   }
@@ -930,7 +934,7 @@ asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer
   duration max_wait = r.rt.scheduler.max_wait;
   if (r.client_max_wait) max_wait = std::min<duration>(max_wait, milliseconds(*r.client_max_wait));
   const ratelimit::admission_request areq{r.key,
-                                          r.token ? auth::caller_key(r.authz, r.svc.digest) : 0,
+                                          r.caller ? r.caller->key : 0,
                                           r.rt.is_interactive(r.npath),
                                           r.cls.rate_limited,
                                           std::min(r.start + max_wait, r.request_deadline),

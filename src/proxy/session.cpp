@@ -625,6 +625,7 @@ void park(std::shared_ptr<connection> k) {
   down.release_timers();
   down.release_buffers();
   k->buf.shrink_to_fit();
+  k->c.caller.reset();  // its next request reads its Authorization again
   k->parked->add(*k);
   // The coroutine that served the connection has ended, but the cancellation handler it left in
   // the session's slot keeps its memory until the next one replaces it: freed once the

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import http.client
 import json
+import os
 import re
 import shutil
 import ssl
@@ -212,6 +215,15 @@ CASES = [
 ]
 
 SECRETS.extend([GOOD_SSWS, BAD_SSWS])
+OTHER_BAD_SSWS = "00AnotherBadSswsTok_Pq3Wd8Zr6Lm1Xc5"
+SECRETS.append(OTHER_BAD_SSWS)
+
+
+def fingerprint(sc: sidecar.Sidecar, credential: str) -> str:
+    """The fingerprint the sidecar shows for `credential`: HMAC-SHA-256 under its install key."""
+    with open(os.path.join(sc.state_dir, "fingerprint.key"), encoding="ascii") as f:
+        key = bytes.fromhex(f.read().strip())
+    return hmac.new(key, credential.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 class ReasonEndToEndTest(unittest.TestCase):
@@ -497,6 +509,35 @@ class SimulatorAuthExtensionTest(unittest.TestCase):
             sim.clear_denials()
             self.assertEqual(get("/api/v1/groups/00g1", f"SSWS {GOOD_SSWS}")[0], 200)
             self.assertEqual(get("/api/v1/users", f"Bearer {token}")[0], 200)  # revocations cleared
+
+
+class TokenReadPerRequestTest(unittest.TestCase):
+    """Each request's Authorization is read for that request, also on a busy connection."""
+
+    def test_pipelined_requests_with_different_tokens_are_each_read(self) -> None:
+        # A connection keeps its last request's reading of Authorization for the next request
+        # with the same value; pipelined requests are served back to back, without the
+        # connection parking in between (which would drop it). Each must still be read afresh
+        # when its value differs: /status shows each one's own fingerprint.
+        tokens = [BAD_SSWS, OTHER_BAD_SSWS, OTHER_BAD_SSWS, BAD_SSWS]
+        s = SC.raw_tunnel(HOST)
+        try:
+            s.sendall(b"".join(f"GET /api/v1/users HTTP/1.1\r\nHost: {HOST}\r\n"
+                               f"Authorization: SSWS {t}\r\n\r\n".encode() for t in tokens))
+            reader = s.makefile("rb")
+            for _ in tokens:
+                status_line = reader.readline()
+                self.assertTrue(status_line.startswith(b"HTTP/1.1 401"), status_line)
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                reader.read(length)
+        finally:
+            s.close()
+        newest_first = [e["token"] for e in SC.admin_json("/status")["auth_diagnoses"][:len(tokens)]]
+        self.assertEqual(newest_first, [fingerprint(SC, t) for t in reversed(tokens)])
 
 
 if __name__ == "__main__":

@@ -64,6 +64,17 @@ std::string token_fingerprint(std::string_view credential, const credential_dige
 // running sidecar); plain SHA-256 otherwise (never shown anywhere, so no secret to guard).
 std::uint64_t caller_key(std::string_view authorization_value, const credential_digest& digest = {});
 
+// inspect_authorization and caller_key of one Authorization value, with one digest of its
+// credential where the two take one each (a keyed digest is the costliest step of a request
+// that carries a token). The proxy keeps a connection's last one: its requests nearly always
+// carry the same value.
+struct caller_info {
+  std::string authorization;  // the value this was read from
+  token_info token;
+  std::uint64_t key = 0;  // caller_key(authorization, digest)
+};
+caller_info inspect_caller(std::string_view authorization_value, const credential_digest& digest = {});
+
 // Budget saver: true when a Bearer JWT's exp lies more than margin_seconds before
 // okta_now_epoch (Okta's clock as estimated from Date headers).
 bool expired_beyond(const token_info& info, std::int64_t okta_now_epoch, std::int64_t margin_seconds);

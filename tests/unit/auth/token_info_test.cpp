@@ -159,6 +159,39 @@ TEST(KeyedFingerprint, ComesFromTheInjectedDigestAndNeverTheToken) {
   EXPECT_EQ(token_fingerprint(token, {}), "");
 }
 
+// inspect_caller gives what inspect_authorization and caller_key give, with one digest.
+TEST(InspectCaller, IsInspectAndCallerKeyWithOneDigest) {
+  int calls = 0;
+  const auto k = fake_digest("k");
+  const credential_digest counting = [&](std::string_view c) {
+    ++calls;
+    return k(c);
+  };
+  for (const std::string& v :
+       {"Bearer " + jwt(good_claims), std::string("SSWS 00QCjAl4MlV-WPXM0HmjFx_vbGua0HmjFxvbGua"),
+        std::string("Bearer opaque-token"), std::string("hunter2"), std::string("   ")}) {
+    for (const credential_digest* d : {&counting, static_cast<const credential_digest*>(nullptr)}) {
+      calls = 0;
+      const credential_digest none;
+      const credential_digest& digest = d != nullptr ? *d : none;
+      const caller_info c = inspect_caller(v, digest);
+      const int used = calls;
+      EXPECT_EQ(c.authorization, v);
+      const token_info want = inspect_authorization(v, digest);
+      EXPECT_EQ(c.token.kind, want.kind) << v;
+      EXPECT_EQ(c.token.malformed_reason, want.malformed_reason) << v;
+      EXPECT_EQ(c.token.fingerprint, want.fingerprint) << v;
+      EXPECT_EQ(c.token.cid, want.cid) << v;
+      EXPECT_EQ(c.token.exp, want.exp) << v;
+      EXPECT_EQ(c.key, caller_key(v, digest)) << v;
+      EXPECT_LE(used, 1) << v;
+      if (d != nullptr && v.find_first_not_of(" \t") != std::string::npos) {
+        EXPECT_EQ(used, 1) << v;
+      }
+    }
+  }
+}
+
 TEST(KeyedFingerprint, OnlyWellFormedCredentialsAreFingerprinted) {
   const auto digest = fake_digest("k");
   // Well-formed: a JWT whose three parts decode, an SSWS token of Okta's shape.
