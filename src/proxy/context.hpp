@@ -18,15 +18,12 @@
 #include <string_view>
 #include <vector>
 
+#include "okta_sidecar/auth/token_info.hpp"
 #include "okta_sidecar/http/text.hpp"
 #include "okta_sidecar/net/block_cache.hpp"
 #include "okta_sidecar/net/stream.hpp"
 #include "okta_sidecar/proxy/server.hpp"
 #include "okta_sidecar/upstream/connection_pool.hpp"
-
-namespace okta_sidecar::auth {
-struct caller_info;
-}
 
 namespace okta_sidecar::proxy::detail {
 
@@ -105,6 +102,13 @@ struct host_route {
   std::string refuse;  // the policy's reason, when it refuses
 };
 
+// A request's Authorization as read (auth::inspect_caller), and the digest request coalescing
+// keys it by, taken when coalescing first asks.
+struct known_caller {
+  auth::caller_info info;
+  std::string coalesce_credential;
+};
+
 struct conn_ctx {
   services& svc;
   std::uint64_t id;
@@ -120,7 +124,7 @@ struct conn_ctx {
   std::unique_ptr<host_route> last_route{};
   // The last request's Authorization read (token, fingerprint, caller key): the next request
   // nearly always carries the same one. Dropped when the connection parks (park in session.cpp).
-  std::shared_ptr<const auth::caller_info> caller{};
+  std::shared_ptr<known_caller> caller{};
 };
 
 // Where a request goes and how it may be treated.

@@ -151,7 +151,7 @@ struct request_ctx : net::recycled<request_ctx> {
   std::string npath_storage;
   ratelimit::classification cls;
   ratelimit::bucket_key key;
-  std::shared_ptr<const auth::caller_info> caller;  // null without an Authorization header
+  std::shared_ptr<known_caller> caller;  // null without an Authorization header
   std::optional<std::uint32_t> client_max_wait;
   bool client_sent_retry_for = false;
   std::uint32_t client_retry_count = 0;
@@ -215,8 +215,8 @@ void identify(request_ctx& r, const client_request& req) {
   series_of(r.c, r.rec);
   if (const std::string_view authz = req[bhttp::field::authorization]; !authz.empty()) {
     auto& last = r.c.caller;  // the connection's previous request's, nearly always the same
-    if (!last || last->authorization != authz)
-      last = std::make_shared<const auth::caller_info>(auth::inspect_caller(authz, r.svc.digest));
+    if (!last || last->info.authorization != authz)
+      last = std::make_shared<known_caller>(known_caller{auth::inspect_caller(authz, r.svc.digest), {}});
     r.caller = last;
   }
   if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end()) {
@@ -232,8 +232,8 @@ void identify(request_ctx& r, const client_request& req) {
 // One auth diagnosis, wherever it came from: counted, kept for /status, logged (never the token).
 void record_auth_failure(request_ctx& r, int status, const auth::diagnosis& diag,
                          std::string_view metric_reason, bool local) {
-  const std::string client_id = r.caller ? r.caller->token.cid : "";
-  const std::string fingerprint = r.caller ? r.caller->token.fingerprint : "";
+  const std::string client_id = r.caller ? r.caller->info.token.cid : "";
+  const std::string fingerprint = r.caller ? r.caller->info.token.fingerprint : "";
   r.svc.metrics.auth_failures.with({std::string(metric_reason)}).inc();
   nlohmann::json entry{{"time", epoch_now(r.svc.clock)},
                        {"reason", diag.reason},
@@ -267,14 +267,14 @@ void record_auth_failure(request_ctx& r, int status, const auth::diagnosis& diag
 // Budget saver (opt-in): a token that is already dead is not worth a request of the budget.
 bool token_expired_locally(const request_ctx& r) {
   if (!r.dest.inspect || !r.rt.cfg.auth.reject_expired_locally || !r.caller) return false;
-  return auth::expired_beyond(r.caller->token, r.svc.okta_clock.now_epoch(r.svc.clock.wall_now()), 30);
+  return auth::expired_beyond(r.caller->info.token, r.svc.okta_clock.now_epoch(r.svc.clock.wall_now()), 30);
 }
 
 // The answer to a token_expired_locally() request.
 asio::awaitable<bool> reject_expired_token(request_ctx& r, bool body_read) {
   const auto okta_now = r.svc.okta_clock.now_epoch(r.svc.clock.wall_now());
   // Same explanation as for Okta's own 401, so /status and the log show the saved requests.
-  const auto diag = auth::diagnose(401, r.method, r.npath, r.dest.origin.host, r.caller->token, {}, {},
+  const auto diag = auth::diagnose(401, r.method, r.npath, r.dest.origin.host, r.caller->info.token, {}, {},
                                    okta_now, r.rt.scopes);
   record_auth_failure(r, 401, diag, "token_expired", true);
   // The request body, if any, is still unread: keeping the connection would make the next
@@ -309,10 +309,15 @@ asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& 
   }
   if (!r.rt.cfg.rate_limit.coalesce) co_return std::nullopt;
   const std::string cookie(req[bhttp::field::cookie]);
-  const std::string_view authz = r.caller ? std::string_view(r.caller->authorization) : std::string_view();
-  const std::string credential = authz.empty() && cookie.empty()
-                                     ? std::string()
-                                     : auth::to_hex(auth::sha256_of(std::string(authz) + "\n" + cookie));
+  std::string credential;
+  if (r.caller && cookie.empty()) {  // an API client: the same for every request of its caller
+    auto& known = r.caller->coalesce_credential;
+    if (known.empty()) known = auth::to_hex(auth::sha256_of(r.caller->info.authorization + "\n"));
+    credential = known;
+  } else if (r.caller || !cookie.empty()) {
+    const std::string authz = r.caller ? r.caller->info.authorization : std::string();
+    credential = auth::to_hex(auth::sha256_of(authz + "\n" + cookie));
+  }
   const bool conditional = req.count(bhttp::field::range) || req.count(bhttp::field::if_none_match) ||
                            req.count(bhttp::field::if_modified_since) || req.count(bhttp::field::if_match) ||
                            req.count(bhttp::field::if_unmodified_since) || req.count(bhttp::field::if_range);
@@ -725,7 +730,7 @@ asio::awaitable<stage_result> deliver_whole(request_ctx& r, request_guard& guard
   const int status = plan.status;
   if ((status == 401 || status == 403) && r.dest.inspect) {
     const auto diag = auth::diagnose(status, r.method, r.npath, r.dest.origin.host,
-                                     r.caller ? r.caller->token : auth::token_info{}, whole->body(),
+                                     r.caller ? r.caller->info.token : auth::token_info{}, whole->body(),
                                      whole->base()[bhttp::field::www_authenticate],
                                      svc.okta_clock.now_epoch(svc.clock.wall_now()), r.rt.scopes);
     whole->set("X-Okta-Sidecar-Diagnosis", diag.reason);
@@ -934,7 +939,7 @@ asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer
   duration max_wait = r.rt.scheduler.max_wait;
   if (r.client_max_wait) max_wait = std::min<duration>(max_wait, milliseconds(*r.client_max_wait));
   const ratelimit::admission_request areq{r.key,
-                                          r.caller ? r.caller->key : 0,
+                                          r.caller ? r.caller->info.key : 0,
                                           r.rt.is_interactive(r.npath),
                                           r.cls.rate_limited,
                                           std::min(r.start + max_wait, r.request_deadline),

@@ -294,6 +294,15 @@ class CoalescingTest(unittest.TestCase):
         self.assertEqual({r.status for r in rs}, {200})
         self.assertEqual(upstream, 10)
 
+    def test_never_across_cookies_of_one_token(self) -> None:
+        # A browser-style client: one token, a session cookie each. The cookie is part of the
+        # credential (an API client without cookies has its digest taken once per connection).
+        rs, upstream = self.upstream_requests(lambda: in_parallel(10, lambda i: fetch(
+            self.sc, self.HOST, "GET", "/api/v1/users?limit=1&q=cookies",
+            {"Authorization": "SSWS one-token", "Cookie": f"sid=session-{i}"})))
+        self.assertEqual({r.status for r in rs}, {200})
+        self.assertEqual(upstream, 10)
+
     def test_never_for_other_methods(self) -> None:
         rs, upstream = self.upstream_requests(lambda: in_parallel(10, lambda i: fetch(
             self.sc, self.HOST, "POST", "/api/v1/users", {"Authorization": "SSWS one-token",
