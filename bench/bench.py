@@ -42,6 +42,9 @@ BODY = json.dumps([{"id": "00u1a2b3c4d5e6f7g8h9", "status": "ACTIVE",
 # sends Okta's rate-limit headers, so the sidecar does its whole per-request work: classify,
 # admit against a learned bucket, read the headers back (issue 13's yardstick).
 API_PATH = "/api/v1/users/00u1a2b3c4d5e6f7g8h9"
+# And every request carries an API token, as every Okta API call does: the sidecar reads it on
+# each request (fingerprint, caller key). Until stop 18 the bench sent none and missed that cost.
+OKTA_TOKEN = "SSWS 00BenchTokenOfOktasShape_4Kq9ZxT2mWv8Lr3"
 # The simulator's `users` bucket, for the rate-limit scenarios.
 SIM_PATH = "/api/v1/users"
 # Far enough ahead for any run, within the sidecar's reset horizon: Remaining never drops, so
@@ -330,7 +333,8 @@ http {{
     # -- load tools -----------------------------------------------------------------------------
     def wrk(self, url: str, *, connections: int, seconds: float, max_requests: int,
             absolute: Optional[str] = None) -> dict:
-        env = dict(os.environ, WRK_MAX_REQUESTS=str(max_requests), WRK_TARGET=absolute or "")
+        env = dict(os.environ, WRK_MAX_REQUESTS=str(max_requests), WRK_TARGET=absolute or "",
+                   WRK_AUTHZ=OKTA_TOKEN)
         p = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
                             "-s", os.path.join(HERE, "wrk", "bounded.lua"), url],
                            capture_output=True, text=True, env=env, timeout=seconds + 30)
@@ -640,6 +644,7 @@ def scenario_plain(env: Env, reps: int) -> dict:
                        "cpu": "utime+stime of the proxy's process tree during the throughput run"
                        " / requests (user + kernel: utime and stime apart)", "rss": "VmHWM summed over the proxy's process tree",
                        "upstream": f"nginx 1 worker, return 200 with a {len(BODY)}-byte JSON body",
+                       "requests": f"GET {API_PATH} with an SSWS API token (Authorization)",
                        "note": "everything shares 2 cores: wrk, the proxy and the upstream"},
             "versions": {"nginx": tool_version(["nginx", "-v"]),
                          "haproxy": tool_version(["haproxy", "-v"]),
@@ -700,7 +705,7 @@ def scenario_https(env: Env, reps: int) -> dict:
     runs: dict = {k: [] for k in variants}
     for rep in range(reps):
         for name, (proc, base) in variants.items():
-            base = [*base, "--ca", ca]
+            base = [*base, "--ca", ca, "--header", f"Authorization: {OKTA_TOKEN}"]
             try:
                 env.loadgen([*base, "--connections", "4", "--requests", "500", "--duration", "3"])
                 pid = proc.pid if proc else None
@@ -760,6 +765,7 @@ def scenario_https(env: Env, reps: int) -> dict:
                        "(full, no resumption) + 1 request each time, <= 300, 4 s cap; the "
                        "leaf comes from the proxy's cache after the warm-up",
                        "upstream": "nginx 1 worker, TLS (EC P-256 test CA)",
+                       "requests": f"GET {API_PATH} with an SSWS API token (Authorization)",
                        "mitmproxy": "reaches the upstream as localhost:PORT (it has no resolve "
                        "override); squid uses its own hosts_file"},
             "versions": {"squid": tool_version(["squid", "-v"]),

@@ -2,6 +2,7 @@
 -- proxies get absolute-form targets (RFC 9112 section 3.2.2), and the result is one JSON line.
 --   WRK_MAX_REQUESTS  requests per wrk thread before it stops (0 = only the -d cap)
 --   WRK_TARGET        absolute-form URL to send instead of the path (forward proxies)
+--   WRK_AUTHZ         Authorization value for every request (none when unset)
 local max_requests = tonumber(os.getenv("WRK_MAX_REQUESTS") or "0") or 0
 local target = os.getenv("WRK_TARGET")
 local count = 0
@@ -10,11 +11,15 @@ local count = 0
 -- would name the proxy instead.
 local authority = target and target:match("^%a+://([^/]+)")
 
+-- WRK_AUTHZ: an Authorization header for every request (Okta API calls all carry a token).
+local authorization = os.getenv("WRK_AUTHZ")
+if authorization == "" then authorization = nil end
+
 request = function()
   if target and target ~= "" then
-    return wrk.format("GET", target, { Host = authority })
+    return wrk.format("GET", target, { Host = authority, Authorization = authorization })
   end
-  return wrk.format("GET", wrk.path)
+  return wrk.format("GET", wrk.path, { Authorization = authorization })
 end
 
 response = function(status, headers, body)
