@@ -1015,7 +1015,7 @@ def scenario_scale(env: Env, reps: int) -> dict:
                     sc, port, _ = env.start_sidecar(f"scale-{kind}", 1, resolve={
                         f"{OKTA_HOST}:443": f"127.0.0.1:{env.up_https}"})
                     base = ["--target", f"https://{OKTA_HOST}{API_PATH}", "--ca", env.pki.ca_cert]
-                base += ["--proxy", f"127.0.0.1:{port}"]
+                base += ["--proxy", f"127.0.0.1:{port}", "--header", f"Authorization: {OKTA_TOKEN}"]
                 env.loadgen([*base, "--connections", "8", "--requests", "2000"])  # warm
                 time.sleep(0.3)
                 rss0 = rss_kib(sc.pid)
@@ -1050,7 +1050,7 @@ def scenario_scale(env: Env, reps: int) -> dict:
                 extra={"rate_limit": {"max_queue": n * 2, "max_queue_total": n * 2, "max_wait_ms": 120000},
                        "client": {"request_timeout_ms": 180000}})
             target = ["--target", f"http://{OKTA_HOST}:{sim.http_port}{SIM_PATH}",
-                      "--proxy", f"127.0.0.1:{port}"]
+                      "--proxy", f"127.0.0.1:{port}", "--header", f"Authorization: {OKTA_TOKEN}"]
             time.sleep(0.3)
             rss_base = rss_kib(sc.pid)
             h = Holder(env, [*target, "--connections", str(n), "--per-connection", "1",
