@@ -114,9 +114,9 @@ struct conn_ctx {
   std::uint64_t id;
   session_control& ctl;
   std::string peer;
-  std::shared_ptr<const runtime> rt;
   std::uint64_t rt_seen = 0;  // svc.rt's generation when `rt` was taken (current_runtime::refresh)
-  std::string user{};         // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
+  std::shared_ptr<const runtime> rt;
+  std::string user{};  // the proxy-auth user, once authenticated (also inside its CONNECT tunnel)
   // Set by an intercepted CONNECT: where the requests on this connection go from then on.
   std::optional<upstream::origin> tunnel{};
   // The latest absolute-form destination's route (route_of in session.cpp). On the heap: an

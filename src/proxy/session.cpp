@@ -437,7 +437,8 @@ class parked_connections;
 struct connection : net::deadline_hook {
   connection(services& svc, tcp::socket sock, std::uint64_t id, std::shared_ptr<session_control> control)
       : ctl(std::move(control)),
-        c{svc, id, *ctl, peer_of(sock), svc.rt.load()},
+        // The generation first: the first request's refresh then keeps this runtime.
+        c{svc, id, *ctl, peer_of(sock), svc.rt.generation(), svc.rt.load()},
         down(std::move(sock)),
         // Bounded by the head limit: requests are parsed in place and bodies pass through in
         // pieces, so only a head, a chunk header or a trailer ever has to fit (see

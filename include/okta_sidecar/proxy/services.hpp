@@ -90,9 +90,11 @@ class current_runtime {
     rt_.store(std::move(r));
     gen_.fetch_add(1, std::memory_order_release);
   }
+  // Read before load(), the generation is never newer than the runtime loaded after it.
+  std::uint64_t generation() const { return gen_.load(std::memory_order_acquire); }
   // `held` becomes the current runtime when one was stored after the generation `seen`.
   void refresh(std::shared_ptr<const runtime>& held, std::uint64_t& seen) const {
-    const auto g = gen_.load(std::memory_order_acquire);  // before the load: never newer than it
+    const auto g = generation();
     if (g == seen && held) return;
     held = rt_.load();
     seen = g;
