@@ -1,6 +1,7 @@
 #include "pipeline.hpp"
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -194,9 +195,9 @@ struct request_ctx : net::recycled<request_ctx> {
 };
 
 // Reads from the client's head all that later stages need: its parser moves into the body's.
-void identify(request_ctx& r, const client_request& req) {
+void identify(request_ctx& r, const client_request& req, const http::request_fields& fields) {
   r.version = req.version();
-  r.keep_alive = req.keep_alive();
+  r.keep_alive = fields.keep_alive(r.version);
   r.method = std::string(req.method_string());
   r.head_request = req.method() == bhttp::verb::head;
   r.start = r.rec.started;  // the request scope's begin, moments ago: one clock read less
@@ -213,20 +214,17 @@ void identify(request_ctx& r, const client_request& req) {
   r.rec.bucket = r.cls.bucket;
   r.key = ratelimit::bucket_key{r.dest.origin.host, r.cls.bucket};
   series_of(r.c, r.rec);
-  if (const std::string_view authz = req[bhttp::field::authorization]; !authz.empty()) {
+  if (const std::string_view authz = fields.authorization; !authz.empty()) {
     auto& last = r.c.caller;  // the connection's previous request's, nearly always the same
     if (!last || last->info.authorization != authz)
       last = std::make_shared<known_caller>(known_caller{auth::inspect_caller(authz, r.svc.digest), {}});
     r.caller = last;
   }
-  if (auto h = req.find("X-Okta-Sidecar-Max-Wait-Ms"); h != req.end()) {
-    r.client_max_wait = parse_max_wait_header(h->value());
-  }
-  r.client_sent_retry_for = req.count("X-Okta-Retry-For") > 0;
-  if (auto h = req.find("X-Okta-Retry-Count"); h != req.end()) {
-    r.client_retry_count = parse_max_wait_header(h->value()).value_or(0);
-  }
-  r.expect_continue = http::expects_continue(r.version, req[bhttp::field::expect]);
+  if (!fields.max_wait.empty()) r.client_max_wait = parse_max_wait_header(fields.max_wait);
+  r.client_sent_retry_for = fields.has_retry_for;
+  if (!fields.retry_count.empty())
+    r.client_retry_count = parse_max_wait_header(fields.retry_count).value_or(0);
+  r.expect_continue = http::expects_continue(r.version, fields.expect);
 }
 
 // One auth diagnosis, wherever it came from: counted, kept for /status, logged (never the token).
@@ -295,20 +293,20 @@ bool may_share(const request_ctx& r, const client_request& req, const http::vali
 
 // A may_share() request: answered from the cache or a leader's response, or on its way upstream
 // (as a leader, or alone).
-asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& req) {
+asio::awaitable<stage_result> shared_read(request_ctx& r, const http::request_fields& fields) {
   auto& svc = r.svc;
   if (r.rt.cfg.cache.enabled && cache::is_public_document(r.dest.path_and_query)) {
     r.cache_key = r.dest.origin.host + ":" + std::to_string(r.dest.origin.port) + r.dest.path_and_query +
-                  "\n" + std::string(req[bhttp::field::accept_encoding]);
-    const bool wants_origin = req[bhttp::field::cache_control].find("no-cache") != std::string_view::npos ||
-                              req[bhttp::field::pragma].find("no-cache") != std::string_view::npos;
+                  "\n" + std::string(fields.accept_encoding);
+    const bool wants_origin = fields.cache_control.find("no-cache") != std::string_view::npos ||
+                              fields.pragma.find("no-cache") != std::string_view::npos;
     if (auto hit = svc.reads.fresh(r.cache_key, svc.clock.now()); hit && !wants_origin) {
       co_return co_await send_shared(r.c, r.down, hit->doc, hit->age, "hit", r.head_request, r.keep_alive,
                                      r.version, r.rec);
     }
   }
   if (!r.rt.cfg.rate_limit.coalesce) co_return std::nullopt;
-  const std::string cookie(req[bhttp::field::cookie]);
+  const std::string_view cookie = fields.cookie;
   std::string credential;
   if (r.caller && cookie.empty()) {  // an API client: the same for every request of its caller
     auto& known = r.caller->coalesce_credential;
@@ -316,15 +314,11 @@ asio::awaitable<stage_result> shared_read(request_ctx& r, const client_request& 
     credential = known;
   } else if (r.caller || !cookie.empty()) {
     const std::string authz = r.caller ? r.caller->info.authorization : std::string();
-    credential = auth::to_hex(auth::sha256_of(authz + "\n" + cookie));
+    credential = auth::to_hex(auth::sha256_of(authz + "\n" + std::string(cookie)));
   }
-  const bool conditional = req.count(bhttp::field::range) || req.count(bhttp::field::if_none_match) ||
-                           req.count(bhttp::field::if_modified_since) || req.count(bhttp::field::if_match) ||
-                           req.count(bhttp::field::if_unmodified_since) || req.count(bhttp::field::if_range);
-  const auto key =
-      ratelimit::coalesce_key({r.method, r.dest.origin.host, r.dest.origin.port, r.dest.path_and_query,
-                               credential, req[bhttp::field::accept], req[bhttp::field::accept_encoding],
-                               req[bhttp::field::accept_language], false, conditional});
+  const auto key = ratelimit::coalesce_key(
+      {r.method, r.dest.origin.host, r.dest.origin.port, r.dest.path_and_query, credential, fields.accept,
+       fields.accept_encoding, fields.accept_language, false, fields.conditional});
   if (!key) co_return std::nullopt;
   auto joined = svc.reads.join(*key);
   if (joined.leader) {
@@ -351,7 +345,8 @@ asio::awaitable<stage_result> serve_stale(request_ctx& r) {
 }
 
 // The upstream request's head: the client's fields less hop-by-hop ones and ours, origin-form.
-void prepare_upstream_head(request_ctx& r, client_request& req) {
+// An HTTP/1.1 request without Connection fields persists: none is added.
+void prepare_upstream_head(request_ctx& r, client_request& req, bool has_host) {
   auto& h = r.out.head_and_body;
   // The client's fields move over: nothing reads them after this (identify took what it needs,
   // and the body's parser keeps its framing apart from them).
@@ -359,14 +354,12 @@ void prepare_upstream_head(request_ctx& r, client_request& req) {
   h.method_string(r.method);
   h.target(r.dest.path_and_query);
   h.version(11);
-  strip_hop_by_hop(h);
-  h.erase(bhttp::field::expect);
-  h.erase("X-Okta-Sidecar-Max-Wait-Ms");
-  if (!h.count(bhttp::field::host)) {
+  static constexpr std::array<std::string_view, 2> ours = {"expect", "x-okta-sidecar-max-wait-ms"};
+  strip_hop_by_hop(h, ours);
+  if (!has_host) {
     const auto& o = r.dest.origin;
     h.set(bhttp::field::host, o.port == (o.tls ? 443 : 80) ? o.host : o.host + ":" + std::to_string(o.port));
   }
-  h.keep_alive(true);
   r.out.body_deadline = r.request_deadline;
 }
 
@@ -918,19 +911,21 @@ asio::awaitable<stage_result> send_attempt(request_ctx& r, request_guard& guard,
 }  // namespace
 
 asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
-                              bhttp::request_parser<bhttp::empty_body>& hp, const destination& dest,
+                              bhttp::request_parser<bhttp::empty_body>& hp,
+                              const http::request_fields& fields, const destination& dest,
                               const http::validation& valid, request_record& rec) {
   const auto owned = std::make_unique<request_ctx>(c, down, buf, dest, rec);
   request_ctx& r = *owned;
   auto& req = hp.get();
-  identify(r, req);
+  identify(r, req, fields);
   // Each stage below is awaited only when it has something to do: a coroutine call costs about
   // 200 instructions even when it returns at once, and most requests need none of these.
   if (token_expired_locally(r)) co_return co_await reject_expired_token(r, hp.is_done());
   if (may_share(r, req, valid)) {
-    if (auto done = co_await shared_read(r, req)) co_return *done;
+    if (auto done = co_await shared_read(r, fields)) co_return *done;
   }
-  prepare_upstream_head(r, req);
+  // `fields` views the client's fields: read before they move and lose the hop-by-hop ones.
+  prepare_upstream_head(r, req, fields.has_host);
   if (valid.body.kind != http::framing_kind::none) {
     if (auto done = co_await read_body(r, hp, valid)) co_return *done;
   }

@@ -284,13 +284,20 @@ bool reusable_after(conn_ctx& c, const Parser& p, upstream::connection& conn) {
 
 }  // namespace
 
-void strip_hop_by_hop(bhttp::fields& f) {
+void strip_hop_by_hop(bhttp::fields& f, std::span<const std::string_view> also) {
   const auto v = views(f);
   const http::hop_by_hop_set hop(v);
+  const auto dropped = [&](std::string_view name) {
+    if (hop.contains(name)) return true;
+    for (const auto a : also) {
+      if (http::iequals(name, a)) return true;
+    }
+    return false;
+  };
   // Decided for every field before any goes: the listed names point into Connection's value.
   boost::container::small_vector<bhttp::fields::const_iterator, 8> gone;
   for (auto it = f.begin(); it != f.end(); ++it) {
-    if (hop.contains(it->name_string())) gone.push_back(it);
+    if (dropped(it->name_string())) gone.push_back(it);
   }
   for (const auto& it : gone) f.erase(it);
 }

@@ -65,8 +65,9 @@ struct response_head {
 
 enum class relay_status { ok, upstream_failed, client_failed };
 
-// Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded.
-void strip_hop_by_hop(bhttp::fields& f);
+// Removes hop-by-hop fields (RFC 9110 §7.6.1) from a message about to be forwarded, and the
+// fields named in `also` (lower-case).
+void strip_hop_by_hop(bhttp::fields& f, std::span<const std::string_view> also = {});
 
 inline bool status_has_body(unsigned status) {
   return !(status / 100 == 1 || status == 204 || status == 304);

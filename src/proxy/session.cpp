@@ -21,6 +21,7 @@
 #include <tuple>
 
 #include "context.hpp"
+#include "okta_sidecar/http/request_fields.hpp"
 #include "okta_sidecar/http/request_validator.hpp"
 #include "okta_sidecar/http/target.hpp"
 #include "okta_sidecar/http/trace_context.hpp"
@@ -124,11 +125,10 @@ asio::awaitable<void> refuse_head(conn_ctx& c, net::stream& s, const head_reader
 asio::awaitable<void> handle_connect(conn_ctx& c, net::stream& down, beast::flat_buffer& buf,
                                      bhttp::request_parser<bhttp::empty_body>& hp, request_scope& scope);
 
-bool proxy_auth_ok(conn_ctx& c, const bhttp::request_header<>& req) {
+bool proxy_auth_ok(conn_ctx& c, const http::request_fields& fields) {
   if (!c.rt->proxy_auth.enabled()) return true;
-  auto h = req.find(bhttp::field::proxy_authorization);
-  if (h == req.end()) return false;
-  auto user = c.rt->proxy_auth.authenticate(h->value());
+  if (fields.proxy_authorization.empty()) return false;
+  auto user = c.rt->proxy_auth.authenticate(fields.proxy_authorization);
   if (user) c.user = std::move(*user);
   return user.has_value();
 }
@@ -168,11 +168,11 @@ const host_route& route_of(conn_ctx& c, const http::parsed_target& t) {
 }
 
 // Takes the target's path out of `valid` (nothing reads it after the routing).
-routing route(conn_ctx& c, const bhttp::request_header<>& req, http::validation& valid,
-              const std::optional<upstream::origin>& tunnel) {
+routing route(conn_ctx& c, const bhttp::request_header<>& req, const http::request_fields& fields,
+              http::validation& valid, const std::optional<upstream::origin>& tunnel) {
   routing r;
   auto& dest = r.dest;
-  const std::string_view host_header = req[bhttp::field::host];
+  const std::string_view host_header = fields.host;
   if (tunnel) {
     dest.origin = *tunnel;
     if (req.target().starts_with("/")) {
@@ -214,10 +214,6 @@ routing route(conn_ctx& c, const bhttp::request_header<>& req, http::validation&
   return r;
 }
 
-http::validation validate(const conn_ctx& c, const bhttp::request_header<>& req) {
-  return http::validate_request(req.method_string(), req.target(), req.version(), views(req), c.rt->limits);
-}
-
 // What serve_request keeps across its waits. On the heap, recycled by the thread: in the
 // coroutine's frame it made that frame too large for Asio's frame recycling.
 struct request_state : net::recycled<request_state> {
@@ -225,15 +221,24 @@ struct request_state : net::recycled<request_state> {
   // Ends (writes its access-log line) when this request does, whichever way.
   request_scope scope;
   bhttp::request_parser<bhttp::empty_body> hp;
+  http::request_fields fields;  // views into hp's fields
   http::validation valid;
   routing to;
 };
+
+// The fields the proxy reads, and the head's validation, from one list of the fields. Not in
+// serve_request: the list would take room in its frame across every wait.
+void read_fields(const conn_ctx& c, const bhttp::request_header<>& req, request_state& st) {
+  const auto v = views(req);
+  st.fields = http::read_request_fields(v);
+  st.valid = http::validate_request(req.method_string(), req.target(), req.version(), v, c.rt->limits);
+}
 
 // One request on a connection, from its head to its answer; false when the connection ends.
 asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buffer& buf,
                                     const std::optional<upstream::origin>& tunnel) {
   const auto st = std::make_unique<request_state>(c);
-  auto& [scope, hp, valid, to] = *st;
+  auto& [scope, hp, fields, valid, to] = *st;
   head_reader h(c, s, hp);
   // Most heads are in the buffer already: the coroutines run only when one is not, or is refused.
   if (!h.advance(buf, hp)) {
@@ -245,19 +250,18 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
   }
   auto& rec = scope.begin();
   auto& req = hp.get();
+  read_fields(c, req, *st);
   rec.method = std::string(req.method_string());
   rec.target = std::string(req.target());
-  if (auto t = req.find("traceparent"); t != req.end())
-    rec.trace_id = http::trace_id_of(t->value()).value_or("");
+  if (!fields.traceparent.empty()) rec.trace_id = http::trace_id_of(fields.traceparent).value_or("");
   const unsigned version = req.version();
-  const bool keep_alive = req.keep_alive();
+  const bool keep_alive = fields.keep_alive(version);
 
-  if (!tunnel && !proxy_auth_ok(c, req)) {
+  if (!tunnel && !proxy_auth_ok(c, fields)) {
     co_await send_local(c, s, http::local_error::proxy_auth_required, "proxy authentication required", rec,
                         false, version);
     co_return false;
   }
-  valid = validate(c, req);
   if (valid.code != http::verdict_code::ok) {
     auto err = valid.code == http::verdict_code::payload_too_large   ? http::local_error::payload_too_large
                : valid.code == http::verdict_code::headers_too_large ? http::local_error::headers_too_large
@@ -274,7 +278,7 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
     co_await handle_connect(c, s, buf, hp, scope);
     co_return false;
   }
-  to = route(c, req, valid, tunnel);
+  to = route(c, req, fields, valid, tunnel);
   if (to.fatal) {
     rec.host = to.dest.origin.host;
     co_await send_local(c, s, *to.fatal, to.fatal_detail, rec, false, version);
@@ -286,7 +290,7 @@ asio::awaitable<bool> serve_request(conn_ctx& c, net::stream& s, beast::flat_buf
     const bool again = keep_alive && valid.body.kind == http::framing_kind::none;
     co_return again;
   }
-  co_return co_await forward(c, s, buf, hp, to.dest, valid, rec);
+  co_return co_await forward(c, s, buf, hp, fields, to.dest, valid, rec);
 }
 
 // Two one-way pumps; each ends by half-closing the other side (RFC 9110 §9.3.6).

@@ -1,0 +1,96 @@
+#include "okta_sidecar/http/request_fields.hpp"
+
+namespace okta_sidecar::http {
+
+namespace {
+
+void first(std::string_view& slot, bool& seen, std::string_view value) {
+  if (!seen) slot = value;
+  seen = true;
+}
+
+}  // namespace
+
+request_fields read_request_fields(std::span<const header_view> fields) {
+  request_fields out;
+  // Whether a name was seen: a first field with an empty value still hides later ones.
+  bool authorization = false, proxy_authorization = false, expect = false, traceparent = false,
+       max_wait = false, retry_count = false, cookie = false, accept = false, accept_encoding = false,
+       accept_language = false, cache_control = false, pragma = false;
+  for (const auto& [name, value] : fields) {
+    // By length first: most names have a length that no name read here has.
+    switch (name.size()) {
+      case 4:
+        if (iequals(name, "host")) first(out.host, out.has_host, value);
+        break;
+      case 5:
+        if (iequals(name, "range")) out.conditional = true;
+        break;
+      case 6:
+        if (iequals(name, "cookie")) {
+          first(out.cookie, cookie, value);
+        } else if (iequals(name, "expect")) {
+          first(out.expect, expect, value);
+        } else if (iequals(name, "accept")) {
+          first(out.accept, accept, value);
+        } else if (iequals(name, "pragma")) {
+          first(out.pragma, pragma, value);
+        }
+        break;
+      case 8:
+        if (iequals(name, "if-match") || iequals(name, "if-range")) out.conditional = true;
+        break;
+      case 10:
+        if (iequals(name, "connection")) {
+          for_each_element(value, [&out](std::string_view option) {
+            if (iequals(option, "close")) out.connection_close = true;
+            if (iequals(option, "keep-alive")) out.connection_keep_alive = true;
+          });
+        }
+        break;
+      case 11:
+        if (iequals(name, "traceparent")) first(out.traceparent, traceparent, value);
+        break;
+      case 13:
+        if (iequals(name, "authorization")) {
+          first(out.authorization, authorization, value);
+        } else if (iequals(name, "cache-control")) {
+          first(out.cache_control, cache_control, value);
+        } else if (iequals(name, "if-none-match")) {
+          out.conditional = true;
+        }
+        break;
+      case 15:
+        if (iequals(name, "accept-encoding")) {
+          first(out.accept_encoding, accept_encoding, value);
+        } else if (iequals(name, "accept-language")) {
+          first(out.accept_language, accept_language, value);
+        }
+        break;
+      case 16:
+        if (iequals(name, "x-okta-retry-for")) out.has_retry_for = true;
+        break;
+      case 17:
+        if (iequals(name, "if-modified-since")) out.conditional = true;
+        break;
+      case 18:
+        if (iequals(name, "x-okta-retry-count")) first(out.retry_count, retry_count, value);
+        break;
+      case 19:
+        if (iequals(name, "proxy-authorization")) {
+          first(out.proxy_authorization, proxy_authorization, value);
+        } else if (iequals(name, "if-unmodified-since")) {
+          out.conditional = true;
+        }
+        break;
+      case 26:
+        if (iequals(name, "x-okta-sidecar-max-wait-ms")) first(out.max_wait, max_wait, value);
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+}  // namespace okta_sidecar::http
