@@ -121,7 +121,11 @@ validation validate_request(std::string_view method, std::string_view target, un
     const std::string_view v = trim_ows(value);
     if (iequals(name, "host")) {
       ++host_count;
-      if (!v.empty()) {
+      if (out.absolute && v == absolute_form_authority(target)) {
+        // The target's authority again, byte for byte (the usual case): parsed once.
+        const auto& t = *out.absolute;
+        out.host = host_and_port{t.host, t.explicit_port ? std::optional(t.port) : std::nullopt};
+      } else if (!v.empty()) {
         out.host = parse_host_header(v);
         if (!out.host) return fail(verdict_code::bad_request, "invalid Host header");
       }

@@ -71,25 +71,29 @@ bool is_valid_origin_form(std::string_view target) {
   return true;
 }
 
+std::string_view absolute_form_authority(std::string_view target) {
+  const auto sep = target.find("://");
+  if (sep == std::string_view::npos) return {};
+  const std::string_view rest = target.substr(sep + 3);
+  std::size_t end = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
+  while (end < rest.size() && rest[end] != '/' && rest[end] != '?' && rest[end] != '#') ++end;
+  return rest.substr(0, end);
+}
+
 std::optional<parsed_target> parse_absolute_form(std::string_view target) {
   const auto sep = target.find("://");
   if (sep == std::string_view::npos) return std::nullopt;
   parsed_target out;
   out.scheme = to_lower(target.substr(0, sep));
   if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
-  std::string_view rest = target.substr(sep + 3);
-  std::size_t path_start = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
-  while (path_start < rest.size() && rest[path_start] != '/' && rest[path_start] != '?' &&
-         rest[path_start] != '#')
-    ++path_start;
-  if (path_start == rest.size()) path_start = std::string_view::npos;
-  const std::string_view authority = rest.substr(0, path_start);
+  const std::string_view authority = absolute_form_authority(target);
   if (authority.find('@') != std::string_view::npos) return std::nullopt;  // userinfo
   auto hp = parse_host_port(authority, false);
   if (!hp) return std::nullopt;
   out.host = std::move(hp->host);
   out.port = hp->port.value_or(out.scheme == "https" ? 443 : 80);
-  std::string_view path = path_start == std::string_view::npos ? std::string_view{} : rest.substr(path_start);
+  out.explicit_port = hp->port.has_value();
+  const std::string_view path = target.substr(sep + 3 + authority.size());
   if (path.empty()) {
     out.path_and_query = "/";
   } else if (path[0] == '?') {

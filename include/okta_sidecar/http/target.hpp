@@ -15,6 +15,7 @@ struct parsed_target {
   std::string host;            // lower-case; IPv6 without brackets
   std::uint16_t port = 0;      // explicit, or 80/443 by scheme
   std::string path_and_query;  // origin-form: starts with '/'
+  bool explicit_port = false;  // the target named its port
 
   bool operator==(const parsed_target&) const = default;
 };
@@ -25,6 +26,9 @@ std::optional<std::uint16_t> parse_port(std::string_view text);
 
 // http://host[:port]/p?q ("" path -> "/"), https:// too.
 std::optional<parsed_target> parse_absolute_form(std::string_view target);
+// The authority of an absolute-form target as written ("" without "://"): what its Host field
+// nearly always repeats.
+std::string_view absolute_form_authority(std::string_view target);
 // host:port or [v6]:port; the port is required (RFC 9110 §9.3.6). Host lower-cased.
 std::optional<std::pair<std::string, std::uint16_t>> parse_authority(std::string_view authority);
 

@@ -200,6 +200,22 @@ TEST(ValidateRequest, KeepsTheParsedHostHeader) {
   EXPECT_FALSE(run("GET", "/x", 11, {{"Host", " "}}).host);  // empty after OWS: nothing parsed
 }
 
+// A Host that repeats the target's authority is taken from the target's parse: the same answer
+// as parsing the Host itself, port named or not.
+TEST(ValidateRequest, HostRepeatingTheAuthorityReadsAsItself) {
+  for (const std::string authority : {"acme.okta.com", "acme.okta.com:8443", "ACME.Okta.com:80",
+                                      "[2001:db8::1]", "[2001:DB8::1]:8080", "10.0.0.1:443"}) {
+    const auto v = run("GET", "https://" + authority + "/x", 11, {{"Host", authority}});
+    ASSERT_TRUE(v.ok()) << authority;
+    ASSERT_TRUE(v.host) << authority;
+    EXPECT_EQ(*v.host, *parse_host_header(authority)) << authority;
+  }
+  // A Host that differs from it is its own (the routing compares the two).
+  const auto v = run("GET", "http://acme.okta.com:8080/x", 11, {{"Host", "other.okta.com"}});
+  ASSERT_TRUE(v.host);
+  EXPECT_EQ(v.host->host, "other.okta.com");
+  EXPECT_FALSE(v.host->port);
+}
 TEST(ValidateRequestLimits, HeaderCountBoundary) {
   limits lim;
   lim.max_header_count = 3;
