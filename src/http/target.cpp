@@ -26,9 +26,11 @@ std::optional<host_and_port> parse_host_port(std::string_view text, bool port_re
     const auto colon = text.find(':');
     host = text.substr(0, colon);
     if (host.empty()) return std::nullopt;
-    for (char c : host)
-      if (!is_host_char(c)) return std::nullopt;
-    out.host = to_lower(host);
+    out.host.resize(host.size());  // lower-cased as it is checked
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      if (!is_host_char(host[i])) return std::nullopt;
+      out.host[i] = ascii_lower(host[i]);
+    }
     rest = colon == std::string_view::npos ? std::string_view{} : text.substr(colon);
   }
   if (!rest.empty()) {
@@ -42,6 +44,13 @@ std::optional<host_and_port> parse_host_port(std::string_view text, bool port_re
 }
 
 bool is_path_char(char c) { return char_class::has(c, char_class::path); }
+
+// Where an absolute-form target's "://" is (npos without one): at its first ':', after the
+// scheme. One memchr, where find("://") compares at every ':' and more.
+std::size_t scheme_end(std::string_view target) {
+  const auto colon = target.find(':');
+  return colon != std::string_view::npos && target.substr(colon, 3) == "://" ? colon : std::string_view::npos;
+}
 
 }  // namespace
 
@@ -72,7 +81,7 @@ bool is_valid_origin_form(std::string_view target) {
 }
 
 std::string_view absolute_form_authority(std::string_view target) {
-  const auto sep = target.find("://");
+  const auto sep = scheme_end(target);
   if (sep == std::string_view::npos) return {};
   const std::string_view rest = target.substr(sep + 3);
   std::size_t end = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
@@ -81,11 +90,17 @@ std::string_view absolute_form_authority(std::string_view target) {
 }
 
 std::optional<parsed_target> parse_absolute_form(std::string_view target) {
-  const auto sep = target.find("://");
+  const auto sep = scheme_end(target);
   if (sep == std::string_view::npos) return std::nullopt;
   parsed_target out;
-  out.scheme = to_lower(target.substr(0, sep));
-  if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
+  const std::string_view scheme = target.substr(0, sep);
+  if (iequals(scheme, "http")) {
+    out.scheme = "http";
+  } else if (iequals(scheme, "https")) {
+    out.scheme = "https";
+  } else {
+    return std::nullopt;
+  }
   const std::string_view authority = absolute_form_authority(target);
   if (authority.find('@') != std::string_view::npos) return std::nullopt;  // userinfo
   auto hp = parse_host_port(authority, false);
