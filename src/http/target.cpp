@@ -83,10 +83,12 @@ bool is_valid_origin_form(std::string_view target) {
 std::string_view absolute_form_authority(std::string_view target) {
   const auto sep = scheme_end(target);
   if (sep == std::string_view::npos) return {};
-  const std::string_view rest = target.substr(sep + 3);
-  std::size_t end = 0;  // a hand loop: libstdc++'s find_first_of calls memchr per character
-  while (end < rest.size() && rest[end] != '/' && rest[end] != '?' && rest[end] != '#') ++end;
-  return rest.substr(0, end);
+  // Three memchr calls: libstdc++'s find_first_of calls memchr per character, a hand loop
+  // costs about eight instructions a character.
+  std::string_view authority = target.substr(sep + 3);
+  authority = authority.substr(0, authority.find('/'));
+  authority = authority.substr(0, authority.find('?'));
+  return authority.substr(0, authority.find('#'));
 }
 
 std::optional<parsed_target> parse_absolute_form(std::string_view target) {
