@@ -3,6 +3,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 namespace okta_sidecar::ratelimit {
 namespace {
@@ -146,13 +147,38 @@ std::optional<std::int64_t> asctime_date(std::string_view s) {
 
 }  // namespace
 
-std::optional<std::int64_t> parse_http_date(std::string_view text) {
+namespace {
+
+std::optional<std::int64_t> parse_any_form(std::string_view text) {
   // Only the separators differ, so the character after the day name picks the form.
   std::size_t sep = 0;
   while (sep < text.size() && text[sep] != ',' && text[sep] != ' ') ++sep;
   if (sep == text.size()) return std::nullopt;
   if (text[sep] == ' ') return asctime_date(text);
   return sep == 3 ? imf_fixdate(text) : rfc850_date(text);
+}
+
+}  // namespace
+
+std::optional<std::int64_t> parse_http_date(std::string_view text) {
+  // A server's Date changes once a second and nearly every response carries one: the thread
+  // keeps its last answer for the next text that is the same (an IMF-fixdate is 29 bytes).
+  struct memo {
+    std::array<char, 29> text{};
+    std::size_t size = 0;
+    std::optional<std::int64_t> value;
+  };
+  thread_local memo last;
+  if (text.empty()) return std::nullopt;
+  if (text.size() == last.size && std::memcmp(text.data(), last.text.data(), text.size()) == 0)
+    return last.value;
+  const auto value = parse_any_form(text);
+  if (text.size() <= last.text.size()) {
+    std::memcpy(last.text.data(), text.data(), text.size());
+    last.size = text.size();
+    last.value = value;
+  }
+  return value;
 }
 
 std::string format_http_date(std::int64_t epoch_seconds) {

@@ -95,6 +95,21 @@ INSTANTIATE_TEST_SUITE_P(Known, FormatHttpDate,
                                            format_case{1700000000, "Tue, 14 Nov 2023 22:13:20 GMT"},
                                            format_case{253402300799, "Fri, 31 Dec 9999 23:59:59 GMT"}));
 
+// The thread's last answer is kept for the same text: texts in turn, each its own answer.
+TEST(HttpDate, TextsInTurnEachTheirOwn) {
+  const std::string a = "Sun, 06 Nov 1994 08:49:37 GMT";
+  const std::string b = "Sun, 06 Nov 1994 08:49:38 GMT";
+  const std::string bad = "Sun, 06 Nov 1994 08:49:61 GMT";  // as long as a and b
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(parse_http_date(a), 784111777);
+    EXPECT_EQ(parse_http_date(a), 784111777);
+    EXPECT_EQ(parse_http_date(b), 784111778);
+    EXPECT_EQ(parse_http_date(bad), std::nullopt);
+    EXPECT_EQ(parse_http_date(""), std::nullopt);
+    EXPECT_EQ(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), 784111777);  // longer than the memo
+  }
+}
+
 TEST(HttpDate, RoundTripsAcrossCenturies) {
   // A step that is not a multiple of a day or an hour visits every weekday, month and time.
   for (std::int64_t t = -2'208'988'800; t < 4'102'444'800; t += 7'654'321) {
