@@ -4,37 +4,38 @@ namespace okta_sidecar::http {
 
 namespace {
 
-void first(std::string_view& slot, bool& seen, std::string_view value) {
-  if (!seen) slot = value;
-  seen = true;
+// The first field of a name wins, as a lookup by name would give it, even with an empty value:
+// a slot not yet filled is the default view, whose data() is null (a field's value, empty or
+// not, points into its message).
+void first(std::string_view& slot, std::string_view value) {
+  if (slot.data() == nullptr) slot = value;
 }
 
 }  // namespace
 
 request_fields read_request_fields(std::span<const header_view> fields) {
   request_fields out;
-  // Whether a name was seen: a first field with an empty value still hides later ones.
-  bool authorization = false, proxy_authorization = false, expect = false, traceparent = false,
-       max_wait = false, retry_count = false, cookie = false, accept = false, accept_encoding = false,
-       accept_language = false, cache_control = false, pragma = false;
   for (const auto& [name, value] : fields) {
     // By length first: most names have a length that no name read here has.
     switch (name.size()) {
       case 4:
-        if (iequals(name, "host")) first(out.host, out.has_host, value);
+        if (iequals(name, "host")) {
+          first(out.host, value);
+          out.has_host = true;
+        }
         break;
       case 5:
         if (iequals(name, "range")) out.conditional = true;
         break;
       case 6:
         if (iequals(name, "cookie")) {
-          first(out.cookie, cookie, value);
+          first(out.cookie, value);
         } else if (iequals(name, "expect")) {
-          first(out.expect, expect, value);
+          first(out.expect, value);
         } else if (iequals(name, "accept")) {
-          first(out.accept, accept, value);
+          first(out.accept, value);
         } else if (iequals(name, "pragma")) {
-          first(out.pragma, pragma, value);
+          first(out.pragma, value);
         }
         break;
       case 8:
@@ -49,22 +50,22 @@ request_fields read_request_fields(std::span<const header_view> fields) {
         }
         break;
       case 11:
-        if (iequals(name, "traceparent")) first(out.traceparent, traceparent, value);
+        if (iequals(name, "traceparent")) first(out.traceparent, value);
         break;
       case 13:
         if (iequals(name, "authorization")) {
-          first(out.authorization, authorization, value);
+          first(out.authorization, value);
         } else if (iequals(name, "cache-control")) {
-          first(out.cache_control, cache_control, value);
+          first(out.cache_control, value);
         } else if (iequals(name, "if-none-match")) {
           out.conditional = true;
         }
         break;
       case 15:
         if (iequals(name, "accept-encoding")) {
-          first(out.accept_encoding, accept_encoding, value);
+          first(out.accept_encoding, value);
         } else if (iequals(name, "accept-language")) {
-          first(out.accept_language, accept_language, value);
+          first(out.accept_language, value);
         }
         break;
       case 16:
@@ -74,17 +75,17 @@ request_fields read_request_fields(std::span<const header_view> fields) {
         if (iequals(name, "if-modified-since")) out.conditional = true;
         break;
       case 18:
-        if (iequals(name, "x-okta-retry-count")) first(out.retry_count, retry_count, value);
+        if (iequals(name, "x-okta-retry-count")) first(out.retry_count, value);
         break;
       case 19:
         if (iequals(name, "proxy-authorization")) {
-          first(out.proxy_authorization, proxy_authorization, value);
+          first(out.proxy_authorization, value);
         } else if (iequals(name, "if-unmodified-since")) {
           out.conditional = true;
         }
         break;
       case 26:
-        if (iequals(name, "x-okta-sidecar-max-wait-ms")) first(out.max_wait, max_wait, value);
+        if (iequals(name, "x-okta-sidecar-max-wait-ms")) first(out.max_wait, value);
         break;
       default:
         break;
