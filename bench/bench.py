@@ -1168,10 +1168,7 @@ def main() -> int:
     args = ap.parse_args()
     env = Env(args)
     os.makedirs(args.results, exist_ok=True)
-    stop = threading.Event()
-
     def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
         env.procs.stop_all()
         sys.exit(128 + signum)
     signal.signal(signal.SIGTERM, on_signal)

@@ -100,14 +100,16 @@ def main() -> int:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(pki.server_cert, pki.server_key)
     _Proxy.tls_ctx = ctx
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # SIGTERM is blocked here, before any thread starts (threads inherit the mask), and
+    # taken by sigwait below. A handler that set a threading.Event could deadlock: Python
+    # runs it in the main thread, which may hold that Event's own lock inside wait().
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     proxy = _serve(cfg["listen"], _Proxy)
     admin = _serve(cfg["admin_listen"], _Admin)
     print("plain text line on stdout", flush=True)
     log(level="info", msg="ready", listen="%s:%d" % proxy.server_address,
         admin_listen="%s:%d" % admin.server_address)
-    done.wait()
+    signal.sigwait({signal.SIGTERM})
     log(level="info", msg="stopping")
     proxy.shutdown()
     admin.shutdown()

@@ -1179,19 +1179,19 @@ def main(argv: Optional[list] = None) -> int:
         if not n.isdigit():
             ap.error(f"--limit wants BUCKET=N, got {item!r}")
         limits[name] = int(n)
+    # The stop signals are blocked before any thread starts (threads inherit the mask) and
+    # taken by sigwait: a handler that set a threading.Event could deadlock on that Event's
+    # own lock, held by the main thread inside wait() when the signal lands.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     sim = OktaSimulator(args.cert, args.key, plain_http=args.plain_http, host=args.host,
                         port=args.port, http_port=args.http_port, window_seconds=args.window,
                         limits=limits, concurrency_limit=args.concurrency, latency=args.latency,
                         skew=args.skew, check_auth=args.check_auth, ssws_tokens=tuple(args.ssws),
                         record=args.record)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
     sim.start()
     print(json.dumps({"port": sim.port, "http_port": sim.http_port, "scheme": sim.scheme}),
           flush=True)
-    while not done.wait(0.5):
-        pass
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
     sim.stop()
     stats = sim.stats()
     if args.stats_file:
