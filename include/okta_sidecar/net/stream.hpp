@@ -7,8 +7,10 @@
 // connection costs little more than the SSL object itself.
 #include <array>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -19,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <stdexcept>
+#include <type_traits>
 
 #include "okta_sidecar/clock.hpp"
 
@@ -97,15 +100,16 @@ struct op_core {
   tcp::socket& socket();
 };
 
-// Runs `attempt_fn` until it completes, waiting on the socket in between; completion is never
-// inline, so Beast's loops do not recurse on data OpenSSL already holds.
+// Runs `attempt_fn` until it completes, waiting on the socket in between. stream::start makes
+// the first attempt itself; an operation is made only for one that must wait, and begins with
+// that wait (`result`).
 template <class AttemptFn>
 struct io_op {
   op_core core;
   AttemptFn attempt_fn;
   attempt result{};
   bool posted = false;
-  bool wait_first = false;  // the caller has just found nothing: wait before the first attempt
+  bool wait_first = true;  // `result` says what to wait for before the next attempt
 
   template <class Self>
   void operator()(Self& self, error_code ec = {}) {
@@ -124,7 +128,6 @@ struct io_op {
     }
     if (wait_first) {
       wait_first = false;
-      result = attempt{attempt::next::wait_read, {}, 0};
     } else {
       result = attempt_fn(core);
     }
@@ -333,10 +336,32 @@ class stream {
   }
 
  private:
+  // The first attempt is made here, at initiation. One that completes (most reads of a busy
+  // connection, nearly every write) posts its handler with the result: never inline, as Asio
+  // requires, but without the composed operation (its work guards and executor copies cost more
+  // than the attempt itself). `wait_first`: the caller has just found nothing to read; the
+  // operation waits before its first attempt.
   template <class AttemptFn, class Token>
   auto start(detail::direction d, AttemptFn fn, Token&& token, bool wait_first = false) {
-    detail::io_op<AttemptFn> op{detail::op_core{st_, d}, fn};
-    op.wait_first = wait_first;
+    detail::op_core core{st_, d};
+    detail::attempt first{detail::attempt::next::wait_read, {}, 0};
+    if (!wait_first) first = fn(core);
+    if (first.what == detail::attempt::next::done) {
+      return asio::async_initiate<Token, void(error_code, std::size_t)>(
+          [this](auto handler, error_code ec, std::size_t n) {
+            // Straight to the handler's own executor (a coroutine's), which a post with an
+            // executor argument would reach through a work guard and another executor copy; a
+            // handler without one runs on the stream's, as an operation's would.
+            if constexpr (std::is_same_v<asio::associated_executor_t<decltype(handler)>,
+                                         asio::system_executor>) {
+              asio::post(asio::bind_executor(get_executor(), asio::append(std::move(handler), ec, n)));
+            } else {
+              asio::post(asio::append(std::move(handler), ec, n));
+            }
+          },
+          token, first.ec, first.n);
+    }
+    detail::io_op<AttemptFn> op{std::move(core), std::move(fn), first};
     return asio::async_compose<Token, void(error_code, std::size_t)>(std::move(op), token, get_executor());
   }
 

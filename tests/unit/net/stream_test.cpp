@@ -10,10 +10,12 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../tls/tls_test_support.hpp"
@@ -373,6 +375,46 @@ TEST(StreamTest, WriteAllPastItsDeadlineReportsTheBytesWritten) {
   EXPECT_EQ(wec, boost::beast::error::timeout) << wec.message();
   EXPECT_GT(written, 0u);
   EXPECT_LT(written, big.size());
+}
+
+// An operation whose first attempt completes (the socket took every byte, or held some) is
+// posted with its result, never completed inline, and its handler runs where an operation's
+// would: on the handler's own executor, or on the stream's when it has none (not on Asio's
+// system executor, whose threads are not the io_context's).
+TEST(StreamTest, OperationsThatCompleteAtOnceArePostedToTheHandlersExecutor) {
+  loopback lb;
+  const std::string msg = "GET / HTTP/1.1\r\n\r\n";
+  const auto this_thread = std::this_thread::get_id();
+  bool wrote = false, read = false, on_strand = false;
+  std::thread::id write_thread, read_thread;
+  std::string got(msg.size(), '\0');
+  lb.client->async_write_all(asio::buffer(msg), [&](error_code ec, std::size_t n) {
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(n, msg.size());
+    wrote = true;
+    write_thread = std::this_thread::get_id();
+  });
+  EXPECT_FALSE(wrote) << "completed inline";
+  lb.ioc.poll();
+  ASSERT_TRUE(wrote);
+  EXPECT_EQ(write_thread, this_thread);
+  // Loopback has delivered the bytes: the read's first attempt takes them.
+  auto strand = asio::make_strand(lb.ioc);
+  lb.server->async_read_some(asio::buffer(got),
+                             asio::bind_executor(strand, [&](error_code ec, std::size_t n) {
+                               EXPECT_FALSE(ec) << ec.message();
+                               EXPECT_EQ(n, msg.size());
+                               read = true;
+                               read_thread = std::this_thread::get_id();
+                               on_strand = strand.running_in_this_thread();
+                             }));
+  EXPECT_FALSE(read) << "completed inline";
+  lb.ioc.restart();  // the first poll ran out of work, which stops an io_context
+  lb.ioc.poll();
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read_thread, this_thread);
+  EXPECT_TRUE(on_strand);
+  EXPECT_EQ(got, msg);
 }
 
 TEST(StreamTest, WriteAllRefusesMoreBuffersThanItGathers) {
