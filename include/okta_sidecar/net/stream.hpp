@@ -101,15 +101,14 @@ struct op_core {
 };
 
 // Runs `attempt_fn` until it completes, waiting on the socket in between. stream::start makes
-// the first attempt itself; an operation is made only for one that must wait, and begins with
-// that wait (`result`).
+// the first attempt itself and an operation only for one that must wait: it begins with the
+// wait `result` asks for.
 template <class AttemptFn>
 struct io_op {
   op_core core;
   AttemptFn attempt_fn;
   attempt result{};
-  bool posted = false;
-  bool wait_first = true;  // `result` says what to wait for before the next attempt
+  bool posted = false;  // the deadline had passed before the wait: `result` is the timeout
 
   template <class Self>
   void operator()(Self& self, error_code ec = {}) {
@@ -118,28 +117,18 @@ struct io_op {
       self.complete(result.ec, result.n);
       return;
     }
-    if (core.waited) {
+    if (core.waited) {  // after a wait (the first call has none): the next attempt
       ec = core.after_wait(ec);
-      if (ec) {
+      if (!ec) result = attempt_fn(core);
+      if (ec || result.what == attempt::next::done) {
         core.finish();
-        self.complete(ec, progress());
+        if (ec) {
+          self.complete(ec, progress());
+        } else {
+          self.complete(result.ec, result.n);
+        }
         return;
       }
-    }
-    if (wait_first) {
-      wait_first = false;
-    } else {
-      result = attempt_fn(core);
-    }
-    if (result.what == attempt::next::done) {
-      if (core.waited) {
-        core.finish();
-        self.complete(result.ec, result.n);
-        return;
-      }
-      posted = true;
-      asio::post(std::move(self));
-      return;
     }
     const asio::any_io_executor ex = asio::get_associated_executor(self, core.socket().get_executor());
     if (!core.arm(ex)) {
