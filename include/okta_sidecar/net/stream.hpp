@@ -119,14 +119,15 @@ struct io_op {
     }
     if (core.waited) {  // after a wait (the first call has none): the next attempt
       ec = core.after_wait(ec);
-      if (!ec) result = attempt_fn(core);
-      if (ec || result.what == attempt::next::done) {
+      if (ec) {
         core.finish();
-        if (ec) {
-          self.complete(ec, progress());
-        } else {
-          self.complete(result.ec, result.n);
-        }
+        self.complete(ec, progress());
+        return;
+      }
+      result = attempt_fn(core);
+      if (result.what == attempt::next::done) {
+        core.finish();
+        self.complete(result.ec, result.n);
         return;
       }
     }
@@ -327,9 +328,10 @@ class stream {
  private:
   // The first attempt is made here, at initiation. One that completes (most reads of a busy
   // connection, nearly every write) posts its handler with the result: never inline, as Asio
-  // requires, but without the composed operation (its work guards and executor copies cost more
-  // than the attempt itself). `wait_first`: the caller has just found nothing to read; the
-  // operation waits before its first attempt.
+  // requires (Beast's loops would otherwise recurse on bytes OpenSSL already holds), but
+  // without the composed operation (its work guards and executor copies cost more than the
+  // attempt itself). `wait_first`: the caller has just found nothing to read; the operation
+  // waits before its first attempt.
   template <class AttemptFn, class Token>
   auto start(detail::direction d, AttemptFn fn, Token&& token, bool wait_first = false) {
     detail::op_core core{st_, d};
