@@ -4,9 +4,8 @@ namespace okta_sidecar::http {
 
 namespace {
 
-// The first field of a name wins, as a lookup by name would give it, even with an empty value:
-// a slot not yet filled is the default view, whose data() is null (a field's value, empty or
-// not, points into its message).
+// The first field of a name wins, as a lookup by name would give it, even with an empty value
+// (a slot not yet filled is the null default view: see request_fields).
 void first(std::string_view& slot, std::string_view value) {
   if (slot.data() == nullptr) slot = value;
 }
@@ -19,10 +18,7 @@ request_fields read_request_fields(std::span<const header_view> fields) {
     // By length first: most names have a length that no name read here has.
     switch (name.size()) {
       case 4:
-        if (iequals(name, "host")) {
-          first(out.host, value);
-          out.has_host = true;
-        }
+        if (iequals(name, "host")) first(out.host, value);
         break;
       case 5:
         if (iequals(name, "range")) out.conditional = true;

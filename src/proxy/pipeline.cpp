@@ -925,7 +925,7 @@ asio::awaitable<bool> forward(conn_ctx& c, net::stream& down, beast::flat_buffer
     if (auto done = co_await shared_read(r, fields)) co_return *done;
   }
   // `fields` views the client's fields: read before they move and lose the hop-by-hop ones.
-  prepare_upstream_head(r, req, fields.has_host);
+  prepare_upstream_head(r, req, fields.has_host());
   if (valid.body.kind != http::framing_kind::none) {
     if (auto done = co_await read_body(r, hp, valid)) co_return *done;
   }

@@ -25,7 +25,7 @@ TEST(RequestFields, EachNameReadInAnyCase) {
                        {"Cache-Control", "no-cache"},
                        {"Pragma", "no-cache"},
                        {"X-Okta-Retry-For", "req1"}});
-  EXPECT_TRUE(f.has_host);
+  EXPECT_TRUE(f.has_host());
   EXPECT_EQ(f.host, "a.okta.com");
   EXPECT_EQ(f.authorization, "SSWS t");
   EXPECT_EQ(f.proxy_authorization, "Basic x");
@@ -46,7 +46,7 @@ TEST(RequestFields, EachNameReadInAnyCase) {
 TEST(RequestFields, NoneOfThemLeavesAllEmpty) {
   const auto f =
       read({{"User-Agent", "curl"}, {"X-Authorization", "no"}, {"Hosts", "x"}, {"Content-Length", "3"}});
-  EXPECT_FALSE(f.has_host);
+  EXPECT_FALSE(f.has_host());
   EXPECT_TRUE(f.host.empty());
   EXPECT_TRUE(f.authorization.empty());
   EXPECT_FALSE(f.has_retry_for);
@@ -67,7 +67,7 @@ TEST(RequestFields, FirstFieldOfANameWins) {
 
 TEST(RequestFields, HostPresentWithAnEmptyValue) {
   const auto f = read({{"Host", ""}});
-  EXPECT_TRUE(f.has_host);
+  EXPECT_TRUE(f.has_host());
   EXPECT_TRUE(f.host.empty());
 }
 
