@@ -666,6 +666,175 @@ class worker_loops {
   std::vector<std::thread> threads_;
 };
 
+// The local keys and TLS contexts, each built in place: the leaf cache refers to the CA, the
+// intercepting context to the leaf cache. That context's SNI check reads the services' runtime,
+// and the services come later (`svc`, set once they exist).
+struct local_tls {
+  std::optional<tls::certificate_authority> ca;
+  std::optional<tls::fingerprint_key> fingerprints;
+  std::optional<tls::leaf_cache> leaves;
+  std::string ca_bundle;
+  std::optional<asio::ssl::context> intercept_ctx;
+  std::optional<asio::ssl::context> upstream_ctx;
+  const proxy::services* svc = nullptr;
+
+  // The exit code on failure, 0 otherwise.
+  int load(const config::config& cfg, const proxy::runtime& rt, const logging::log& log) {
+    if (const int code = load_local_keys(cfg, rt, log, ca, fingerprints)) return code;
+    leaves.emplace(*ca);
+    ca_bundle = publish_ca_bundle(cfg, *ca, log);
+    intercept_ctx.emplace(tls::make_intercept_context(*leaves, [this](std::string_view host) {
+      // SNI must name a host we intercept; the CONNECT host is checked separately.
+      return svc->rt.load()->hosts.decide(host, 443).r == policy::route::intercept;
+    }));
+    return make_upstream_tls(cfg, log, upstream_ctx);
+  }
+};
+
+unsigned thread_count(const config::config& cfg) {
+  return cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
+// What the sessions share, built in the order each needs the ones before it and destroyed in
+// reverse, after the listeners and every session (serve() stops those first). Throws on a fleet
+// setting the fleet service refuses.
+struct proxy_core {
+  proxy_core(const config::config& cfg, const std::shared_ptr<const proxy::runtime>& rt, local_tls& keys,
+             const clock_source& clock, const logging::log& log)
+      : threads(thread_count(cfg)),
+        workers(threads - 1),
+        pool(*keys.upstream_ctx, upstream::connection_pool::from_config(cfg)),
+        fleet(cfg.fleet ? std::make_unique<fleet::fleet_service>(
+                              ioc, fleet::fleet_service_settings::from_config(cfg), clock, log, registry)
+                        : nullptr),
+        gate(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr),
+        breakers(rt->breaker, rt->retry, [this](const std::string& host) { held_for_probe.wake(host); }),
+        reads(cache_settings_of(cfg)),
+        svc{clock, log,       *keys.leaves, *keys.intercept_ctx,
+            pool,  gate,      breakers,     held_for_probe,
+            pm,    diagnoses, okta_clock,   reads,
+            {},    {},        {},           {}},
+        bounds(label_hosts(*rt), rt->classifier.literal_buckets(), cfg.rate_limit.max_auth_servers_per_host),
+        gauges(add_app_gauges(registry, clock, internal_errors)) {
+    svc.rt.store(rt);
+    svc.digest = [&keys](std::string_view credential) { return keys.fingerprints->digest(credential); };
+    keys.svc = &svc;
+    pm.bound_labels(bounds);
+    add_scrape_gauges(registry, svc, *keys.leaves, bounds);
+    add_process_metrics(registry, version);
+  }
+
+  const unsigned threads;
+  app_io_context ioc{1};
+  worker_loops workers;
+  metrics::registry registry;
+  proxy::proxy_metrics pm{registry};
+  upstream::connection_pool pool;
+  std::unique_ptr<fleet::fleet_service> fleet;
+  proxy::rate_gate gate;
+  proxy::probe_waiters held_for_probe;
+  resilience::breaker_board breakers;
+  auth::diagnosis_log diagnoses;
+  ratelimit::shared_okta_clock okta_clock;
+  proxy::shared_reads reads;
+  proxy::services svc;
+  metrics::label_bounds bounds;
+  std::atomic<std::uint64_t> internal_errors{0};
+  app_gauges gauges;
+  metrics::history history;
+};
+
+// The proxy and admin listeners. False when one cannot listen (said in the log).
+bool open_listeners(const config::config& cfg, proxy_core& core, const local_tls& keys, time_point started,
+                    const logging::log& log, std::unique_ptr<proxy::server>& server,
+                    std::unique_ptr<admin::admin_server>& admin_srv) {
+  try {
+    server = std::make_unique<proxy::server>(core.ioc, core.svc, to_endpoint(core.ioc, cfg.listen),
+                                             core.workers.session_loops(core.ioc));
+    admin::admin_options admin_opts;
+    admin_opts.access.expose_status = cfg.admin.expose_status;
+    admin_opts.access.allowed_hosts = cfg.admin.allowed_hosts;
+    admin_srv = std::make_unique<admin::admin_server>(
+        core.ioc, to_endpoint(core.ioc, cfg.admin_listen),
+        admin_handlers(core.svc, core.registry, started, core.fleet.get(), *keys.ca, keys.ca_bundle,
+                       core.history),
+        admin_opts);
+  } catch (const std::exception& e) {
+    log.error(event("cannot listen").with("error", e.what()));
+    return false;
+  }
+  return true;
+}
+
+// The drain is over and we are tearing down: a repeated SIGTERM/SIGINT (supervisors resend
+// them) must not turn a clean exit into death by signal once the signal_set is gone. Asio
+// restores SIG_DFL when the set is cleared, so both stay blocked from before that until they
+// are ignored (SIG_IGN also discards one that arrived in between). The worker threads have
+// been joined: this thread is the only one a signal can go to.
+void ignore_stop_signals_from_now(asio::signal_set& signals) {
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigaddset(&term, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &term, nullptr);
+  boost::system::error_code ignored;
+  signals.clear(ignored);
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
+  pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
+}
+
+// Serves until a SIGTERM/SIGINT drain stops the loops (SIGHUP reloads), then destroys the
+// sessions still suspended while what they give their leases back to still exists.
+void serve(const config::config& cfg, proxy_core& core, proxy::server& server, admin::admin_server& admin_srv,
+           const clock_source& clock, const logging::log& log, std::function<config::parse_result()> reload) {
+  server.start();
+  admin_srv.start();
+  if (core.fleet) core.fleet->start();
+  auto control = asio::make_strand(core.ioc);
+  spawn_background(control, core.svc, clock, core.history);
+  running r{clock,
+            log,
+            core.ioc,
+            core.svc,
+            server,
+            admin_srv,
+            core.fleet.get(),
+            core.pool,
+            core.bounds,
+            core.gauges.reload_ok,
+            core.gauges.reload_ok_at,
+            std::move(reload)};
+  asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      apply_reload(r);
+      signals.async_wait(on_signal);
+      return;
+    }
+    if (core.svc.draining.load()) return;
+    asio::co_spawn(control, drain(r), asio::detached);
+  };
+  signals.async_wait(on_signal);
+
+  // Ready only once SIGTERM/SIGHUP are handled: a supervisor may signal right after READY=1.
+  log.info(event("ready")
+               .with("listen", endpoint_text(server.local_endpoint()))
+               .with("admin_listen", endpoint_text(admin_srv.local_endpoint()))
+               .with("version", version)
+               .with("threads", core.threads)
+               .with("ca_cert", cfg.ca.cert_file));
+  admin::notify_ready();
+  admin::notify_status("serving");
+
+  core.workers.start(log, core.internal_errors);
+  serve_until_stopped(core.ioc, log, core.internal_errors);
+  core.workers.stop();
+  core.ioc.destroy_pending_work();
+  ignore_stop_signals_from_now(signals);
+}
+
 }  // namespace
 
 int run(const config::config& cfg, const logging::log& log, std::function<config::parse_result()> reload) {
@@ -678,137 +847,20 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
     log.error(event("invalid configuration").with("error", e.what()));
     return 2;
   }
-
-  std::optional<tls::certificate_authority> ca;
-  std::optional<tls::fingerprint_key> fingerprints;
-  if (const int code = load_local_keys(cfg, *rt, log, ca, fingerprints)) return code;
-  tls::leaf_cache leaves(*ca);
-  const std::string ca_bundle = publish_ca_bundle(cfg, *ca, log);
-  proxy::services* svc_ptr = nullptr;
-  auto intercept_ctx = tls::make_intercept_context(leaves, [&svc_ptr](std::string_view host) {
-    // SNI must name a host we intercept; the CONNECT host is checked separately.
-    auto r = svc_ptr->rt.load();
-    return r->hosts.decide(host, 443).r == policy::route::intercept;
-  });
-  std::optional<asio::ssl::context> upstream_ctx;
-  if (const int code = make_upstream_tls(cfg, log, upstream_ctx)) return code;
-
-  const unsigned threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-  app_io_context ioc(1);
-  worker_loops workers(threads - 1);
-  metrics::registry registry;
-  proxy::proxy_metrics pm(registry);
-  upstream::connection_pool pool(*upstream_ctx, upstream::connection_pool::from_config(cfg));
-  std::unique_ptr<fleet::fleet_service> fleet;
-  if (cfg.fleet) {
-    try {
-      fleet = std::make_unique<fleet::fleet_service>(ioc, fleet::fleet_service_settings::from_config(cfg),
-                                                     clock, log, registry);
-    } catch (const std::exception& e) {
-      log.error(event("invalid configuration").with("error", e.what()));
-      return 2;
-    }
+  local_tls keys;
+  if (const int code = keys.load(cfg, *rt, log)) return code;
+  std::unique_ptr<proxy_core> core;
+  try {
+    core = std::make_unique<proxy_core>(cfg, rt, keys, clock, log);
+  } catch (const std::exception& e) {
+    log.error(event("invalid configuration").with("error", e.what()));
+    return 2;
   }
-  proxy::rate_gate gate(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr);
-  proxy::probe_waiters held_for_probe;
-  resilience::breaker_board breakers(
-      rt->breaker, rt->retry, [&held_for_probe](const std::string& host) { held_for_probe.wake(host); });
-  auth::diagnosis_log diagnoses;
-  ratelimit::shared_okta_clock okta_clock;
-  proxy::shared_reads reads(cache_settings_of(cfg));
-  proxy::services svc{clock, log,       leaves,     intercept_ctx, pool, gate, breakers, held_for_probe,
-                      pm,    diagnoses, okta_clock, reads,         {},   {},   {},       {}};
-  svc.rt.store(rt);
-  svc.digest = [&fingerprints](std::string_view credential) { return fingerprints->digest(credential); };
-  svc_ptr = &svc;
-  metrics::label_bounds bounds(label_hosts(*rt), rt->classifier.literal_buckets(),
-                               cfg.rate_limit.max_auth_servers_per_host);
-  pm.bound_labels(bounds);
-  add_scrape_gauges(registry, svc, leaves, bounds);
-  add_process_metrics(registry, version);
-  std::atomic<std::uint64_t> internal_errors{0};
-  const app_gauges gauges = add_app_gauges(registry, clock, internal_errors);
-  metrics::history history;
-
   std::unique_ptr<proxy::server> server;
   std::unique_ptr<admin::admin_server> admin_srv;
-  try {
-    server =
-        std::make_unique<proxy::server>(ioc, svc, to_endpoint(ioc, cfg.listen), workers.session_loops(ioc));
-    admin::admin_options admin_opts;
-    admin_opts.access.expose_status = cfg.admin.expose_status;
-    admin_opts.access.allowed_hosts = cfg.admin.allowed_hosts;
-    admin_srv = std::make_unique<admin::admin_server>(
-        ioc, to_endpoint(ioc, cfg.admin_listen),
-        admin_handlers(svc, registry, started, fleet.get(), *ca, ca_bundle, history), admin_opts);
-  } catch (const std::exception& e) {
-    log.error(event("cannot listen").with("error", e.what()));
-    return 1;
-  }
+  if (!open_listeners(cfg, *core, keys, started, log, server, admin_srv)) return 1;
   warn_about_exposure(cfg, *rt, *server, *admin_srv, log);
-  server->start();
-  admin_srv->start();
-  if (fleet) fleet->start();
-  auto control = asio::make_strand(ioc);
-  spawn_background(control, svc, clock, history);
-
-  running r{clock,
-            log,
-            ioc,
-            svc,
-            *server,
-            *admin_srv,
-            fleet.get(),
-            pool,
-            bounds,
-            gauges.reload_ok,
-            gauges.reload_ok_at,
-            std::move(reload)};
-
-  asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
-  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
-    if (ec) return;
-    if (sig == SIGHUP) {
-      apply_reload(r);
-      signals.async_wait(on_signal);
-      return;
-    }
-    if (svc.draining.load()) return;
-    asio::co_spawn(control, drain(r), asio::detached);
-  };
-  signals.async_wait(on_signal);
-
-  // Ready only once SIGTERM/SIGHUP are handled: a supervisor may signal right after READY=1.
-  log.info(event("ready")
-               .with("listen", endpoint_text(server->local_endpoint()))
-               .with("admin_listen", endpoint_text(admin_srv->local_endpoint()))
-               .with("version", version)
-               .with("threads", threads)
-               .with("ca_cert", cfg.ca.cert_file));
-  admin::notify_ready();
-  admin::notify_status("serving");
-
-  workers.start(log, internal_errors);
-  serve_until_stopped(ioc, log, internal_errors);
-  // Sessions still suspended (on a hung upstream, say) are destroyed now, while the pool, gate
-  // and breakers they give their leases back to still exist.
-  workers.stop();
-  ioc.destroy_pending_work();
-  // The drain is over and we are tearing down: a repeated SIGTERM/SIGINT (supervisors resend
-  // them) must not turn a clean exit into death by signal once the signal_set is gone. Asio
-  // restores SIG_DFL when the set is cleared, so both stay blocked from before that until they
-  // are ignored (SIG_IGN also discards one that arrived in between). The worker threads have
-  // been joined: this thread is the only one a signal can go to.
-  sigset_t term;
-  sigemptyset(&term);
-  sigaddset(&term, SIGTERM);
-  sigaddset(&term, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &term, nullptr);
-  boost::system::error_code ignored;
-  signals.clear(ignored);
-  std::signal(SIGTERM, SIG_IGN);
-  std::signal(SIGINT, SIG_IGN);
-  pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
+  serve(cfg, *core, *server, *admin_srv, clock, log, std::move(reload));
   log.flush();
   return 0;
 }
