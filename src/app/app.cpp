@@ -335,22 +335,6 @@ std::string publish_ca_bundle(const config::config& cfg, const tls::certificate_
   return bundle;
 }
 
-// What the drain and a reload act on, built by run() and alive until it returns.
-struct running {
-  const clock_source& clock;
-  const logging::log& log;
-  app_io_context& ioc;
-  proxy::services& svc;
-  proxy::server& server;
-  admin::admin_server& admin_srv;
-  fleet::fleet_service* fleet;
-  upstream::connection_pool& pool;
-  metrics::label_bounds& bounds;
-  metrics::gauge& reload_ok;
-  metrics::gauge& reload_ok_at;
-  std::function<config::parse_result()> reload;
-};
-
 double wall_seconds(const clock_source& clock) {
   return std::chrono::duration<double>(clock.wall_now().time_since_epoch()).count();
 }
@@ -423,187 +407,6 @@ app_gauges add_app_gauges(metrics::registry& registry, const clock_source& clock
         return std::vector<metrics::registry::sample>{{{}, static_cast<double>(internal_errors.load())}};
       });
   return g;
-}
-
-// SIGTERM/SIGINT: stop accepting, say so (/readyz 503), let in-flight work finish until the
-// drain deadline, answer what is still queued 503, then cut the rest short and stop.
-asio::awaitable<void> drain(running& r) {
-  // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
-  // "draining" must not find the port still taking connections.
-  r.server.stop_accepting();
-  const auto t_ex = co_await asio::this_coro::executor;
-  asio::steady_timer t(t_ex);
-  while (!r.server.listener_closed()) {
-    t.expires_after(milliseconds(1));
-    co_await t.async_wait(use_tuple);
-  }
-  r.svc.draining.store(true);
-  admin::notify_stopping();
-  r.log.info(event("draining")
-                 .with("open_connections", r.server.active_sessions())
-                 .with("queued", r.svc.gate.queued()));
-  // Waits while sessions are open, closing idle ones, until `until`.
-  auto wait_sessions = [&](time_point until, duration step, bool close_idle) -> asio::awaitable<void> {
-    while (r.server.active_sessions() > 0 && r.clock.now() < until) {
-      if (close_idle) r.server.close_idle_sessions();
-      t.expires_after(step);
-      co_await t.async_wait(use_tuple);
-    }
-  };
-  co_await wait_sessions(r.clock.now() + milliseconds(r.svc.rt.load()->cfg.client.drain_timeout_ms),
-                         milliseconds(50), true);
-  // Past the drain deadline, queued requests are answered 503 shutting_down.
-  r.svc.gate.drain();
-  co_await wait_sessions(r.clock.now() + seconds(2), milliseconds(20), true);
-  // Whatever is still running now is cut short, so that no coroutine outlives the objects
-  // it uses when the io_context is destroyed.
-  r.server.cancel_all_sessions();
-  co_await wait_sessions(r.clock.now() + seconds(1), milliseconds(10), false);
-  r.log.info(event("stopped").with("connections_left", r.server.active_sessions()));
-  r.admin_srv.stop();
-  if (r.fleet) r.fleet->stop();
-  r.pool.close_all();
-  r.ioc.stop();
-}
-
-// SIGHUP: a valid new configuration replaces the running one (what only a restart can change
-// is said so); an invalid one is rejected and the old one kept.
-void apply_reload(running& r) {
-  admin::notify_reloading();
-  auto parsed = r.reload();
-  if (!parsed.ok()) {
-    r.log.error(event("reload rejected; keeping the running configuration").with("errors", parsed.errors));
-    r.reload_ok.set(0);
-    admin::notify_ready();
-    return;
-  }
-  try {
-    auto next = proxy::runtime::build(parsed.cfg);
-    const auto& old = r.svc.rt.load()->cfg;
-    const auto& c = parsed.cfg;
-    if (c.listen.to_string() != old.listen.to_string() ||
-        c.admin_listen.to_string() != old.admin_listen.to_string() || c.threads != old.threads ||
-        c.ca.cert_file != old.ca.cert_file || c.ca.key_file != old.ca.key_file ||
-        c.upstream.trust_file != old.upstream.trust_file || c.state_dir != old.state_dir ||
-        c.admin != old.admin) {
-      r.log.warn(
-          event("listen addresses, threads, CA, state_dir, admin.* and upstream.trust_file change only on "
-                "restart"));
-    }
-    r.svc.rt.store(next);
-    r.bounds.update(label_hosts(*next), next->classifier.literal_buckets());
-    r.svc.gate.update_settings(next->scheduler);
-    r.svc.breakers.update_settings(next->breaker, next->retry);
-    r.svc.reads.update_settings(cache_settings_of(c));
-    r.pool.update_settings(upstream::connection_pool::from_config(c));
-    logging::set_level(r.log.logger(), c.log.level);
-    r.log.info(event("configuration reloaded"));
-    r.reload_ok.set(1);
-    r.reload_ok_at.set(wall_seconds(r.clock));
-  } catch (const std::exception& e) {
-    r.log.error(event("reload rejected; keeping the running configuration")
-                    .with("errors", nlohmann::json::array({e.what()})));
-    r.reload_ok.set(0);
-  }
-  admin::notify_ready();
-}
-
-// The admin routes' data sources.
-admin::handlers admin_handlers(proxy::services& svc, metrics::registry& registry, time_point started,
-                               const fleet::fleet_service* fleet, const tls::certificate_authority& ca,
-                               const std::string& ca_bundle, const metrics::history& history) {
-  admin::handlers h;
-  h.ready = [&svc] { return !svc.draining.load(); };
-  // Without it a draining sidecar's /readyz said "starting" (docs/architecture.md: 503 while draining).
-  h.draining = [&svc] { return svc.draining.load(); };
-  h.metrics = [&registry] { return registry.render(); };
-  h.status_json = [&svc, started, fleet] { return status_json(svc, started, fleet); };
-  h.ca_pem = [&ca] { return ca.certificate_pem(); };
-  h.ca_bundle_pem = [&ca_bundle] { return ca_bundle; };
-  h.config_json = [&svc] { return config::to_json(svc.rt.load()->cfg, config::secrets::redact).dump(2); };
-  h.history_json = [&history] { return history.to_json().dump(); };
-  return h;
-}
-
-// Listening beyond loopback without the guards that make it safe is allowed, but said.
-void warn_about_exposure(const config::config& cfg, const proxy::runtime& rt, const proxy::server& server,
-                         const admin::admin_server& admin_srv, const logging::log& log) {
-  // A proxy port reachable from the network, with neither proxy authentication nor
-  // access.allowed_clients, lets anyone who reaches it spend the tenant's budget.
-  if (!server.local_endpoint().address().is_loopback() && !rt.proxy_auth.enabled() &&
-      cfg.access.allowed_clients.empty()) {
-    log.warn(event("the proxy listens beyond loopback without proxy authentication or "
-                   "access.allowed_clients: anyone who can reach the port can use it")
-                 .with("listen", endpoint_text(server.local_endpoint())));
-  }
-  if (!admin_srv.local_endpoint().address().is_loopback() && cfg.admin.expose_status) {
-    log.warn(event("admin.expose_status is on and the admin port listens beyond loopback: /status shows "
-                   "client ids, token fingerprints and paths to anyone who can reach it")
-                 .with("admin_listen", endpoint_text(admin_srv.local_endpoint())));
-  }
-}
-
-// Background loops on the control strand: systemd watchdog pings, the upstream pool's upkeep and
-// the dashboard's history.
-void spawn_background(asio::strand<asio::io_context::executor_type>& control, proxy::services& svc,
-                      const clock_source& clock, metrics::history& history) {
-  // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings. The pings go
-  // on through the drain (it ends with ioc.stop()): systemd keeps the watchdog armed while the
-  // service stops, and a drain longer than WatchdogSec/2 would otherwise be killed half-way.
-  if (auto interval = admin::watchdog_interval()) {
-    asio::co_spawn(
-        control,
-        [interval]() -> asio::awaitable<void> {
-          const auto t_ex = co_await asio::this_coro::executor;
-          asio::steady_timer t(t_ex);
-          for (;;) {
-            admin::notify_watchdog();
-            t.expires_after(*interval);
-            co_await t.async_wait(use_tuple);
-          }
-        },
-        asio::detached);
-  }
-  // Upkeep: idle upstream TLS connections' record buffers freed, expired ones closed; the heap's
-  // free pages given back once 4 MiB more is free than at the lowest look since the last time
-  // (see app/heap.hpp).
-  asio::co_spawn(
-      control,
-      [&svc]() -> asio::awaitable<void> {
-        asio::steady_timer t(co_await asio::this_coro::executor);
-        heap_trim_policy heap(std::size_t{4} << 20);
-        while (!svc.draining.load()) {
-          svc.pool.sweep(steady_clock::now());
-          const auto start = steady_clock::now();
-          if (const auto h = heap_upkeep(heap); h.trimmed) {
-            svc.log.debug(event("heap trimmed")
-                              .with("free_bytes", h.free_bytes)
-                              .with("took_us", std::chrono::duration_cast<std::chrono::microseconds>(
-                                                   steady_clock::now() - start)
-                                                   .count()));
-          }
-          t.expires_after(seconds(1));
-          auto [ec] = co_await t.async_wait(use_tuple);
-          if (ec) co_return;
-        }
-      },
-      asio::detached);
-  // The dashboard's history: one point per bucket every interval, kept for 15 minutes.
-  asio::co_spawn(
-      control,
-      [&svc, &clock, &history]() -> asio::awaitable<void> {
-        const auto t_ex = co_await asio::this_coro::executor;
-        asio::steady_timer t(t_ex);
-        while (!svc.draining.load()) {
-          const auto now_ms =
-              std::chrono::duration_cast<milliseconds>(clock.wall_now().time_since_epoch()).count();
-          history.record(now_ms, sample_buckets(svc));
-          t.expires_after(milliseconds(history.interval_ms()));
-          auto [ec] = co_await t.async_wait(use_tuple);
-          if (ec) co_return;
-        }
-      },
-      asio::detached);
 }
 
 // Runs one event loop until it stops. No input may end the process: an exception out of a
@@ -744,6 +547,197 @@ struct proxy_core {
   metrics::history history;
 };
 
+// What the drain and a reload act on, built by serve() and alive until it returns.
+struct running {
+  const clock_source& clock;
+  const logging::log& log;
+  proxy_core& core;
+  proxy::server& server;
+  admin::admin_server& admin_srv;
+  std::function<config::parse_result()> reload;
+};
+
+// SIGTERM/SIGINT: stop accepting, say so (/readyz 503), let in-flight work finish until the
+// drain deadline, answer what is still queued 503, then cut the rest short and stop.
+asio::awaitable<void> drain(running& r) {
+  // Stop accepting first, and only then say so (/readyz 503): a load balancer that sees
+  // "draining" must not find the port still taking connections.
+  r.server.stop_accepting();
+  const auto t_ex = co_await asio::this_coro::executor;
+  asio::steady_timer t(t_ex);
+  while (!r.server.listener_closed()) {
+    t.expires_after(milliseconds(1));
+    co_await t.async_wait(use_tuple);
+  }
+  r.core.svc.draining.store(true);
+  admin::notify_stopping();
+  r.log.info(event("draining")
+                 .with("open_connections", r.server.active_sessions())
+                 .with("queued", r.core.svc.gate.queued()));
+  // Waits while sessions are open, closing idle ones, until `until`.
+  auto wait_sessions = [&](time_point until, duration step, bool close_idle) -> asio::awaitable<void> {
+    while (r.server.active_sessions() > 0 && r.clock.now() < until) {
+      if (close_idle) r.server.close_idle_sessions();
+      t.expires_after(step);
+      co_await t.async_wait(use_tuple);
+    }
+  };
+  co_await wait_sessions(r.clock.now() + milliseconds(r.core.svc.rt.load()->cfg.client.drain_timeout_ms),
+                         milliseconds(50), true);
+  // Past the drain deadline, queued requests are answered 503 shutting_down.
+  r.core.svc.gate.drain();
+  co_await wait_sessions(r.clock.now() + seconds(2), milliseconds(20), true);
+  // Whatever is still running now is cut short, so that no coroutine outlives the objects
+  // it uses when the io_context is destroyed.
+  r.server.cancel_all_sessions();
+  co_await wait_sessions(r.clock.now() + seconds(1), milliseconds(10), false);
+  r.log.info(event("stopped").with("connections_left", r.server.active_sessions()));
+  r.admin_srv.stop();
+  if (r.core.fleet) r.core.fleet->stop();
+  r.core.pool.close_all();
+  r.core.ioc.stop();
+}
+
+// SIGHUP: a valid new configuration replaces the running one (what only a restart can change
+// is said so); an invalid one is rejected and the old one kept.
+void apply_reload(running& r) {
+  admin::notify_reloading();
+  auto parsed = r.reload();
+  if (!parsed.ok()) {
+    r.log.error(event("reload rejected; keeping the running configuration").with("errors", parsed.errors));
+    r.core.gauges.reload_ok.set(0);
+    admin::notify_ready();
+    return;
+  }
+  try {
+    auto next = proxy::runtime::build(parsed.cfg);
+    const auto& old = r.core.svc.rt.load()->cfg;
+    const auto& c = parsed.cfg;
+    if (c.listen.to_string() != old.listen.to_string() ||
+        c.admin_listen.to_string() != old.admin_listen.to_string() || c.threads != old.threads ||
+        c.ca.cert_file != old.ca.cert_file || c.ca.key_file != old.ca.key_file ||
+        c.upstream.trust_file != old.upstream.trust_file || c.state_dir != old.state_dir ||
+        c.admin != old.admin) {
+      r.log.warn(
+          event("listen addresses, threads, CA, state_dir, admin.* and upstream.trust_file change only on "
+                "restart"));
+    }
+    r.core.svc.rt.store(next);
+    r.core.bounds.update(label_hosts(*next), next->classifier.literal_buckets());
+    r.core.svc.gate.update_settings(next->scheduler);
+    r.core.svc.breakers.update_settings(next->breaker, next->retry);
+    r.core.svc.reads.update_settings(cache_settings_of(c));
+    r.core.pool.update_settings(upstream::connection_pool::from_config(c));
+    logging::set_level(r.log.logger(), c.log.level);
+    r.log.info(event("configuration reloaded"));
+    r.core.gauges.reload_ok.set(1);
+    r.core.gauges.reload_ok_at.set(wall_seconds(r.clock));
+  } catch (const std::exception& e) {
+    r.log.error(event("reload rejected; keeping the running configuration")
+                    .with("errors", nlohmann::json::array({e.what()})));
+    r.core.gauges.reload_ok.set(0);
+  }
+  admin::notify_ready();
+}
+
+// The admin routes' data sources.
+admin::handlers admin_handlers(proxy::services& svc, metrics::registry& registry, time_point started,
+                               const fleet::fleet_service* fleet, const tls::certificate_authority& ca,
+                               const std::string& ca_bundle, const metrics::history& history) {
+  admin::handlers h;
+  h.ready = [&svc] { return !svc.draining.load(); };
+  // Without it a draining sidecar's /readyz said "starting" (docs/architecture.md: 503 while draining).
+  h.draining = [&svc] { return svc.draining.load(); };
+  h.metrics = [&registry] { return registry.render(); };
+  h.status_json = [&svc, started, fleet] { return status_json(svc, started, fleet); };
+  h.ca_pem = [&ca] { return ca.certificate_pem(); };
+  h.ca_bundle_pem = [&ca_bundle] { return ca_bundle; };
+  h.config_json = [&svc] { return config::to_json(svc.rt.load()->cfg, config::secrets::redact).dump(2); };
+  h.history_json = [&history] { return history.to_json().dump(); };
+  return h;
+}
+
+// Listening beyond loopback without the guards that make it safe is allowed, but said.
+void warn_about_exposure(const config::config& cfg, const proxy::runtime& rt, const proxy::server& server,
+                         const admin::admin_server& admin_srv, const logging::log& log) {
+  // A proxy port reachable from the network, with neither proxy authentication nor
+  // access.allowed_clients, lets anyone who reaches it spend the tenant's budget.
+  if (!server.local_endpoint().address().is_loopback() && !rt.proxy_auth.enabled() &&
+      cfg.access.allowed_clients.empty()) {
+    log.warn(event("the proxy listens beyond loopback without proxy authentication or "
+                   "access.allowed_clients: anyone who can reach the port can use it")
+                 .with("listen", endpoint_text(server.local_endpoint())));
+  }
+  if (!admin_srv.local_endpoint().address().is_loopback() && cfg.admin.expose_status) {
+    log.warn(event("admin.expose_status is on and the admin port listens beyond loopback: /status shows "
+                   "client ids, token fingerprints and paths to anyone who can reach it")
+                 .with("admin_listen", endpoint_text(admin_srv.local_endpoint())));
+  }
+}
+
+// Background loops on the control strand: systemd watchdog pings, the upstream pool's upkeep and
+// the dashboard's history.
+void spawn_background(asio::strand<asio::io_context::executor_type>& control, proxy::services& svc,
+                      const clock_source& clock, metrics::history& history) {
+  // systemd watchdog: ping from the I/O loop, so a wedged loop stops the pings. The pings go
+  // on through the drain (it ends with ioc.stop()): systemd keeps the watchdog armed while the
+  // service stops, and a drain longer than WatchdogSec/2 would otherwise be killed half-way.
+  if (auto interval = admin::watchdog_interval()) {
+    asio::co_spawn(
+        control,
+        [interval]() -> asio::awaitable<void> {
+          const auto t_ex = co_await asio::this_coro::executor;
+          asio::steady_timer t(t_ex);
+          for (;;) {
+            admin::notify_watchdog();
+            t.expires_after(*interval);
+            co_await t.async_wait(use_tuple);
+          }
+        },
+        asio::detached);
+  }
+  // Upkeep: idle upstream TLS connections' record buffers freed, expired ones closed; the heap's
+  // free pages given back once 4 MiB more is free than at the lowest look since the last time
+  // (see app/heap.hpp).
+  asio::co_spawn(
+      control,
+      [&svc]() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor);
+        heap_trim_policy heap(std::size_t{4} << 20);
+        while (!svc.draining.load()) {
+          svc.pool.sweep(steady_clock::now());
+          const auto start = steady_clock::now();
+          if (const auto h = heap_upkeep(heap); h.trimmed) {
+            svc.log.debug(event("heap trimmed")
+                              .with("free_bytes", h.free_bytes)
+                              .with("took_us", std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   steady_clock::now() - start)
+                                                   .count()));
+          }
+          t.expires_after(seconds(1));
+          auto [ec] = co_await t.async_wait(use_tuple);
+          if (ec) co_return;
+        }
+      },
+      asio::detached);
+  // The dashboard's history: one point per bucket every interval, kept for 15 minutes.
+  asio::co_spawn(
+      control,
+      [&svc, &clock, &history]() -> asio::awaitable<void> {
+        const auto t_ex = co_await asio::this_coro::executor;
+        asio::steady_timer t(t_ex);
+        while (!svc.draining.load()) {
+          const auto now_ms =
+              std::chrono::duration_cast<milliseconds>(clock.wall_now().time_since_epoch()).count();
+          history.record(now_ms, sample_buckets(svc));
+          t.expires_after(milliseconds(history.interval_ms()));
+          auto [ec] = co_await t.async_wait(use_tuple);
+          if (ec) co_return;
+        }
+      },
+      asio::detached);
+}
+
 // The proxy and admin listeners. False when one cannot listen (said in the log).
 bool open_listeners(const config::config& cfg, proxy_core& core, const local_tls& keys, time_point started,
                     const logging::log& log, std::unique_ptr<proxy::server>& server,
@@ -793,18 +787,7 @@ void serve(const config::config& cfg, proxy_core& core, proxy::server& server, a
   if (core.fleet) core.fleet->start();
   auto control = asio::make_strand(core.ioc);
   spawn_background(control, core.svc, clock, core.history);
-  running r{clock,
-            log,
-            core.ioc,
-            core.svc,
-            server,
-            admin_srv,
-            core.fleet.get(),
-            core.pool,
-            core.bounds,
-            core.gauges.reload_ok,
-            core.gauges.reload_ok_at,
-            std::move(reload)};
+  running r{clock, log, core, server, admin_srv, std::move(reload)};
   asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
