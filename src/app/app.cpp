@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 
 #include "okta_sidecar/admin/admin_server.hpp"
@@ -498,18 +499,33 @@ unsigned thread_count(const config::config& cfg) {
   return cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
 }
 
+// A fleet setting the fleet service refuses: a configuration error (exit 2), where anything else
+// that fails while the proxy is being built is a runtime failure (exit 1).
+struct invalid_fleet_setting : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::unique_ptr<fleet::fleet_service> make_fleet(const config::config& cfg, asio::io_context& ioc,
+                                                 const clock_source& clock, const logging::log& log,
+                                                 metrics::registry& registry) {
+  if (!cfg.fleet) return nullptr;
+  try {
+    return std::make_unique<fleet::fleet_service>(ioc, fleet::fleet_service_settings::from_config(cfg), clock,
+                                                  log, registry);
+  } catch (const std::exception& e) {
+    throw invalid_fleet_setting(e.what());
+  }
+}
+
 // What the sessions share, built in the order each needs the ones before it and destroyed in
-// reverse, after the listeners and every session (serve() stops those first). Throws on a fleet
-// setting the fleet service refuses.
+// reverse, after the listeners and every session (serve() stops those first).
 struct proxy_core {
   proxy_core(const config::config& cfg, const std::shared_ptr<const proxy::runtime>& rt, local_tls& keys,
              const clock_source& clock, const logging::log& log)
       : threads(thread_count(cfg)),
         workers(threads - 1),
         pool(*keys.upstream_ctx, upstream::connection_pool::from_config(cfg)),
-        fleet(cfg.fleet ? std::make_unique<fleet::fleet_service>(
-                              ioc, fleet::fleet_service_settings::from_config(cfg), clock, log, registry)
-                        : nullptr),
+        fleet(make_fleet(cfg, ioc, clock, log, registry)),
         gate(ioc, rt->scheduler, clock, fleet ? fleet->make_store() : nullptr),
         breakers(rt->breaker, rt->retry, [this](const std::string& host) { held_for_probe.wake(host); }),
         reads(cache_settings_of(cfg)),
@@ -835,9 +851,12 @@ int run(const config::config& cfg, const logging::log& log, std::function<config
   std::unique_ptr<proxy_core> core;
   try {
     core = std::make_unique<proxy_core>(cfg, rt, keys, clock, log);
-  } catch (const std::exception& e) {
+  } catch (const invalid_fleet_setting& e) {
     log.error(event("invalid configuration").with("error", e.what()));
     return 2;
+  } catch (const std::exception& e) {
+    log.error(event("cannot start").with("error", e.what()));
+    return 1;
   }
   std::unique_ptr<proxy::server> server;
   std::unique_ptr<admin::admin_server> admin_srv;
