@@ -168,7 +168,9 @@ std::optional<std::int64_t> parse_http_date(std::string_view text) {
     std::size_t size = 0;
     std::optional<std::int64_t> value;
   };
-  thread_local memo last;  // empty at first, with no value: the answer for an empty text
+  thread_local memo last;
+  // Not through the memo: an empty view's data() may be null, which memcmp and memcpy must not get.
+  if (text.empty()) return std::nullopt;
   if (text.size() == last.size && std::memcmp(text.data(), last.text.data(), text.size()) == 0)
     return last.value;
   const auto value = parse_any_form(text);

@@ -106,6 +106,7 @@ TEST(HttpDate, TextsInTurnEachTheirOwn) {
     EXPECT_EQ(parse_http_date(b), 784111778);
     EXPECT_EQ(parse_http_date(bad), std::nullopt);
     EXPECT_EQ(parse_http_date(""), std::nullopt);
+    EXPECT_EQ(parse_http_date(std::string_view{}), std::nullopt);             // no data at all
     EXPECT_EQ(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), 784111777);  // longer than the memo
   }
 }
